@@ -1,0 +1,31 @@
+// What every command and request handler shares: the configuration and the stores of one data folder.
+import { mkdir } from 'node:fs/promises';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { BlobStore } from './registry/blobs.js';
+import { ManifestStore } from './registry/manifests.js';
+import { FsDriver } from './storage/fs.js';
+import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
+
+export interface App {
+  config: Config;
+  log: Logger;
+  driver: FsDriver;
+  blobs: BlobStore;
+  manifests: ManifestStore;
+}
+
+/** Open (creating on first use) the data folder named by the config. */
+export async function openApp(config: Config, log: Logger): Promise<App> {
+  const driver = new FsDriver(config.data);
+  for (const dir of [BLOBS, MANIFESTS, STATE]) await mkdir(driver.path(dir), { recursive: true });
+  const removed = await driver.cleanStaging();
+  if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
+  return {
+    config,
+    log,
+    driver,
+    blobs: new BlobStore(driver),
+    manifests: new ManifestStore(driver, config.hosts),
+  };
+}

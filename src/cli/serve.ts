@@ -1,0 +1,45 @@
+import type { Command } from 'commander';
+import { openApp } from '../app.js';
+import { createLogger } from '../log.js';
+import { startServer } from '../http/server.js';
+import { configFrom, fail, withStoreOptions } from './common.js';
+
+export function registerServe(program: Command): void {
+  withStoreOptions(program.command('serve'))
+    .description('serve the data folder to ollama clients (and OCI tools)')
+    .option('-l, --listen <host:port>', 'address to listen on (env OLLAMA_REGISTRY_LISTEN; default 0.0.0.0:8080)')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
+    .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
+    .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
+    .option('--log-format <format>', 'json|text|auto (auto: text on a terminal)')
+    .action(async (opts) => {
+      try {
+        const config = configFrom(opts, {
+          listen: opts.listen, 'tls.cert': opts.tlsCert, 'tls.key': opts.tlsKey,
+          'log.level': opts.logLevel, 'log.format': opts.logFormat,
+        });
+        const log = createLogger(config.log);
+        const app = await openApp(config, log);
+        const srv = await startServer(app, { ...config.listen, tls: config.tls });
+        log.info({ url: srv.url, data: config.data }, 'ollama-registry is serving');
+        let stopping = false;
+        const stop = (signal: string) => {
+          if (stopping) {
+            log.warn('second signal: exiting now');
+            process.exit(1);
+          }
+          stopping = true;
+          log.info({ signal, graceSeconds: config.shutdownTimeoutSeconds }, 'shutting down: finishing in-flight requests');
+          void srv.close().then(() => {
+            log.info('stopped');
+            log.flush();
+            process.exit(0);
+          });
+        };
+        process.on('SIGINT', () => stop('SIGINT'));
+        process.on('SIGTERM', () => stop('SIGTERM'));
+      } catch (e) {
+        fail(e);
+      }
+    });
+}

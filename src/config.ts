@@ -1,0 +1,145 @@
+// One typed configuration: defaults < YAML file < environment < command-line flags.
+// Every error names the key it is about.
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { DEFAULT_HOST, isValidPart } from './names.js';
+
+export interface Config {
+  /** The data folder: an ollama models folder plus .ollama-registry/. */
+  data: string;
+  listen: { host: string; port: number };
+  tls?: { cert: string; key: string };
+  /** Host folders searched first, in order, when a request names only namespace/model. */
+  hosts: string[];
+  log: { level: string; format: 'json' | 'text' | 'auto' };
+  /** How long in-flight requests may finish after SIGTERM before they are cut. */
+  shutdownTimeoutSeconds: number;
+}
+
+export class ConfigError extends Error {
+  constructor(key: string, message: string) {
+    super(`config: ${key}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(base, 'ollama-registry');
+}
+
+export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
+  return {
+    data: defaultDataDir(env),
+    listen: { host: '0.0.0.0', port: 8080 },
+    hosts: [DEFAULT_HOST],
+    log: { level: 'info', format: 'auto' },
+    shutdownTimeoutSeconds: 30,
+  };
+}
+
+export function parseListen(value: string, key = 'listen'): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(key, `expected HOST:PORT or PORT, got ${JSON.stringify(value)}`);
+  return { host: m[1] || m[2] || '0.0.0.0', port };
+}
+
+/** The keys a user may set, with their environment variable. */
+const ENV: Array<[string, string]> = [
+  ['data', 'OLLAMA_REGISTRY_DATA'],
+  ['listen', 'OLLAMA_REGISTRY_LISTEN'],
+  ['tls.cert', 'OLLAMA_REGISTRY_TLS_CERT'],
+  ['tls.key', 'OLLAMA_REGISTRY_TLS_KEY'],
+  ['hosts', 'OLLAMA_REGISTRY_HOSTS'],
+  ['log.level', 'OLLAMA_REGISTRY_LOG_LEVEL'],
+  ['log.format', 'OLLAMA_REGISTRY_LOG_FORMAT'],
+  ['shutdownTimeoutSeconds', 'OLLAMA_REGISTRY_SHUTDOWN_TIMEOUT'],
+];
+
+type Flat = Record<string, unknown>;
+
+function flatten(obj: unknown, prefix = '', out: Flat = {}): Flat {
+  if (obj && typeof obj === 'object' && !Array.isArray(obj)) {
+    for (const [k, v] of Object.entries(obj)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else if (prefix) out[prefix] = obj;
+  return out;
+}
+
+function apply(cfg: Config, flat: Flat, source: string): void {
+  const known = new Set(ENV.map(([k]) => k));
+  for (const [key, raw] of Object.entries(flat)) {
+    if (raw === undefined) continue;
+    if (!known.has(key)) throw new ConfigError(key, `unknown setting (in ${source})`);
+    const str = (v: unknown) => {
+      if (typeof v !== 'string' || v === '') throw new ConfigError(key, `expected a non-empty string (in ${source})`);
+      return v;
+    };
+    switch (key) {
+      case 'data': cfg.data = path.resolve(str(raw)); break;
+      case 'listen': cfg.listen = parseListen(typeof raw === 'number' ? String(raw) : str(raw), key); break;
+      case 'tls.cert': cfg.tls = { cert: path.resolve(str(raw)), key: cfg.tls?.key ?? '' }; break;
+      case 'tls.key': cfg.tls = { cert: cfg.tls?.cert ?? '', key: path.resolve(str(raw)) }; break;
+      case 'hosts': {
+        const list = Array.isArray(raw) ? raw : str(raw).split(',').map((s) => s.trim()).filter(Boolean);
+        for (const h of list) if (typeof h !== 'string' || !isValidPart('host', h)) throw new ConfigError(key, `invalid host folder name ${JSON.stringify(h)}`);
+        cfg.hosts = list as string[];
+        break;
+      }
+      case 'log.level': {
+        const v = str(raw);
+        if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(v)) throw new ConfigError(key, `expected trace|debug|info|warn|error|silent, got ${JSON.stringify(v)}`);
+        cfg.log.level = v;
+        break;
+      }
+      case 'log.format': {
+        const v = str(raw);
+        if (v !== 'json' && v !== 'text' && v !== 'auto') throw new ConfigError(key, `expected json|text|auto, got ${JSON.stringify(v)}`);
+        cfg.log.format = v;
+        break;
+      }
+      case 'shutdownTimeoutSeconds': {
+        const n = Number(raw);
+        if (!Number.isFinite(n) || n < 0) throw new ConfigError(key, `expected a number of seconds ≥ 0, got ${JSON.stringify(raw)}`);
+        cfg.shutdownTimeoutSeconds = n;
+        break;
+      }
+    }
+  }
+}
+
+export interface LoadOptions {
+  /** YAML file; also OLLAMA_REGISTRY_CONFIG. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Flag values keyed like the YAML keys ('data', 'listen', 'tls.cert', …); undefined = not given. */
+  flags?: Flat;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const cfg = defaults(env);
+  const file = opts.file ?? env.OLLAMA_REGISTRY_CONFIG;
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ConfigError('config', `cannot read ${file}: ${(e as Error).message}`);
+    }
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (e) {
+      throw new ConfigError('config', `${file} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+    }
+    if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError('config', `${file} must be a YAML mapping`);
+    apply(cfg, flatten(doc ?? {}), file);
+  }
+  apply(cfg, Object.fromEntries(ENV.filter(([, v]) => env[v] !== undefined && env[v] !== '').map(([k, v]) => [k, env[v]])), 'environment');
+  apply(cfg, opts.flags ?? {}, 'command line');
+  if (cfg.tls && (!cfg.tls.cert || !cfg.tls.key)) throw new ConfigError('tls', 'give both tls.cert and tls.key (--tls-cert and --tls-key)');
+  return cfg;
+}

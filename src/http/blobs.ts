@@ -1,0 +1,48 @@
+// Blob reads, shaped by what ollama's downloader needs (protocol §2.3, §3.3):
+// HEAD answers directly with the exact size; a GET without Range answers 200 *with* a Location
+// header (ollama's probe reads only the headers and hangs up); a ranged GET answers 206.
+import { pipeline } from 'node:stream/promises';
+import { RegistryError } from '../errors.js';
+import type { Handler } from './context.js';
+import { absoluteUrl } from './context.js';
+import { parseRange } from './range.js';
+import { isClientGone } from './respond.js';
+
+type BlobRoute = { kind: 'blob'; namespace: string; model: string; digest: string };
+
+export const getBlob: Handler<BlobRoute> = async ({ app, req, res, route }) => {
+  const { digest } = route;
+  const size = await app.blobs.size(digest);
+  if (size === null) {
+    throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} is not in this registry`);
+  }
+  const headers: Record<string, string | number> = {
+    'Content-Type': 'application/octet-stream',
+    'Accept-Ranges': 'bytes',
+    'Docker-Content-Digest': digest,
+    ETag: `"${digest}"`,
+    'Cache-Control': 'public, max-age=31536000, immutable',
+  };
+  if (req.method === 'HEAD') {
+    res.writeHead(200, { ...headers, 'Content-Length': size });
+    res.end();
+    return;
+  }
+  const range = parseRange(req.headers.range, size);
+  if (range) {
+    res.writeHead(206, { ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': range.end - range.start + 1 });
+  } else {
+    // The Location is what ollama takes as the URL for its ranged part requests.
+    res.writeHead(200, { ...headers, 'Content-Length': size, Location: absoluteUrl(req, req.url ?? '/') });
+  }
+  if (size === 0) {
+    res.end();
+    return;
+  }
+  const body = await app.blobs.open(digest, range);
+  try {
+    await pipeline(body, res);
+  } catch (e) {
+    if (!isClientGone(e, res)) throw e;
+  }
+};

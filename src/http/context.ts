@@ -1,0 +1,32 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { App } from '../app.js';
+import type { V2Route } from './routes.js';
+
+export interface Ctx<R extends V2Route = V2Route> {
+  app: App;
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** Parsed request URL (query in url.searchParams). */
+  url: URL;
+  route: R;
+}
+
+export type Handler<R extends V2Route = V2Route> = (ctx: Ctx<R>) => Promise<void>;
+
+const HOST_RE = /^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/** scheme://host[:port] as the client reached us (the Host header, when it is a plain host). */
+export function origin(req: IncomingMessage): string {
+  const scheme = (req.socket as TLSSocket).encrypted ? 'https' : 'http';
+  const host = req.headers.host;
+  if (host && HOST_RE.test(host)) return `${scheme}://${host}`;
+  const addr = req.socket.localAddress ?? '127.0.0.1';
+  const h = addr.includes(':') ? `[${addr}]` : addr;
+  return `${scheme}://${h}:${req.socket.localPort}`;
+}
+
+/** Absolute URL of a path on this registry, as the client reached it. */
+export function absoluteUrl(req: IncomingMessage, pathAndQuery: string): string {
+  return origin(req) + pathAndQuery;
+}

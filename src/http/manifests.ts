@@ -1,0 +1,22 @@
+import type { Handler } from './context.js';
+
+type ManifestRoute = { kind: 'manifest'; namespace: string; model: string; reference: string };
+
+/** Manifest bytes exactly as stored, whatever the Accept header (ollama and OCI tools alike). */
+export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route }) => {
+  const m = await app.manifests.get(route.namespace, route.model, route.reference);
+  const etag = `"${m.digest}"`;
+  const headers = {
+    'Content-Type': m.mediaType,
+    'Docker-Content-Digest': m.digest,
+    ETag: etag,
+    'Last-Modified': new Date(m.mtimeMs).toUTCString(),
+  };
+  if (req.headers['if-none-match'] === etag) {
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
+  res.writeHead(200, { ...headers, 'Content-Length': m.bytes.length });
+  res.end(req.method === 'HEAD' ? undefined : m.bytes);
+};

@@ -1,0 +1,35 @@
+// The one place that turns a thrown value into an HTTP response.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isRegistryError, RegistryError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const bytes = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': bytes.length });
+  res.end(res.req.method === 'HEAD' ? undefined : bytes);
+}
+
+/** A client that hung up mid-response is normal (ollama's probe GET always does). */
+export function isClientGone(e: unknown, res: ServerResponse): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return res.destroyed || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+export function sendError(req: IncomingMessage, res: ServerResponse, e: unknown, log: Logger): void {
+  if (isClientGone(e, res)) return;
+  let err: RegistryError;
+  if (isRegistryError(e)) {
+    err = e;
+  } else {
+    log.error({ err: e, method: req.method, url: req.url }, 'internal error');
+    err = new RegistryError('INTERNAL', 'internal server error; the registry log has the details');
+  }
+  if (res.headersSent) {
+    // Too late for a status: cut the connection so the client sees a failure, not a short body.
+    res.destroy();
+    return;
+  }
+  const entry: Record<string, unknown> = { code: err.code, message: err.message };
+  if (err.detail !== undefined) entry.detail = err.detail;
+  sendJson(res, err.status, { errors: [entry] }, err.headers);
+}

@@ -1,0 +1,139 @@
+// The node:http adapter: routes a request to its handler, logs one line per request, and
+// owns start-up and graceful shutdown. Plain node:http streams blobs with the least overhead.
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { App } from '../app.js';
+import { RegistryError } from '../errors.js';
+import { getBlob } from './blobs.js';
+import type { Ctx, Handler } from './context.js';
+import { catalog, ping, tagsList } from './listing.js';
+import { getManifest } from './manifests.js';
+import { sendError } from './respond.js';
+import { parseV2Path, type V2Route } from './routes.js';
+
+type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
+
+/** Handlers of the registry API by route kind and method. Other features add entries here. */
+export function v2Handlers(): HandlerTable {
+  return {
+    ping: { GET: ping, HEAD: ping },
+    catalog: { GET: catalog },
+    manifest: { GET: getManifest, HEAD: getManifest },
+    blob: { GET: getBlob, HEAD: getBlob },
+    uploads: {},
+    tags: { GET: tagsList },
+  };
+}
+
+/** Non-registry routes (web page, health, metrics): exact path → handler. */
+export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
+
+export interface RegistryServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = new Map()) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = process.hrtime.bigint();
+    let routeKind = 'none';
+    res.once('close', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      app.log.info({
+        method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 300), route: routeKind, status: res.statusCode,
+        bytes: Number(res.getHeader('content-length') ?? 0), ms: Math.round(ms * 10) / 10,
+        aborted: !res.writableFinished || undefined, ua: req.headers['user-agent']?.slice(0, 120),
+      }, 'request');
+    });
+    try {
+      const url = new URL(req.url ?? '/', 'http://registry.invalid');
+      const rawPath = (req.url ?? '/').split('?')[0]!;
+      const route = parseV2Path(rawPath);
+      if (!route) {
+        const h = plain.get(url.pathname);
+        if (h) {
+          routeKind = url.pathname;
+          return await h(app, req, res, url);
+        }
+        throw new RegistryError('NOT_FOUND', `no such endpoint: ${req.method} ${rawPath.slice(0, 100)}`);
+      }
+      routeKind = route.kind;
+      res.setHeader('Docker-Distribution-Api-Version', 'registry/2.0');
+      const methods = table[route.kind] as Partial<Record<string, Handler>>;
+      const handler = methods[req.method ?? ''];
+      if (!handler) {
+        const allow = Object.keys(methods).join(', ');
+        const why = WRITE_METHODS.has(req.method ?? '') && !Object.keys(methods).some((m) => WRITE_METHODS.has(m))
+          ? 'this registry does not accept pushes' : `${req.method} is not supported on this endpoint`;
+        throw new RegistryError('UNSUPPORTED', why, { headers: { Allow: allow || 'GET, HEAD' } });
+      }
+      const ctx: Ctx = { app, req, res, url, route };
+      await handler(ctx);
+    } catch (e) {
+      sendError(req, res, e, app.log);
+    }
+  };
+}
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  tls?: { cert: string; key: string };
+  table?: HandlerTable;
+  plain?: Map<string, PlainHandler>;
+}
+
+export async function startServer(app: App, opts: ListenOptions): Promise<RegistryServer> {
+  const handler = createHandler(app, opts.table, opts.plain);
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => void handler(req, res);
+  const server: Server = opts.tls
+    ? https.createServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, onRequest)
+    : http.createServer(onRequest);
+  // Go keeps idle connections for 90 s; Node's 5 s default makes ollama's 16 parts churn sockets.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  // Multi-gigabyte bodies (pushes) take longer than Node's 300 s default request timeout.
+  server.requestTimeout = 0;
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+    app.log.debug({ err: err.message }, 'bad request from client');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
+  return {
+    server,
+    url,
+    close: () => closeServer(server, app.config.shutdownTimeoutSeconds * 1000),
+  };
+}
+
+/** Stop accepting; let in-flight requests finish for up to `graceMs`, then cut them. */
+export function closeServer(server: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    timer.unref();
+    // Keep-alive sockets become idle as their last response ends: close them as they do.
+    const sweep = setInterval(() => server.closeIdleConnections(), 100);
+    server.close(() => {
+      clearTimeout(timer);
+      clearInterval(sweep);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

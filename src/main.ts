@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+// ollama-registry command line: one sub-command per file under cli/.
+import { Command, CommanderError } from 'commander';
+import { registerImport } from './cli/import.js';
+import { EXIT } from './cli/common.js';
+import { registerServe } from './cli/serve.js';
+import { VERSION } from './version.js';
+
+const program = new Command('ollama-registry')
+  .description('A self-hosted registry for ollama models')
+  .version(VERSION)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride((err: CommanderError) => {
+    const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+    process.exit(ok ? EXIT.OK : EXIT.USAGE);
+  });
+
+registerServe(program);
+registerImport(program);
+
+await program.parseAsync(process.argv);

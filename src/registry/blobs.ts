@@ -1,0 +1,92 @@
+// Blobs by sha256 digest. A blob becomes visible only after its bytes were hashed and matched.
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { RegistryError } from '../errors.js';
+import { digestFromBlobFileName, digestHex } from '../names.js';
+import type { ByteRange, Driver } from '../storage/driver.js';
+import { BLOBS, blobKey, stagingKey } from '../storage/layout.js';
+import { HashingStream } from './hashing.js';
+
+export class BlobStore {
+  constructor(readonly driver: Driver) {}
+
+  /** Size of a stored blob, or null. Throws DIGEST_INVALID for a malformed digest. */
+  async size(digest: string): Promise<number | null> {
+    const st = await this.driver.stat(blobKey(digest));
+    return st && !st.isDir ? st.size : null;
+  }
+
+  async open(digest: string, range?: ByteRange): Promise<Readable> {
+    return this.driver.read(blobKey(digest), range);
+  }
+
+  /**
+   * Store a blob from a stream: staged, hashed while written, published by an atomic move
+   * only when the digest (and the size, when given) match. Existing blobs are left alone.
+   */
+  async put(digest: string, body: Readable, expectedSize?: number): Promise<{ size: number; created: boolean }> {
+    digestHex(digest);
+    const staging = stagingKey();
+    const hasher = new HashingStream();
+    try {
+      const written = this.driver.write(staging, hasher);
+      await Promise.all([pipeline(body, hasher), written]);
+      const got = hasher.digest();
+      if (got !== digest) {
+        throw new RegistryError('DIGEST_INVALID', `digest mismatch: want ${digest}, got ${got}`);
+      }
+      if (expectedSize !== undefined && hasher.bytes !== expectedSize) {
+        throw new RegistryError('SIZE_INVALID', `size mismatch for ${digest}: want ${expectedSize} bytes, got ${hasher.bytes}`);
+      }
+      const existing = await this.size(digest);
+      if (existing !== null) {
+        await this.driver.delete(staging);
+        return { size: existing, created: false };
+      }
+      await this.driver.move(staging, blobKey(digest));
+      return { size: hasher.bytes, created: true };
+    } catch (e) {
+      await this.driver.delete(staging).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Publish an already-staged file after hashing it; the staged file is consumed either way. */
+  async publishStaged(staging: string, digest: string): Promise<{ size: number }> {
+    try {
+      const got = await this.hashKey(staging);
+      if (got.digest !== digest) {
+        throw new RegistryError('DIGEST_INVALID', `digest mismatch: want ${digest}, got ${got.digest}`);
+      }
+      if ((await this.size(digest)) === null) await this.driver.move(staging, blobKey(digest));
+      else await this.driver.delete(staging);
+      return { size: got.size };
+    } catch (e) {
+      await this.driver.delete(staging).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** sha256 of whatever is stored at a key. */
+  async hashKey(key: string): Promise<{ digest: string; size: number }> {
+    const hasher = new HashingStream();
+    await pipeline(await this.driver.read(key), hasher, async function* (src) {
+      for await (const _ of src) { /* drain */ }
+    });
+    return { digest: hasher.digest(), size: hasher.bytes };
+  }
+
+  async delete(digest: string): Promise<void> {
+    await this.driver.delete(blobKey(digest));
+  }
+
+  /** Every stored blob's digest (files that are not blobs are skipped). */
+  async list(): Promise<string[]> {
+    const out: string[] = [];
+    for (const f of await this.driver.list(BLOBS)) {
+      const d = digestFromBlobFileName(f);
+      if (d && f.startsWith('sha256-')) out.push(d);
+    }
+    return out;
+  }
+}

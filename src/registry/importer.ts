@@ -1,0 +1,143 @@
+// Bring another ollama models folder into the store: every blob verified by its sha256 (hard
+// linked when on the same filesystem, else copied), what is present skipped, bad files reported
+// by name and left out together with every manifest that needs them.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { App } from '../app.js';
+import { isRegistryError } from '../errors.js';
+import { digestHex, isValidPart } from '../names.js';
+import { stagingKey } from '../storage/layout.js';
+import { parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
+import type { ManifestRef } from './manifests.js';
+
+const MAX_MANIFEST_BYTES = 4 << 20;
+
+export interface ImportProblem {
+  /** Path relative to the imported folder. */
+  file: string;
+  reason: string;
+}
+
+export interface ImportReport {
+  manifests: { added: string[]; updated: string[]; unchanged: string[] };
+  blobs: { linked: number; copied: number; present: number; bytes: number };
+  badBlobs: ImportProblem[];
+  skippedManifests: ImportProblem[];
+}
+
+export type ImportEvent = { kind: 'blob'; digest: string; how: 'linked' | 'copied' | 'present'; size: number } | { kind: 'problem'; problem: ImportProblem };
+
+async function entries(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort();
+  } catch {
+    return [];
+  }
+}
+
+async function isDir(p: string): Promise<boolean> {
+  return stat(p).then((s) => s.isDirectory(), () => false);
+}
+
+/** Every manifest file (exactly four levels under manifests/), with names that don't validate reported. */
+async function manifestFiles(src: string, report: ImportReport): Promise<Array<ManifestRef & { file: string }>> {
+  const out: Array<ManifestRef & { file: string }> = [];
+  const root = path.join(src, 'manifests');
+  for (const host of await entries(root)) {
+    for (const namespace of await entries(path.join(root, host))) {
+      for (const model of await entries(path.join(root, host, namespace))) {
+        for (const tag of await entries(path.join(root, host, namespace, model))) {
+          const rel = path.join('manifests', host, namespace, model, tag);
+          const ok = isValidPart('host', host) && isValidPart('namespace', namespace) && isValidPart('model', model) && isValidPart('tag', tag);
+          if (!ok) report.skippedManifests.push({ file: rel, reason: 'bad manifest name (not a valid ollama name)' });
+          else out.push({ host, namespace, model, tag, file: rel });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+export async function importFolder(app: App, src: string, onEvent: (e: ImportEvent) => void = () => {}): Promise<ImportReport> {
+  const report: ImportReport = {
+    manifests: { added: [], updated: [], unchanged: [] },
+    blobs: { linked: 0, copied: 0, present: 0, bytes: 0 },
+    badBlobs: [],
+    skippedManifests: [],
+  };
+  if (!(await isDir(path.join(src, 'manifests')))) {
+    throw new Error(`${src} is not an ollama models folder (it has no manifests/ folder)`);
+  }
+  const problem = (list: ImportProblem[], p: ImportProblem) => {
+    list.push(p);
+    onEvent({ kind: 'problem', problem: p });
+  };
+  // digest → null when good (in the store now), or the reason it is not.
+  const blobState = new Map<string, string | null>();
+
+  const bringBlob = async (d: Descriptor): Promise<string | null> => {
+    const hex = digestHex(d.digest);
+    if ((await app.blobs.size(d.digest)) !== null) {
+      report.blobs.present++;
+      onEvent({ kind: 'blob', digest: d.digest, how: 'present', size: d.size });
+      return null;
+    }
+    const candidates = [`sha256-${hex}`, `sha256:${hex}`].map((f) => path.join('blobs', f));
+    let rel: string | undefined;
+    for (const c of candidates) if (await stat(path.join(src, c)).then((s) => s.isFile(), () => false)) rel = c;
+    if (!rel) return `missing (no ${candidates[0]})`;
+    const staging = stagingKey();
+    const how = await app.driver.ingestFile(path.join(src, rel), staging);
+    try {
+      const { size } = await app.blobs.publishStaged(staging, d.digest);
+      report.blobs[how]++;
+      report.blobs.bytes += size;
+      onEvent({ kind: 'blob', digest: d.digest, how, size });
+      return null;
+    } catch (e) {
+      if (!isRegistryError(e)) throw e;
+      const actual = (await stat(path.join(src, rel))).size;
+      const reason = actual < d.size ? `truncated: ${actual} of ${d.size} bytes` : 'corrupt: its sha256 does not match its name';
+      problem(report.badBlobs, { file: rel, reason });
+      return reason;
+    }
+  };
+
+  for (const ref of await manifestFiles(src, report)) {
+    const name = `${ref.host}/${ref.namespace}/${ref.model}:${ref.tag}`;
+    let bytes: Buffer;
+    try {
+      const st = await stat(path.join(src, ref.file));
+      if (!st.isFile()) throw new Error('not a file');
+      if (st.size > MAX_MANIFEST_BYTES) throw new Error(`larger than ${MAX_MANIFEST_BYTES} bytes`);
+      bytes = await readFile(path.join(src, ref.file));
+    } catch (e) {
+      problem(report.skippedManifests, { file: ref.file, reason: `unreadable: ${(e as Error).message}` });
+      continue;
+    }
+    let refs: Descriptor[];
+    try {
+      refs = referencedDigests(parseManifest(bytes));
+    } catch (e) {
+      problem(report.skippedManifests, { file: ref.file, reason: (e as Error).message });
+      continue;
+    }
+    let missing: string | undefined;
+    for (const d of refs) {
+      if (!blobState.has(d.digest)) blobState.set(d.digest, await bringBlob(d));
+      const why = blobState.get(d.digest);
+      if (why && !missing) missing = `needs blob ${d.digest}, which is ${why}`;
+    }
+    if (missing) {
+      problem(report.skippedManifests, { file: ref.file, reason: missing });
+      continue;
+    }
+    const existing = await app.manifests.read(ref);
+    if (existing && existing.bytes.equals(bytes)) report.manifests.unchanged.push(name);
+    else {
+      await app.manifests.put(ref, bytes);
+      (existing ? report.manifests.updated : report.manifests.added).push(name);
+    }
+  }
+  return report;
+}

@@ -1,0 +1,171 @@
+// Manifests by host/namespace/model/tag, stored verbatim in ollama's layout.
+//
+// A request names only <namespace>/<model>; which host folder answers is decided here, by one
+// rule: host folders are searched in the configured order (default: registry.ollama.ai), then
+// every other host folder in byte order of its name; the first folder holding the repository
+// (and, for a tag, that tag) wins. Names match case-insensitively; spelling is preserved.
+import { RegistryError } from '../errors.js';
+import { isDigest, isValidPart } from '../names.js';
+import type { Driver } from '../storage/driver.js';
+import { MANIFESTS, manifestDir, manifestKey } from '../storage/layout.js';
+import { sha256Digest } from './hashing.js';
+import { manifestContentType } from './manifest-format.js';
+
+export interface ManifestRef {
+  host: string;
+  namespace: string;
+  model: string;
+  tag: string;
+}
+
+export interface StoredManifest extends ManifestRef {
+  bytes: Buffer;
+  digest: string;
+  mediaType: string;
+  mtimeMs: number;
+}
+
+export interface Repo {
+  host: string;
+  namespace: string;
+  model: string;
+}
+
+export class ManifestStore {
+  private digests = new Map<string, { mtimeMs: number; size: number; digest: string }>();
+
+  constructor(readonly driver: Driver, private readonly hostOrder: string[]) {}
+
+  /** Host folders in lookup order. */
+  async hosts(): Promise<string[]> {
+    const present = (await this.driver.list(MANIFESTS)).filter((h) => isValidPart('host', h));
+    const first = this.hostOrder.filter((h) => present.includes(h));
+    return [...first, ...present.filter((h) => !first.includes(h))];
+  }
+
+  /** Matching child names of a folder: the exact spelling first, then case-folded matches. */
+  private async match(dir: string, name: string, kind: 'namespace' | 'model' | 'tag'): Promise<string[]> {
+    const entries = (await this.driver.list(dir)).filter((e) => isValidPart(kind, e));
+    const folded = name.toLowerCase();
+    const hits = entries.filter((e) => e.toLowerCase() === folded);
+    return hits.includes(name) ? [name, ...hits.filter((h) => h !== name)] : hits;
+  }
+
+  /** Every host's spelling of a repository, in lookup order. */
+  async findRepos(namespace: string, model: string): Promise<Repo[]> {
+    const out: Repo[] = [];
+    for (const host of await this.hosts()) {
+      for (const ns of await this.match(manifestDir(host), namespace, 'namespace')) {
+        for (const m of await this.match(manifestDir(host, ns), model, 'model')) {
+          out.push({ host, namespace: ns, model: m });
+        }
+      }
+    }
+    return out;
+  }
+
+  private async load(ref: ManifestRef): Promise<StoredManifest | null> {
+    const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
+    const st = await this.driver.stat(key);
+    if (!st || st.isDir) return null;
+    let bytes: Buffer;
+    try {
+      bytes = await this.driver.readAll(key);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+    let cached = this.digests.get(key);
+    if (!cached || cached.mtimeMs !== st.mtimeMs || cached.size !== bytes.length) {
+      cached = { mtimeMs: st.mtimeMs, size: bytes.length, digest: sha256Digest(bytes) };
+      this.digests.set(key, cached);
+    }
+    return { ...ref, bytes, digest: cached.digest, mediaType: manifestContentType(bytes), mtimeMs: st.mtimeMs };
+  }
+
+  /** Find a manifest by tag or digest; null when no host folder has it. */
+  async find(namespace: string, model: string, reference: string): Promise<StoredManifest | null> {
+    const repos = await this.findRepos(namespace, model);
+    if (isDigest(reference)) {
+      for (const repo of repos) {
+        for (const tag of await this.tagsOf(repo)) {
+          const m = await this.load({ ...repo, tag });
+          if (m && m.digest === reference) return m;
+        }
+      }
+      return null;
+    }
+    for (const repo of repos) {
+      for (const tag of await this.match(manifestDir(repo.host, repo.namespace, repo.model), reference, 'tag')) {
+        const m = await this.load({ ...repo, tag });
+        if (m) return m;
+      }
+    }
+    return null;
+  }
+
+  async get(namespace: string, model: string, reference: string): Promise<StoredManifest> {
+    const m = await this.find(namespace, model, reference);
+    if (!m) {
+      const sep = isDigest(reference) ? '@' : ':';
+      throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${namespace}/${model}${sep}${reference} is not in this registry`);
+    }
+    return m;
+  }
+
+  private async tagsOf(repo: Repo): Promise<string[]> {
+    return (await this.driver.list(manifestDir(repo.host, repo.namespace, repo.model))).filter((t) => isValidPart('tag', t));
+  }
+
+  /** Tags of a repository across host folders (first spelling wins), sorted; null if unknown. */
+  async tags(namespace: string, model: string): Promise<string[] | null> {
+    const repos = await this.findRepos(namespace, model);
+    if (repos.length === 0) return null;
+    const byFold = new Map<string, string>();
+    for (const repo of repos) {
+      for (const t of await this.tagsOf(repo)) if (!byFold.has(t.toLowerCase())) byFold.set(t.toLowerCase(), t);
+    }
+    return [...byFold.values()].sort();
+  }
+
+  /** Every stored manifest reference, host by host in lookup order. */
+  async *all(): AsyncGenerator<ManifestRef> {
+    for (const host of await this.hosts()) {
+      for (const namespace of (await this.driver.list(manifestDir(host))).filter((n) => isValidPart('namespace', n))) {
+        for (const model of (await this.driver.list(manifestDir(host, namespace))).filter((n) => isValidPart('model', n))) {
+          for (const tag of await this.tagsOf({ host, namespace, model })) {
+            const st = await this.driver.stat(manifestKey(host, namespace, model, tag));
+            if (st && !st.isDir) yield { host, namespace, model, tag };
+          }
+        }
+      }
+    }
+  }
+
+  /** `namespace/model` of every repository, case-folded duplicates merged, sorted. */
+  async repositories(): Promise<string[]> {
+    const byFold = new Map<string, string>();
+    for await (const r of this.all()) {
+      const name = `${r.namespace}/${r.model}`;
+      if (!byFold.has(name.toLowerCase())) byFold.set(name.toLowerCase(), name);
+    }
+    return [...byFold.values()].sort();
+  }
+
+  async read(ref: ManifestRef): Promise<StoredManifest | null> {
+    return this.load(ref);
+  }
+
+  /** Store manifest bytes verbatim (atomically). */
+  async put(ref: ManifestRef, bytes: Buffer): Promise<{ digest: string }> {
+    await this.driver.write(manifestKey(ref.host, ref.namespace, ref.model, ref.tag), bytes);
+    return { digest: sha256Digest(bytes) };
+  }
+
+  /** Remove a tag, then its model and namespace folders when they became empty. */
+  async delete(ref: ManifestRef): Promise<void> {
+    await this.driver.delete(manifestKey(ref.host, ref.namespace, ref.model, ref.tag));
+    await this.driver.delete(manifestDir(ref.host, ref.namespace, ref.model));
+    await this.driver.delete(manifestDir(ref.host, ref.namespace));
+  }
+}

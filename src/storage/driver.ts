@@ -1,0 +1,40 @@
+// The storage driver: bytes by key, nothing more. It knows no digests, names or HTTP, so a
+// second driver (S3) only has to implement this interface and pass the conformance suite.
+import type { Readable } from 'node:stream';
+
+export interface Stat {
+  size: number;
+  mtimeMs: number;
+  isDir: boolean;
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
+}
+
+export interface Driver {
+  /** Where this driver keeps its bytes, for messages. */
+  readonly description: string;
+  stat(key: string): Promise<Stat | null>;
+  /** Stream a file (or one byte range of it). Rejects with ENOENT when absent. */
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  /** Small files only (manifests, state). */
+  readAll(key: string): Promise<Buffer>;
+  /** All-or-nothing: readers see the old content or the whole new content, never a part. */
+  write(key: string, body: Readable | Buffer): Promise<{ size: number }>;
+  /** Atomic rename within the store; replaces `to`. */
+  move(from: string, to: string): Promise<void>;
+  /** No error when absent. A folder key is removed only when empty. */
+  delete(key: string): Promise<void>;
+  /** Names of the immediate children of a folder key, sorted; [] when absent. */
+  list(prefix: string): Promise<string[]>;
+  /**
+   * Bring an outside file into the store at `key` atomically, cheaply where possible
+   * (a hard link on the same filesystem). Returns how it was done.
+   */
+  ingestFile(sourcePath: string, key: string): Promise<'linked' | 'copied'>;
+  /** Bytes used and free on the storage, where the driver can tell. */
+  space?(): Promise<{ total: number; free: number } | null>;
+}

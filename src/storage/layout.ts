@@ -1,0 +1,68 @@
+// Every storage key the registry uses is built here and nowhere else. Keys are relative,
+// '/'-separated paths inside the data folder, laid out exactly as ollama lays out its
+// models folder so the data folder *is* an ollama models folder:
+//
+//   blobs/sha256-<64 hex>                         verified blob (layer or config)
+//   manifests/<host>/<namespace>/<model>/<tag>    manifest bytes exactly as received
+//   .ollama-registry/                             the registry's own state:
+//     tmp/<pid>-<random>                          staging for atomic writes (removed at start-up
+//                                                 when the owning process is gone)
+//     uploads/<id>/...                            push sessions
+//     fills/sha256-<hex>/...                      pull-through fills in progress
+//
+// Each function re-checks its inputs, so a bug elsewhere cannot turn a name into a path
+// outside the data folder.
+import { randomBytes } from 'node:crypto';
+import { checkPart, digestHex } from '../names.js';
+
+export const BLOBS = 'blobs';
+export const MANIFESTS = 'manifests';
+export const STATE = '.ollama-registry';
+
+export function blobKey(digest: string): string {
+  return `${BLOBS}/sha256-${digestHex(digest)}`;
+}
+
+export function manifestKey(host: string, namespace: string, model: string, tag: string): string {
+  return `${MANIFESTS}/${checkPart('host', host)}/${checkPart('namespace', namespace)}/${checkPart('model', model)}/${checkPart('tag', tag)}`;
+}
+
+/** The folder (key prefix) that holds one level of the manifests tree. */
+export function manifestDir(...parts: [host?: string, namespace?: string, model?: string]): string {
+  const kinds = ['host', 'namespace', 'model'] as const;
+  return [MANIFESTS, ...parts.map((p, i) => checkPart(kinds[i]!, p!))].join('/');
+}
+
+// State key parts: no '/', and never '.' first, so never '..'.
+const TOKEN_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+function checkToken(t: string): string {
+  if (!TOKEN_RE.test(t)) throw new Error(`layout: bad state key part ${JSON.stringify(t)}`);
+  return t;
+}
+
+export function tmpDir(): string {
+  return `${STATE}/tmp`;
+}
+
+export function tmpKey(name: string): string {
+  return `${tmpDir()}/${checkToken(name)}`;
+}
+
+/** A fresh staging key for this process; the pid prefix lets start-up cleanup find orphans. */
+export function stagingKey(): string {
+  return tmpKey(`${process.pid}-${randomBytes(8).toString('hex')}`);
+}
+
+export function uploadDir(id: string): string {
+  return `${STATE}/uploads/${checkToken(id)}`;
+}
+
+export function fillDir(digest: string): string {
+  return `${STATE}/fills/sha256-${digestHex(digest)}`;
+}
+
+/** A file of the registry's own state, e.g. stateKey('keys.json'). */
+export function stateKey(...parts: string[]): string {
+  return [STATE, ...parts.map(checkToken)].join('/');
+}
