@@ -1,0 +1,77 @@
+// Start a real registry on a loopback port for a test: in-process (startTestRegistry) or as
+// a child process running the built CLI (spawnRegistry), e.g. to kill -9 it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openApp, type App } from '../../src/app.js';
+import { defaults, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import { startServer, type HandlerTable, type PlainHandler } from '../../src/http/server.js';
+
+export const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
+
+export async function tempDir(prefix = 'oreg-'): Promise<string> {
+  return mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+export interface TestRegistry {
+  url: string;
+  /** host:port, as ollama names the registry. */
+  hostPort: string;
+  app: App;
+  data: string;
+  close(): Promise<void>;
+}
+
+export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; table?: HandlerTable; plain?: Map<string, PlainHandler> } = {}): Promise<TestRegistry> {
+  const data = opts.data ?? (await tempDir());
+  const config: Config = { ...defaults(), data, listen: { host: '127.0.0.1', port: 0 }, shutdownTimeoutSeconds: 2, ...opts.config };
+  const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', format: 'text', destination: process.stderr });
+  const app = await openApp(config, log);
+  const srv = await startServer(app, { ...config.listen, tls: config.tls, table: opts.table, plain: opts.plain });
+  return { url: srv.url, hostPort: new URL(srv.url).host, app, data, close: srv.close };
+}
+
+export interface SpawnedRegistry {
+  url: string;
+  hostPort: string;
+  child: ChildProcess;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** SIGTERM (or the given signal) and wait for exit; resolves the exit code/signal. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Run `ollama-registry serve` as a child process on an ephemeral loopback port. */
+export async function spawnRegistry(args: string[], env: NodeJS.ProcessEnv = {}): Promise<SpawnedRegistry> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--log-format', 'json', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })));
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      const m = /"url":"(http[^"]+)"/.exec(out);
+      if (m) resolve(m[1]!);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+    void exited.then(({ code, signal }) => reject(new Error(`registry exited (${code ?? signal}) before listening:\n${out}`)));
+    setTimeout(() => reject(new Error(`registry did not start in 15 s:\n${out}`)), 15_000).unref();
+  });
+  return {
+    url,
+    hostPort: new URL(url).host,
+    child,
+    output: () => out,
+    stop: (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
