@@ -2,6 +2,7 @@
 // http/respond.ts is the one place that turns any thrown value into a response.
 
 export const ERRORS = {
+  BAD_REQUEST: 400,
   BLOB_UNKNOWN: 404,
   BLOB_UPLOAD_INVALID: 400,
   BLOB_UPLOAD_UNKNOWN: 404,
@@ -21,6 +22,7 @@ export const ERRORS = {
   DENIED: 403,
   PRECONDITION_FAILED: 412,
   TOOMANYREQUESTS: 429,
+  HEADERS_TOO_LARGE: 431,
   INSUFFICIENT_STORAGE: 507,
   UPSTREAM_FAILED: 502,
   UNAVAILABLE: 503,

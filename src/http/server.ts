@@ -100,9 +100,17 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   server.headersTimeout = 66_000;
   // Multi-gigabyte bodies (pushes) take longer than Node's 300 s default request timeout.
   server.requestTimeout = 0;
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Requests Node's parser refuses (unknown methods, bad framing, huge headers) still get
+    // a JSON error body, like every other refusal.
+    const big = err.code === 'HPE_HEADER_OVERFLOW';
+    const body = JSON.stringify({ errors: [big
+      ? { code: 'HEADERS_TOO_LARGE', message: 'request headers are too large' }
+      : { code: 'BAD_REQUEST', message: 'malformed HTTP request' }] });
+    if (socket.writable) {
+      socket.end(`HTTP/1.1 ${big ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    } else socket.destroy();
     app.log.debug({ err: err.message }, 'bad request from client');
   });
   await new Promise<void>((resolve, reject) => {
