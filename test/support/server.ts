@@ -1,6 +1,7 @@
 // Start a real registry on a loopback port for a test: in-process (startTestRegistry) or as
 // a child process running the built CLI (spawnRegistry), e.g. to kill -9 it.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,8 +13,16 @@ import { startServer, type HandlerTable, type PlainHandler } from '../../src/htt
 
 export const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 
+const made: string[] = [];
+// Each test file runs in its own process: its temporary folders go when it exits.
+process.once('exit', () => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
 export async function tempDir(prefix = 'oreg-'): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), prefix));
+  const d = await mkdtemp(path.join(os.tmpdir(), prefix));
+  made.push(d);
+  return d;
 }
 
 export interface TestRegistry {
