@@ -2,8 +2,10 @@
 import { mkdir } from 'node:fs/promises';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { BlobStore } from './registry/blobs.js';
 import { ManifestStore } from './registry/manifests.js';
+import { Policy } from './registry/policy.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -13,6 +15,9 @@ export interface App {
   driver: FsDriver;
   blobs: BlobStore;
   manifests: ManifestStore;
+  metrics: Metrics;
+  /** Allow/deny rules; features call app.policy.check(action, namespace, model). */
+  policy: Policy;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -21,11 +26,15 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   for (const dir of [BLOBS, MANIFESTS, STATE]) await mkdir(driver.path(dir), { recursive: true });
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
+  const blobs = new BlobStore(driver);
+  const metrics = createMetrics(driver, blobs);
   return {
     config,
     log,
     driver,
-    blobs: new BlobStore(driver),
+    blobs,
     manifests: new ManifestStore(driver, config.hosts),
+    metrics,
+    policy: new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) }),
   };
 }

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_HOST, isValidPart } from './names.js';
+import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
 
 export interface Config {
   /** The data folder: an ollama models folder plus .ollama-registry/. */
@@ -16,6 +17,10 @@ export interface Config {
   log: { level: string; format: 'json' | 'text' | 'auto' };
   /** How long in-flight requests may finish after SIGTERM before they are cut. */
   shutdownTimeoutSeconds: number;
+  /** Allow/deny rules for pull, pull-through and push (file only; reloaded when the file changes). */
+  policy: PolicyRule[];
+  /** The YAML file the settings came from, if any (watched for policy changes). */
+  configFile?: string;
 }
 
 export class ConfigError extends Error {
@@ -37,6 +42,7 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     hosts: [DEFAULT_HOST],
     log: { level: 'info', format: 'auto' },
     shutdownTimeoutSeconds: 30,
+    policy: [],
   };
 }
 
@@ -57,6 +63,7 @@ const ENV: Array<[string, string]> = [
   ['log.level', 'OLLAMA_REGISTRY_LOG_LEVEL'],
   ['log.format', 'OLLAMA_REGISTRY_LOG_FORMAT'],
   ['shutdownTimeoutSeconds', 'OLLAMA_REGISTRY_SHUTDOWN_TIMEOUT'],
+  ['policy', ''],
 ];
 
 type Flat = Record<string, unknown>;
@@ -106,6 +113,14 @@ function apply(cfg: Config, flat: Flat, source: string): void {
         cfg.shutdownTimeoutSeconds = n;
         break;
       }
+      case 'policy':
+        try {
+          cfg.policy = parsePolicy(raw, key);
+        } catch (e) {
+          if (e instanceof PolicyConfigError) throw new ConfigError(e.key, `${e.message} (in ${source})`);
+          throw e;
+        }
+        break;
     }
   }
 }
@@ -137,6 +152,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
     if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError('config', `${file} must be a YAML mapping`);
     apply(cfg, flatten(doc ?? {}), file);
+    cfg.configFile = path.resolve(file);
   }
   apply(cfg, Object.fromEntries(ENV.filter(([, v]) => env[v] !== undefined && env[v] !== '').map(([k, v]) => [k, env[v]])), 'environment');
   apply(cfg, opts.flags ?? {}, 'command line');

@@ -1,3 +1,4 @@
+import { GATED_BODY, versionGate } from '../registry/gating.js';
 import type { Handler } from './context.js';
 
 type ManifestRoute = { kind: 'manifest'; namespace: string; model: string; reference: string };
@@ -5,6 +6,14 @@ type ManifestRoute = { kind: 'manifest'; namespace: string; model: string; refer
 /** Manifest bytes exactly as stored, whatever the Accept header (ollama and OCI tools alike). */
 export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route }) => {
   const m = await app.manifests.get(route.namespace, route.model, route.reference);
+  const requires = await versionGate(app.blobs, m.bytes, req.headers['user-agent']);
+  if (requires) {
+    // Plain text, as registry.ollama.ai sends it: ollama prints the body after "412: ".
+    app.metrics.versionGated.inc();
+    res.writeHead(412, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(GATED_BODY), 'X-Ollama-Requires': requires });
+    res.end(req.method === 'HEAD' ? undefined : GATED_BODY);
+    return;
+  }
   const etag = `"${m.digest}"`;
   const headers = {
     'Content-Type': m.mediaType,
