@@ -4,6 +4,7 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { BlobStore } from './registry/blobs.js';
 import { ManifestStore } from './registry/manifests.js';
+import { UsageTracker } from './registry/usage.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -13,6 +14,8 @@ export interface App {
   driver: FsDriver;
   blobs: BlobStore;
   manifests: ManifestStore;
+  /** Last pull of each tag (memory; flushed by `serve`). */
+  usage: UsageTracker;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -27,5 +30,6 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     driver,
     blobs: new BlobStore(driver),
     manifests: new ManifestStore(driver, config.hosts),
+    usage: new UsageTracker(driver),
   };
 }

@@ -5,6 +5,7 @@ type ManifestRoute = { kind: 'manifest'; namespace: string; model: string; refer
 /** Manifest bytes exactly as stored, whatever the Accept header (ollama and OCI tools alike). */
 export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route }) => {
   const m = await app.manifests.get(route.namespace, route.model, route.reference);
+  if (req.method === 'GET') app.usage.touch(m); // memory only: last pull, for eviction and `ls`
   const etag = `"${m.digest}"`;
   const headers = {
     'Content-Type': m.mediaType,
