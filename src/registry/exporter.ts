@@ -105,6 +105,11 @@ export async function planExport(app: App, sel: ExportSelection): Promise<Export
 }
 
 type Sink = {
+  /**
+   * Tars carry manifests first: an importer holds them (they are small) and takes each one
+   * whose blobs all arrived, so a truncated tar still yields every complete model.
+   */
+  manifestsFirst: boolean;
   /** Is the blob there already (folder export into an existing folder)? */
   has(digest: string, size: number): Promise<boolean>;
   /**
@@ -121,6 +126,7 @@ async function run(app: App, plan: ExportPlan, sink: Sink, onBytes: (n: number, 
   const res: ExportResult = { tags: [], blobs: { written: 0, present: 0, bytes: 0 }, bad: [], skipped: [] };
   const bad = new Set<string>();
   let done = 0;
+  if (sink.manifestsFirst) for (const t of plan.tags) await sink.manifest(t.ref, t.bytes);
   for (const b of plan.blobs) {
     if (await sink.has(b.digest, b.size)) {
       res.blobs.present++;
@@ -146,10 +152,10 @@ async function run(app: App, plan: ExportPlan, sink: Sink, onBytes: (n: number, 
   for (const t of plan.tags) {
     const missing = t.blobs.find((b) => bad.has(b.digest));
     if (missing) {
-      res.skipped.push({ name: t.name, reason: `needs blob ${missing.digest}, which is corrupt` });
+      res.skipped.push({ name: t.name, reason: `needs blob ${missing.digest}, which is corrupt${sink.manifestsFirst ? ' (an importer will reject the tag)' : ''}` });
       continue;
     }
-    await sink.manifest(t.ref, t.bytes);
+    if (!sink.manifestsFirst) await sink.manifest(t.ref, t.bytes);
     res.tags.push(t.name);
   }
   await sink.finish();
@@ -182,6 +188,7 @@ export async function exportToDir(app: App, plan: ExportPlan, dir: string, onByt
     return err;
   };
   const sink: Sink = {
+    manifestsFirst: false,
     has: async (d, size) => (await stat(blobPath(d)).catch(() => null))?.size === size,
     blob: async (d, _size, source, transforms, verify) => {
       try {
@@ -202,7 +209,7 @@ export async function exportToDir(app: App, plan: ExportPlan, dir: string, onByt
   return run(app, plan, sink, onBytes);
 }
 
-/** As a tar stream (to a file or stdout): blobs/ entries first, then manifests/ entries. */
+/** As a tar stream (to a file or stdout): manifests/ entries first, then blobs/ entries. */
 export async function exportToTar(app: App, plan: ExportPlan, out: NodeJS.WritableStream, onBytes: (n: number, what: string) => void = () => {}): Promise<ExportResult> {
   const pack = tar.pack();
   const piped = new Promise<void>((resolve, reject) => {
@@ -223,6 +230,7 @@ export async function exportToTar(app: App, plan: ExportPlan, out: NodeJS.Writab
     return { e, done };
   };
   const sink: Sink = {
+    manifestsFirst: true,
     has: async () => false,
     blob: async (d, size, source, transforms, verify) => {
       const { e, done } = entry(`blobs/sha256-${d.slice(7)}`, size);

@@ -208,7 +208,9 @@ async function sweepStaging(driver: Driver, now: number, graceMs: number, staleM
       }
       const files = await walk(driver, key);
       if (files.length === 0) continue;
-      const newest = Math.max(...files.map((f) => f.mtimeMs));
+      // Activity shows in the files' times (a folder's own time changes only when entries come and go).
+      const plain = files.filter((f) => !f.isDir);
+      const newest = Math.max(...(plain.length ? plain : files).map((f) => f.mtimeMs));
       const lock = files.find((f) => f.key === `${key}/lock`);
       const owner = lock ? Number((await driver.readAll(lock.key).catch(() => Buffer.from(''))).toString().trim()) : Number(/^(\d+)-/.exec(name)?.[1]);
       if (alive(owner) || now - newest < Math.max(staleMs, graceMs)) continue;

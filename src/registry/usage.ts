@@ -43,7 +43,9 @@ export class UsageTracker {
       if (this.pending.size === 0 && !keep) return;
       const taken = new Map(this.pending);
       const merged = await this.all();
-      if (keep) for (const k of merged.keys()) if (!keep.has(k)) merged.delete(k);
+      let dropped = 0;
+      if (keep) for (const k of merged.keys()) if (!keep.has(k) && merged.delete(k)) dropped++;
+      if (taken.size === 0 && dropped === 0) return;
       await this.driver.write(stateKey(FILE), Buffer.from(JSON.stringify(Object.fromEntries([...merged].sort()), null, 1)));
       for (const [k, v] of taken) if (this.pending.get(k) === v) this.pending.delete(k);
     });
