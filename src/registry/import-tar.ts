@@ -106,7 +106,7 @@ export async function importTar(app: App, input: Readable, onEvent: (e: ImportEv
     }
   } catch (e) {
     if (isRegistryError(e) && e.code === 'INSUFFICIENT_STORAGE') {
-      throw new RegistryError('INSUFFICIENT_STORAGE', `${e.message}; the import stopped, and nothing half-written was kept`, { cause: e });
+      throw new RegistryError('INSUFFICIENT_STORAGE', `${e.message}; the import stopped`, { cause: e });
     }
     if (isRegistryError(e) || (e as NodeJS.ErrnoException).code === 'EACCES') throw e;
     report.incomplete = `the tar ends early or cannot be read (${(e as Error).message}); kept what was complete and verified`;
