@@ -1,8 +1,8 @@
 // `export`: an ollama-layout bundle (blobs/ + manifests/) of some tags, as a folder or a tar
-// stream. Blobs are streamed (never held in memory), shared blobs go once, every blob is
-// re-hashed on the way out (a corrupt one is not exported, nor the tags needing it), and a
-// manifest is written only after all its blobs. Incremental: leave out what the other side has
-// (its `ls --json`) or what it had at a date.
+// stream. Blobs are streamed (never held in memory), shared blobs go once, and every blob is
+// re-hashed on the way out (a corrupt one is reported, with the tags needing it). In a folder a
+// manifest is written only after all its blobs; a tar carries the manifests first (see Sink).
+// Incremental: leave out what the other side has (its `ls --json`) or what it had at a date.
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
