@@ -6,6 +6,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { BlobStore } from './registry/blobs.js';
 import { ManifestStore } from './registry/manifests.js';
 import { Policy } from './registry/policy.js';
+import { UsageTracker } from './registry/usage.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -18,6 +19,8 @@ export interface App {
   metrics: Metrics;
   /** Allow/deny rules; features call app.policy.check(action, namespace, model). */
   policy: Policy;
+  /** Last pull of each tag (memory; flushed by `serve`). */
+  usage: UsageTracker;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -36,5 +39,6 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     manifests: new ManifestStore(driver, config.hosts),
     metrics,
     policy: new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) }),
+    usage: new UsageTracker(driver),
   };
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_HOST, isValidPart } from './names.js';
 import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
+import { parseDuration, parseSize } from './units.js';
 
 export interface Config {
   /** The data folder: an ollama models folder plus .ollama-registry/. */
@@ -21,6 +22,17 @@ export interface Config {
   policy: PolicyRule[];
   /** The YAML file the settings came from, if any (watched for policy changes). */
   configFile?: string;
+  /** Housekeeping of the data folder: gc, the size cap and its eviction. */
+  storage: {
+    /** Evict least-recently-pulled cached models while blobs take more bytes than this (0: no cap). */
+    maxSize: number;
+    /** Run gc (and the size cap) inside `serve` this often (0: never). */
+    gcIntervalSeconds: number;
+    /** gc never deletes a blob younger than this: a push or a fill may be about to reference it. */
+    gcGraceSeconds: number;
+    /** Host folders whose models are a cache of an upstream (evictable), besides the upstreams' own. */
+    cachedHosts: string[];
+  };
 }
 
 export class ConfigError extends Error {
@@ -43,6 +55,7 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     log: { level: 'info', format: 'auto' },
     shutdownTimeoutSeconds: 30,
     policy: [],
+    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [] },
   };
 }
 
@@ -64,6 +77,10 @@ const ENV: Array<[string, string]> = [
   ['log.format', 'OLLAMA_REGISTRY_LOG_FORMAT'],
   ['shutdownTimeoutSeconds', 'OLLAMA_REGISTRY_SHUTDOWN_TIMEOUT'],
   ['policy', ''],
+  ['storage.maxSize', 'OLLAMA_REGISTRY_MAX_SIZE'],
+  ['storage.gcInterval', 'OLLAMA_REGISTRY_GC_INTERVAL'],
+  ['storage.gcGrace', 'OLLAMA_REGISTRY_GC_GRACE'],
+  ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
 ];
 
 type Flat = Record<string, unknown>;
@@ -89,10 +106,26 @@ function apply(cfg: Config, flat: Flat, source: string): void {
       case 'listen': cfg.listen = parseListen(typeof raw === 'number' ? String(raw) : str(raw), key); break;
       case 'tls.cert': cfg.tls = { cert: path.resolve(str(raw)), key: cfg.tls?.key ?? '' }; break;
       case 'tls.key': cfg.tls = { cert: cfg.tls?.cert ?? '', key: path.resolve(str(raw)) }; break;
-      case 'hosts': {
+      case 'hosts':
+      case 'storage.cachedHosts': {
         const list = Array.isArray(raw) ? raw : str(raw).split(',').map((s) => s.trim()).filter(Boolean);
         for (const h of list) if (typeof h !== 'string' || !isValidPart('host', h)) throw new ConfigError(key, `invalid host folder name ${JSON.stringify(h)}`);
-        cfg.hosts = list as string[];
+        if (key === 'hosts') cfg.hosts = list as string[];
+        else cfg.storage.cachedHosts = list as string[];
+        break;
+      }
+      case 'storage.maxSize': {
+        const n = parseSize(raw);
+        if (n === null) throw new ConfigError(key, `expected a size such as 500GB, 1.5TiB or a number of bytes, got ${JSON.stringify(raw)} (in ${source})`);
+        cfg.storage.maxSize = n;
+        break;
+      }
+      case 'storage.gcInterval':
+      case 'storage.gcGrace': {
+        const n = parseDuration(raw);
+        if (n === null) throw new ConfigError(key, `expected a duration such as 30m, 6h, 1d or a number of seconds, got ${JSON.stringify(raw)} (in ${source})`);
+        if (key === 'storage.gcInterval') cfg.storage.gcIntervalSeconds = n;
+        else cfg.storage.gcGraceSeconds = n;
         break;
       }
       case 'log.level': {

@@ -4,6 +4,12 @@ import { Command, CommanderError } from 'commander';
 import { registerImport } from './cli/import.js';
 import { EXIT } from './cli/common.js';
 import { registerServe } from './cli/serve.js';
+import { registerExport } from './cli/export.js';
+import { registerGc } from './cli/gc.js';
+import { registerLs } from './cli/ls.js';
+import { registerPin } from './cli/pin.js';
+import { registerRm } from './cli/rm.js';
+import { registerVerify } from './cli/verify.js';
 import { VERSION } from './version.js';
 
 const program = new Command('ollama-registry')
@@ -17,5 +23,11 @@ const program = new Command('ollama-registry')
 
 registerServe(program);
 registerImport(program);
+registerLs(program);
+registerRm(program);
+registerPin(program);
+registerGc(program);
+registerVerify(program);
+registerExport(program);
 
 await program.parseAsync(process.argv);

@@ -14,6 +14,7 @@ export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route
     res.end(req.method === 'HEAD' ? undefined : GATED_BODY);
     return;
   }
+  if (req.method === 'GET') app.usage.touch(m); // memory only: last pull, for eviction and `ls`
   const etag = `"${m.digest}"`;
   const headers = {
     'Content-Type': m.mediaType,
