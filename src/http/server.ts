@@ -12,6 +12,7 @@ import { catalog, ping, tagsList } from './listing.js';
 import { getManifest } from './manifests.js';
 import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
+import { uiRoutes } from '../ui/routes.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
@@ -31,6 +32,11 @@ export function v2Handlers(): HandlerTable {
 /** Non-registry routes (web page, health, metrics): exact path → handler. */
 export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
 
+/** The plain routes served by default. Other features add entries here. */
+export function plainHandlers(): Map<string, PlainHandler> {
+  return new Map([...uiRoutes()]);
+}
+
 export interface RegistryServer {
   server: Server;
   url: string;
@@ -39,7 +45,7 @@ export interface RegistryServer {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = new Map()) {
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = plainHandlers()) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeKind = 'none';

@@ -1,0 +1,225 @@
+// The catalog the web page shows: every tag of every host folder, summarised from its manifest
+// and config blob. Blob bytes never change for a digest, so parsed config blobs are cached.
+import type { App } from '../app.js';
+import type { Descriptor, Manifest } from '../registry/manifest-format.js';
+import { parseManifest } from '../registry/manifest-format.js';
+import type { ManifestRef, StoredManifest } from '../registry/manifests.js';
+import { isValidPart } from '../names.js';
+import { manifestDir, manifestKey } from '../storage/layout.js';
+import { sourceOf, type Source } from './hooks.js';
+
+export interface TagSummary {
+  tag: string;
+  /** Layers + config, as `ollama list` shows it. */
+  size: number;
+  family: string | null;
+  parameterSize: string | null;
+  quantization: string | null;
+  contextLength: number | null;
+  /** Manifest file mtime (ISO 8601): when the tag was last written. */
+  modified: string;
+  digest: string;
+  /** What `ollama list` shows as ID: the first 12 hex of the manifest's sha256. */
+  id: string;
+  /** The config blob is named but not stored (or not readable JSON). */
+  configMissing: boolean;
+  /** Referenced blobs that are not in the store. */
+  missingBlobs: number;
+  /** The host folder that answers pulls of this name instead (see the lookup rule). */
+  shadowedBy: string | null;
+  /** Why the manifest could not be read, when it could not. */
+  problem: string | null;
+}
+
+export interface ModelSummary {
+  host: string;
+  namespace: string;
+  model: string;
+  source: Source;
+  tags: TagSummary[];
+  /** Bytes of the distinct blobs of all its tags (what it takes on disk). */
+  size: number;
+  modified: string;
+}
+
+export interface Catalog {
+  models: ModelSummary[];
+  /** Distinct blobs referenced by any manifest and present in the store. */
+  disk: { bytes: number; blobs: number; free: number | null; total: number | null };
+}
+
+export interface ConfigInfo {
+  values: Record<string, unknown>;
+  family: string | null;
+  parameterSize: string | null;
+  quantization: string | null;
+  contextLength: number | null;
+}
+
+const CONFIG_MAX = 1 << 20;
+const CACHE_MAX = 20_000;
+const configCache = new Map<string, ConfigInfo>();
+
+/** Read at most `max` bytes from the start of a blob; null when the blob is absent. */
+export async function readBlobHead(app: App, digest: string, max: number): Promise<{ bytes: Buffer; size: number } | null> {
+  const size = await app.blobs.size(digest);
+  if (size === null) return null;
+  if (size === 0) return { bytes: Buffer.alloc(0), size };
+  const chunks: Buffer[] = [];
+  try {
+    for await (const c of await app.blobs.open(digest, { start: 0, end: Math.min(size, max) - 1 })) chunks.push(c as Buffer);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  return { bytes: Buffer.concat(chunks), size };
+}
+
+const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
+
+/** The config blob's fields, or null when it is absent or not a JSON object. */
+export async function readConfig(app: App, desc: Descriptor | undefined): Promise<ConfigInfo | null> {
+  if (!desc) return null;
+  const hit = configCache.get(desc.digest);
+  if (hit) return hit;
+  const head = await readBlobHead(app, desc.digest, CONFIG_MAX);
+  if (!head || head.size > CONFIG_MAX) return null;
+  let values: unknown;
+  try {
+    values = JSON.parse(head.bytes.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (!values || typeof values !== 'object' || Array.isArray(values)) return null;
+  const v = values as Record<string, unknown>;
+  const ctx = v.context_length;
+  const info: ConfigInfo = {
+    values: v,
+    family: str(v.model_family) ?? (Array.isArray(v.model_families) ? str(v.model_families[0]) : null),
+    parameterSize: str(v.model_type),
+    quantization: str(v.file_type),
+    contextLength: typeof ctx === 'number' && Number.isSafeInteger(ctx) && ctx > 0 ? ctx : null,
+  };
+  if (configCache.size >= CACHE_MAX) configCache.clear();
+  configCache.set(desc.digest, info);
+  return info;
+}
+
+/** Run fn over items with at most `limit` at a time, keeping order. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+export function blobsOf(m: Manifest): Descriptor[] {
+  return [...(m.config ? [m.config] : []), ...m.layers];
+}
+
+/** One tag's summary; `sizes` memoises blob sizes (null = absent) across a request. */
+export async function summarise(app: App, stored: StoredManifest, sizes: Map<string, Promise<number | null>>, shadowedBy: string | null): Promise<{ summary: TagSummary; manifest: Manifest | null; config: ConfigInfo | null }> {
+  const summary: TagSummary = {
+    tag: stored.tag, size: 0, family: null, parameterSize: null, quantization: null, contextLength: null,
+    modified: new Date(stored.mtimeMs).toISOString(), digest: stored.digest, id: stored.digest.slice(7, 19),
+    configMissing: false, missingBlobs: 0, shadowedBy, problem: null,
+  };
+  let manifest: Manifest;
+  try {
+    manifest = parseManifest(stored.bytes);
+  } catch (e) {
+    summary.problem = (e as Error).message;
+    return { summary, manifest: null, config: null };
+  }
+  for (const d of blobsOf(manifest)) {
+    summary.size += d.size;
+    let p = sizes.get(d.digest);
+    if (!p) sizes.set(d.digest, (p = app.blobs.size(d.digest)));
+    if ((await p) === null) summary.missingBlobs++;
+  }
+  const config = await readConfig(app, manifest.config);
+  summary.configMissing = !!manifest.config && !config;
+  if (config) Object.assign(summary, { family: config.family, parameterSize: config.parameterSize, quantization: config.quantization, contextLength: config.contextLength });
+  return { summary, manifest, config };
+}
+
+const repoKey = (r: { host: string; namespace: string; model: string }) => `${r.host}/${r.namespace}/${r.model}`;
+const foldKey = (r: ManifestRef) => `${r.namespace}/${r.model}:${r.tag}`.toLowerCase();
+
+/** Summaries of the given tags, grouped by repository; `shadow` names the folder that answers instead. */
+async function collect(app: App, refs: ManifestRef[], shadow: (ref: ManifestRef) => Promise<string | null>, sizes: Map<string, Promise<number | null>>): Promise<ModelSummary[]> {
+  const rows = await mapLimit(refs, 16, async (ref) => {
+    const stored = await app.manifests.read(ref);
+    if (!stored) return null;
+    const { summary, manifest } = await summarise(app, stored, sizes, await shadow(ref));
+    return { ref, summary, blobs: manifest ? blobsOf(manifest) : [] };
+  });
+  const models = new Map<string, ModelSummary & { digests: Set<string> }>();
+  for (const row of rows) {
+    if (!row) continue;
+    const key = repoKey(row.ref);
+    let m = models.get(key);
+    if (!m) {
+      const { host, namespace, model } = row.ref;
+      m = { host, namespace, model, source: sourceOf(app, host), tags: [], size: 0, modified: row.summary.modified, digests: new Set() };
+      models.set(key, m);
+    }
+    m.tags.push(row.summary);
+    if (row.summary.modified > m.modified) m.modified = row.summary.modified;
+    for (const d of row.blobs) {
+      if (!m.digests.has(d.digest)) {
+        m.digests.add(d.digest);
+        m.size += d.size;
+      }
+    }
+  }
+  return [...models.values()].map(({ digests: _d, ...m }) => m);
+}
+
+/** Everything the catalog page lists. */
+export async function buildCatalog(app: App): Promise<Catalog> {
+  const refs: ManifestRef[] = [];
+  // The first host folder (lookup order) holding a name answers pulls of it; later ones are shadowed.
+  const answering = new Map<string, string>();
+  for await (const ref of app.manifests.all()) {
+    refs.push(ref);
+    if (!answering.has(foldKey(ref))) answering.set(foldKey(ref), ref.host);
+  }
+  const sizes = new Map<string, Promise<number | null>>();
+  const models = await collect(app, refs, async (ref) => {
+    const first = answering.get(foldKey(ref));
+    return first && first !== ref.host ? first : null;
+  }, sizes);
+  let bytes = 0;
+  let blobs = 0;
+  for (const [, p] of sizes) {
+    const s = await p;
+    if (s !== null) {
+      bytes += s;
+      blobs++;
+    }
+  }
+  const space = await app.driver.space?.().catch(() => null) ?? null;
+  return { models, disk: { bytes, blobs, free: space?.free ?? null, total: space?.total ?? null } };
+}
+
+/** One repository of one host folder, as the catalog lists it; null when it has no tags. */
+export async function modelEntry(app: App, host: string, namespace: string, model: string): Promise<ModelSummary | null> {
+  const refs: ManifestRef[] = [];
+  for (const tag of await app.driver.list(manifestDir(host, namespace, model))) {
+    if (!isValidPart('tag', tag)) continue;
+    const st = await app.driver.stat(manifestKey(host, namespace, model, tag));
+    if (st && !st.isDir) refs.push({ host, namespace, model, tag });
+  }
+  const models = await collect(app, refs, async (ref) => {
+    const answer = await app.manifests.find(ref.namespace, ref.model, ref.tag);
+    return answer && answer.host !== ref.host ? answer.host : null;
+  }, new Map());
+  return models[0] ?? null;
+}
