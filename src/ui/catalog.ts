@@ -57,8 +57,32 @@ export interface ConfigInfo {
 }
 
 const CONFIG_MAX = 1 << 20;
-const CACHE_MAX = 20_000;
-const configCache = new Map<string, ConfigInfo>();
+const CACHE_MAX = 50_000;
+
+/** What one manifest file says, kept while the file's mtime and size stay the same. */
+interface Parsed {
+  mtimeMs: number;
+  bytes: number;
+  summary: TagSummary;
+  manifest: Manifest | null;
+  config: ConfigInfo | null;
+}
+
+// Per App (tests run several registries in one process). Config blobs are content-addressed,
+// so a parsed config stays right for its digest; manifests are re-read when their file changes.
+const caches = new WeakMap<App, { configs: Map<string, ConfigInfo>; tags: Map<string, Parsed> }>();
+
+function cacheOf(app: App) {
+  let c = caches.get(app);
+  if (!c) caches.set(app, (c = { configs: new Map(), tags: new Map() }));
+  return c;
+}
+
+function remember<K, V>(map: Map<K, V>, key: K, value: V): V {
+  if (map.size >= CACHE_MAX) map.clear();
+  map.set(key, value);
+  return value;
+}
 
 /** Read at most `max` bytes from the start of a blob; null when the blob is absent. */
 export async function readBlobHead(app: App, digest: string, max: number): Promise<{ bytes: Buffer; size: number } | null> {
@@ -80,7 +104,8 @@ const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? 
 /** The config blob's fields, or null when it is absent or not a JSON object. */
 export async function readConfig(app: App, desc: Descriptor | undefined): Promise<ConfigInfo | null> {
   if (!desc) return null;
-  const hit = configCache.get(desc.digest);
+  const configs = cacheOf(app).configs;
+  const hit = configs.get(desc.digest);
   if (hit) return hit;
   const head = await readBlobHead(app, desc.digest, CONFIG_MAX);
   if (!head || head.size > CONFIG_MAX) return null;
@@ -93,16 +118,13 @@ export async function readConfig(app: App, desc: Descriptor | undefined): Promis
   if (!values || typeof values !== 'object' || Array.isArray(values)) return null;
   const v = values as Record<string, unknown>;
   const ctx = v.context_length;
-  const info: ConfigInfo = {
+  return remember(configs, desc.digest, {
     values: v,
     family: str(v.model_family) ?? (Array.isArray(v.model_families) ? str(v.model_families[0]) : null),
     parameterSize: str(v.model_type),
     quantization: str(v.file_type),
     contextLength: typeof ctx === 'number' && Number.isSafeInteger(ctx) && ctx > 0 ? ctx : null,
-  };
-  if (configCache.size >= CACHE_MAX) configCache.clear();
-  configCache.set(desc.digest, info);
-  return info;
+  });
 }
 
 /** Run fn over items with at most `limit` at a time, keeping order. */
@@ -123,43 +145,66 @@ export function blobsOf(m: Manifest): Descriptor[] {
   return [...(m.config ? [m.config] : []), ...m.layers];
 }
 
-/** One tag's summary; `sizes` memoises blob sizes (null = absent) across a request. */
-export async function summarise(app: App, stored: StoredManifest, sizes: Map<string, Promise<number | null>>, shadowedBy: string | null): Promise<{ summary: TagSummary; manifest: Manifest | null; config: ConfigInfo | null }> {
+/** Parse a stored manifest and its config blob into the parts of a summary that depend only on them. */
+async function parse(app: App, stored: StoredManifest): Promise<Parsed> {
   const summary: TagSummary = {
     tag: stored.tag, size: 0, family: null, parameterSize: null, quantization: null, contextLength: null,
     modified: new Date(stored.mtimeMs).toISOString(), digest: stored.digest, id: stored.digest.slice(7, 19),
-    configMissing: false, missingBlobs: 0, shadowedBy, problem: null,
+    configMissing: false, missingBlobs: 0, shadowedBy: null, problem: null,
   };
-  let manifest: Manifest;
+  const parsed: Parsed = { mtimeMs: stored.mtimeMs, bytes: stored.bytes.length, summary, manifest: null, config: null };
   try {
-    manifest = parseManifest(stored.bytes);
+    parsed.manifest = parseManifest(stored.bytes);
   } catch (e) {
     summary.problem = (e as Error).message;
-    return { summary, manifest: null, config: null };
+    return parsed;
   }
-  for (const d of blobsOf(manifest)) {
-    summary.size += d.size;
+  for (const d of blobsOf(parsed.manifest)) summary.size += d.size;
+  parsed.config = await readConfig(app, parsed.manifest.config);
+  const c = parsed.config;
+  if (c) Object.assign(summary, { family: c.family, parameterSize: c.parameterSize, quantization: c.quantization, contextLength: c.contextLength });
+  return parsed;
+}
+
+/**
+ * One tag's summary, or null when its manifest is gone. `sizes` memoises blob sizes (null =
+ * absent) across a request: which blobs are present is checked on every request.
+ */
+export async function summarise(app: App, ref: ManifestRef, sizes: Map<string, Promise<number | null>>, shadowedBy: string | null): Promise<{ summary: TagSummary; manifest: Manifest | null; config: ConfigInfo | null } | null> {
+  const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
+  const tags = cacheOf(app).tags;
+  const st = await app.driver.stat(key);
+  if (!st || st.isDir) return null;
+  let parsed = tags.get(key);
+  if (!parsed || parsed.mtimeMs !== st.mtimeMs || parsed.bytes !== st.size || (!parsed.config && parsed.manifest?.config)) {
+    const stored = await app.manifests.read(ref);
+    if (!stored) return null;
+    parsed = remember(tags, key, await parse(app, stored));
+  }
+  const summary: TagSummary = { ...parsed.summary, shadowedBy, missingBlobs: 0 };
+  for (const d of parsed.manifest ? blobsOf(parsed.manifest) : []) {
     let p = sizes.get(d.digest);
     if (!p) sizes.set(d.digest, (p = app.blobs.size(d.digest)));
     if ((await p) === null) summary.missingBlobs++;
   }
-  const config = await readConfig(app, manifest.config);
-  summary.configMissing = !!manifest.config && !config;
-  if (config) Object.assign(summary, { family: config.family, parameterSize: config.parameterSize, quantization: config.quantization, contextLength: config.contextLength });
-  return { summary, manifest, config };
+  const cfg = parsed.manifest?.config;
+  summary.configMissing = !!cfg && (!parsed.config || (await sizes.get(cfg.digest)) === null);
+  return { summary, manifest: parsed.manifest, config: parsed.config };
 }
 
 const repoKey = (r: { host: string; namespace: string; model: string }) => `${r.host}/${r.namespace}/${r.model}`;
 const foldKey = (r: ManifestRef) => `${r.namespace}/${r.model}:${r.tag}`.toLowerCase();
 
+type Shadow = (ref: ManifestRef, present: ManifestRef[]) => Promise<string | null>;
+
 /** Summaries of the given tags, grouped by repository; `shadow` names the folder that answers instead. */
-async function collect(app: App, refs: ManifestRef[], shadow: (ref: ManifestRef) => Promise<string | null>, sizes: Map<string, Promise<number | null>>): Promise<ModelSummary[]> {
-  const rows = await mapLimit(refs, 16, async (ref) => {
-    const stored = await app.manifests.read(ref);
-    if (!stored) return null;
-    const { summary, manifest } = await summarise(app, stored, sizes, await shadow(ref));
-    return { ref, summary, blobs: manifest ? blobsOf(manifest) : [] };
-  });
+async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map<string, Promise<number | null>>): Promise<ModelSummary[]> {
+  const rows = (await mapLimit(refs, 16, async (ref) => {
+    const got = await summarise(app, ref, sizes, null);
+    return got && { ref, summary: got.summary, blobs: got.manifest ? blobsOf(got.manifest) : [] };
+  })).filter((r) => r !== null);
+  const present = rows.map((r) => r.ref);
+  for (const row of rows) row.summary.shadowedBy = await shadow(row.ref, present);
   const models = new Map<string, ModelSummary & { digests: Set<string> }>();
   for (const row of rows) {
     if (!row) continue;
@@ -182,17 +227,42 @@ async function collect(app: App, refs: ManifestRef[], shadow: (ref: ManifestRef)
   return [...models.values()].map(({ digests: _d, ...m }) => m);
 }
 
-/** Everything the catalog page lists. */
-export async function buildCatalog(app: App): Promise<Catalog> {
-  const refs: ManifestRef[] = [];
-  // The first host folder (lookup order) holding a name answers pulls of it; later ones are shadowed.
-  const answering = new Map<string, string>();
-  for await (const ref of app.manifests.all()) {
-    refs.push(ref);
-    if (!answering.has(foldKey(ref))) answering.set(foldKey(ref), ref.host);
+const building = new WeakMap<App, Promise<Catalog>>();
+
+/** Everything the catalog page lists; requests that arrive while it is being built share it. */
+export function buildCatalog(app: App): Promise<Catalog> {
+  let p = building.get(app);
+  if (!p) {
+    p = build(app).finally(() => building.delete(app));
+    building.set(app, p);
   }
+  return p;
+}
+
+/** Every tag file name, host folders in lookup order; folders are listed in parallel (what all() yields, faster). */
+async function allRefs(app: App): Promise<ManifestRef[]> {
+  const valid = (kind: 'namespace' | 'model' | 'tag') => (names: string[]) => names.filter((n) => isValidPart(kind, n));
+  const out: ManifestRef[] = [];
+  for (const host of await app.manifests.hosts()) {
+    const namespaces = valid('namespace')(await app.driver.list(manifestDir(host)));
+    const models = (await mapLimit(namespaces, 16, async (namespace) =>
+      valid('model')(await app.driver.list(manifestDir(host, namespace))).map((model) => ({ namespace, model })))).flat();
+    const tags = await mapLimit(models, 16, async ({ namespace, model }) =>
+      valid('tag')(await app.driver.list(manifestDir(host, namespace, model))).map((tag) => ({ host, namespace, model, tag })));
+    out.push(...tags.flat());
+  }
+  return out;
+}
+
+async function build(app: App): Promise<Catalog> {
   const sizes = new Map<string, Promise<number | null>>();
-  const models = await collect(app, refs, async (ref) => {
+  let answering: Map<string, string> | null = null;
+  const models = await collect(app, await allRefs(app), async (ref, present) => {
+    // The first host folder (lookup order) holding a name answers pulls of it; later ones are shadowed.
+    if (!answering) {
+      answering = new Map();
+      for (const r of present) if (!answering.has(foldKey(r))) answering.set(foldKey(r), r.host);
+    }
     const first = answering.get(foldKey(ref));
     return first && first !== ref.host ? first : null;
   }, sizes);
@@ -211,12 +281,8 @@ export async function buildCatalog(app: App): Promise<Catalog> {
 
 /** One repository of one host folder, as the catalog lists it; null when it has no tags. */
 export async function modelEntry(app: App, host: string, namespace: string, model: string): Promise<ModelSummary | null> {
-  const refs: ManifestRef[] = [];
-  for (const tag of await app.driver.list(manifestDir(host, namespace, model))) {
-    if (!isValidPart('tag', tag)) continue;
-    const st = await app.driver.stat(manifestKey(host, namespace, model, tag));
-    if (st && !st.isDir) refs.push({ host, namespace, model, tag });
-  }
+  const refs = (await app.driver.list(manifestDir(host, namespace, model)))
+    .filter((tag) => isValidPart('tag', tag)).map((tag) => ({ host, namespace, model, tag }));
   const models = await collect(app, refs, async (ref) => {
     const answer = await app.manifests.find(ref.namespace, ref.model, ref.tag);
     return answer && answer.host !== ref.host ? answer.host : null;

@@ -83,8 +83,9 @@ export async function modelDetails(app: App, host: string, namespace: string, mo
     : entry.tags.find((t) => t.tag === tagName);
   if (!tag) throw new RegistryError('MANIFEST_UNKNOWN', `${host}/${namespace}/${model} has no tag ${tagName}`);
   const stored = await app.manifests.read({ host, namespace, model, tag: tag.tag });
-  if (!stored) throw new RegistryError('MANIFEST_UNKNOWN', `${host}/${namespace}/${model}:${tag.tag} was removed`);
-  const { manifest, config } = await summarise(app, stored, new Map(), tag.shadowedBy);
+  const got = stored && await summarise(app, stored, new Map(), tag.shadowedBy);
+  if (!stored || !got) throw new RegistryError('MANIFEST_UNKNOWN', `${host}/${namespace}/${model}:${tag.tag} was removed`);
+  const { manifest, config } = got;
   const details: ModelDetails = {
     model: entry,
     tag,

@@ -3,14 +3,14 @@
 // reorder them, so 500 models stay instant.
 import { renderAccount, renderPrefetch } from './actions.js';
 import { renderModel } from './model.js';
-import { el, formatBytes, getJson, modelHash, nav, timeEl, type CatalogResponse, type ModelSummary } from './util.js';
+import { el, formatAgo, formatBytes, getJson, modelHash, nav, type CatalogResponse, type ModelSummary } from './util.js';
 
 type SortKey = 'name' | 'size' | 'date';
 
 interface Row {
   model: ModelSummary;
-  tr: HTMLTableRowElement;
-  /** Lower-cased text the filter matches against. */
+  tr: HTMLLIElement;
+  /** Lower-cased fields the filter matches, separated by SEP. */
   text: string;
   name: string;
 }
@@ -33,26 +33,58 @@ function distinct(values: Array<string | null>): string {
   return [...new Set(values.filter((v): v is string => !!v))].join(', ');
 }
 
+// One row, built once and cloned: 500 rows of about a dozen elements each, so the list stays
+// cheap to build and to style. Cell labels are CSS (data-label), shown on phones.
+let rowProto: HTMLLIElement | null = null;
+
+function proto(): HTMLLIElement {
+  const cell = (cls: string, label: string, ...kids: Node[]) => el('div', { class: cls, 'data-label': label }, ...kids);
+  return rowProto ??= el('li', { class: 'row' },
+    el('div', { class: 'c-name' }, el('a', { class: 'name' }, el('span', { class: 'ns' }), document.createTextNode('')), el('span', { class: 'badge' })),
+    cell('c-tags', 'Tags'), cell('c-family', 'Family'), cell('c-params', 'Parameters'), cell('c-quant', 'Quantization'),
+    cell('c-size num', 'Size'), cell('c-date', 'Updated', el('time')));
+}
+
 function rowFor(m: ModelSummary): Row {
-  const tags = m.tags.map((t) => t.tag);
-  const shown = m.tags.slice(0, 6).map((t) => el('a', { class: 'chip', href: modelHash(m, t.tag) }, t.tag));
-  const more = m.tags.length > 6 ? el('span', { class: 'more' }, `+${m.tags.length - 6}`) : null;
-  const warn = m.tags.some((t) => t.configMissing || t.missingBlobs > 0 || t.problem)
-    ? el('span', { class: 'warn-dot', title: 'some files of this model are missing' }, '!') : null;
-  const tr = el('tr', null,
-    el('td', { class: 'c-name' },
-      el('a', { class: 'name', href: modelHash(m) }, el('span', { class: 'ns' }, `${m.namespace}/`), m.model), warn,
-      el('div', { class: 'sub' }, el('span', { class: `badge ${m.source.kind}` }, m.source.kind === 'pushed' ? 'pushed' : `from ${m.source.label}`))),
-    el('td', { class: 'c-tags' }, ...shown, more),
-    el('td', { class: 'c-family', 'data-label': 'Family' }, distinct(m.tags.map((t) => t.family)) || '—'),
-    el('td', { class: 'c-params', 'data-label': 'Parameters' }, distinct(m.tags.map((t) => t.parameterSize)) || '—'),
-    el('td', { class: 'c-quant', 'data-label': 'Quantization' }, distinct(m.tags.map((t) => t.quantization)) || '—'),
-    el('td', { class: 'c-size num', 'data-label': 'Size' }, formatBytes(m.size)),
-    el('td', { class: 'c-date', 'data-label': 'Updated' }, timeEl(m.modified)));
-  const text = [m.host, m.namespace, m.model, `${m.namespace}/${m.model}`, m.source.label, ...tags,
-    ...m.tags.flatMap((t) => [t.family, t.parameterSize, t.quantization])].filter(Boolean).join(' ').toLowerCase();
+  const tr = proto().cloneNode(true) as HTMLLIElement;
+  const [nameCell, tagsCell, family, params, quant, size, date] = Array.from(tr.children) as HTMLElement[];
+  const link = nameCell!.firstElementChild as HTMLAnchorElement;
+  link.href = modelHash(m);
+  link.firstElementChild!.textContent = `${m.namespace}/`;
+  (link.lastChild as Text).data = m.model;
+  if (m.tags.some((t) => t.configMissing || t.missingBlobs > 0 || t.problem)) {
+    link.after(el('span', { class: 'warn-dot', title: 'some files of this model are missing' }, '!'));
+  }
+  const badge = nameCell!.lastElementChild as HTMLElement;
+  badge.className = `badge ${m.source.kind}`;
+  badge.textContent = m.source.kind === 'pushed' ? 'pushed' : `from ${m.source.label}`;
+  for (const t of m.tags.slice(0, 6)) tagsCell!.append(el('a', { class: 'chip', href: modelHash(m, t.tag) }, t.tag));
+  if (m.tags.length > 6) tagsCell!.append(el('span', { class: 'more' }, `+${m.tags.length - 6}`));
+  family!.textContent = distinct(m.tags.map((t) => t.family)) || '—';
+  params!.textContent = distinct(m.tags.map((t) => t.parameterSize)) || '—';
+  quant!.textContent = distinct(m.tags.map((t) => t.quantization)) || '—';
+  size!.textContent = formatBytes(m.size);
+  const time = date!.firstElementChild as HTMLTimeElement;
+  time.dateTime = m.modified;
+  time.title = dateFormat.format(new Date(m.modified));
+  time.textContent = formatAgo(m.modified);
+  const text = SEP + [m.host, `${m.namespace}/${m.model}`, m.source.label, ...m.tags.map((t) => t.tag),
+    ...m.tags.flatMap((t) => [t.family, t.parameterSize, t.quantization])].filter(Boolean).join(SEP).toLowerCase();
   // People look for the model's own name; the namespace and host only break ties.
   return { model: m, tr, text, name: `${m.model}\u0000${m.namespace}\u0000${m.host}`.toLowerCase() };
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+const SEP = '\u0001';
+const BOUNDARY = new Set([SEP, '/', '.', ':', '_', '-', ' ']);
+
+/** A word matches at the start of a name part, so "llama" finds Llama-3.2 but not every "ollama" host. */
+function matches(text: string, word: string): boolean {
+  for (let i = text.indexOf(word); i >= 0; i = text.indexOf(word, i + 1)) {
+    if (BOUNDARY.has(text[i - 1]!)) return true;
+  }
+  return false;
 }
 
 function catalogParams(): URLSearchParams {
@@ -81,10 +113,12 @@ async function showCatalog(): Promise<void> {
   let desc = params.get('desc') === '1';
   const dir = el('button', { type: 'button', id: 'dir', class: 'dir' });
   const count = el('p', { id: 'count', class: 'count', 'aria-live': 'polite' });
-  const tbody = el('tbody');
-  const table = el('table', { class: 'catalog', id: 'catalog' },
-    el('thead', null, el('tr', null, ...['Model', 'Tags', 'Family', 'Parameters', 'Quantization', 'Size', 'Updated']
-      .map((h, i) => el('th', { scope: 'col', class: i === 5 ? 'num' : null }, h)))), tbody);
+  // A list of grid rows, not a <table>: rows off screen skip layout and paint
+  // (content-visibility), which table rows cannot do.
+  const tbody = el('ul', { class: 'rows', 'aria-label': 'Models' });
+  const table = el('div', { class: 'catalog', id: 'catalog' },
+    el('div', { class: 'head', 'aria-hidden': 'true' }, ...['Model', 'Tags', 'Family', 'Parameters', 'Quantization', 'Size', 'Updated']
+      .map((h, i) => el('span', { class: i === 5 ? 'num' : null }, h))), tbody);
 
   const rows = data.models.map(rowFor);
   const frag = document.createDocumentFragment();
@@ -95,7 +129,7 @@ async function showCatalog(): Promise<void> {
     const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
     let visible = 0;
     for (const r of rows) {
-      const show = (!source.value || r.model.source.label === source.value) && words.every((w) => r.text.includes(w));
+      const show = (!source.value || r.model.source.label === source.value) && words.every((w) => matches(r.text, w));
       r.tr.hidden = !show;
       if (show) visible++;
     }
@@ -147,7 +181,11 @@ async function showCatalog(): Promise<void> {
   main.replaceChildren(el('h1', { class: 'visually-hidden' }, 'Models'), ...(prefetch ? [prefetch] : []), toolbar, count, table);
   setStatus('');
   apply(true);
+  // For tests and the curious: DOM build time, and when the full list was first painted
+  // (ms since navigation started; a timeout after the next frame runs once it is painted).
   table.dataset.renderMs = (performance.now() - started).toFixed(1);
+  table.dataset.fetchedAt = started.toFixed(1);
+  requestAnimationFrame(() => setTimeout(() => { table.dataset.paintedAt = performance.now().toFixed(1); }));
   document.title = 'Models · ollama-registry';
 }
 
