@@ -14,6 +14,7 @@ import { getManifest } from './manifests.js';
 import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
 import { serviceRoutes } from './service.js';
+import { uiRoutes } from '../ui/routes.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
@@ -35,7 +36,7 @@ export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse,
 
 /** The plain routes served by default. Other features add entries here. */
 export function plainHandlers(): Map<string, PlainHandler> {
-  return new Map([...serviceRoutes()]);
+  return new Map([...serviceRoutes(), ...uiRoutes()]);
 }
 
 export interface RegistryServer {
