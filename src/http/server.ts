@@ -88,8 +88,11 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), plai
           ? 'this registry does not accept pushes' : `${req.method} is not supported on this endpoint`;
         throw new RegistryError('UNSUPPORTED', why, { headers: { Allow: allow || 'GET, HEAD' } });
       }
-      // Policy: reading a repository is a pull, writing to it a push.
-      if ('namespace' in route) app.policy.check(WRITE_METHODS.has(req.method ?? '') ? 'push' : 'pull', route.namespace, route.model);
+      // Policy: writing to a repository (or any upload request) is a push, reading it a pull.
+      if ('namespace' in route) {
+        const push = route.kind === 'uploads' || WRITE_METHODS.has(req.method ?? '');
+        app.policy.check(push ? 'push' : 'pull', route.namespace, route.model);
+      }
       const ctx: Ctx = { app, req, res, url, route };
       await handler(ctx);
     } catch (e) {
