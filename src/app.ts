@@ -1,9 +1,11 @@
 // What every command and request handler shares: the configuration and the stores of one data folder.
 import { mkdir } from 'node:fs/promises';
+import { Auth } from './auth/policy.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { BlobStore } from './registry/blobs.js';
 import { ManifestStore } from './registry/manifests.js';
+import { Uploads } from './registry/uploads.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -13,6 +15,8 @@ export interface App {
   driver: FsDriver;
   blobs: BlobStore;
   manifests: ManifestStore;
+  uploads: Uploads;
+  auth: Auth;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -21,11 +25,15 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   for (const dir of [BLOBS, MANIFESTS, STATE]) await mkdir(driver.path(dir), { recursive: true });
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
+  const blobs = new BlobStore(driver);
   return {
     config,
     log,
     driver,
-    blobs: new BlobStore(driver),
-    manifests: new ManifestStore(driver, config.hosts),
+    blobs,
+    // Pushed models first: see the rule in registry/manifests.ts.
+    manifests: new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]),
+    uploads: new Uploads(driver, blobs, log),
+    auth: Auth.open(driver, config, log),
   };
 }

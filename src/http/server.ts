@@ -9,7 +9,9 @@ import { RegistryError } from '../errors.js';
 import { getBlob } from './blobs.js';
 import type { Ctx, Handler } from './context.js';
 import { catalog, ping, tagsList } from './listing.js';
-import { getManifest } from './manifests.js';
+import { authorize, TOKEN_PATH, tokenEndpoint } from './auth.js';
+import { deleteManifest, getManifest, putManifest } from './manifests.js';
+import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
 import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
 
@@ -21,9 +23,9 @@ export function v2Handlers(): HandlerTable {
   return {
     ping: { GET: ping, HEAD: ping },
     catalog: { GET: catalog },
-    manifest: { GET: getManifest, HEAD: getManifest },
+    manifest: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
     blob: { GET: getBlob, HEAD: getBlob },
-    uploads: {},
+    uploads: { POST: postUpload, PATCH: patchUpload, PUT: putUpload, GET: getUpload, DELETE: deleteUpload },
     tags: { GET: tagsList },
   };
 }
@@ -39,7 +41,8 @@ export interface RegistryServer {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = new Map()) {
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), extraPlain: Map<string, PlainHandler> = new Map()) {
+  const plain = new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...extraPlain]);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeKind = 'none';
@@ -73,7 +76,8 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), plai
           ? 'this registry does not accept pushes' : `${req.method} is not supported on this endpoint`;
         throw new RegistryError('UNSUPPORTED', why, { headers: { Allow: allow || 'GET, HEAD' } });
       }
-      const ctx: Ctx = { app, req, res, url, route };
+      const principal = await authorize(app, req, route, url);
+      const ctx: Ctx = { app, req, res, url, route, principal };
       await handler(ctx);
     } catch (e) {
       sendError(req, res, e, app.log);
@@ -120,6 +124,8 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
       resolve();
     });
   });
+  const stopSweeper = app.uploads.startSweeper(app.config.uploadMaxAgeHours * 3600_000);
+  server.once('close', stopSweeper);
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
