@@ -2,6 +2,8 @@
 // ollama-registry command line: one sub-command per file under cli/.
 import { Command, CommanderError } from 'commander';
 import { registerImport } from './cli/import.js';
+import { registerKeys } from './cli/keys.js';
+import { registerUsers } from './cli/users.js';
 import { EXIT } from './cli/common.js';
 import { registerServe } from './cli/serve.js';
 import { VERSION } from './version.js';
@@ -17,5 +19,7 @@ const program = new Command('ollama-registry')
 
 registerServe(program);
 registerImport(program);
+registerKeys(program);
+registerUsers(program);
 
 await program.parseAsync(process.argv);

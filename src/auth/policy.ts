@@ -83,3 +83,8 @@ export class Auth {
 export function keyPrincipal(fingerprint: string, comment?: string): Principal {
   return { kind: 'key', id: fingerprint, label: `key ${fingerprint}${comment ? ` (${comment})` : ''}` };
 }
+
+/** The key/user files of a data folder, for the CLI (no server, nothing created). */
+export function authStoreAt(driver: FsDriver): AuthStore {
+  return new AuthStore(driver.path(keysKey()), driver.path(usersKey()));
+}

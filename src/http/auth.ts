@@ -119,8 +119,11 @@ async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL):
   }
   const who = await identify(app, req, n);
   if (!('namespace' in n) && n.action === 'ping') {
-    if (!who) throw challenge(req, n, 'credentials required: get a token from the token endpoint (anonymous tokens are free when pulls are anonymous)');
-    return who.principal;
+    // docker and skopeo learn where to log in only from a 401 here. With nobody registered
+    // there is nothing to log in with, so an open registry answers 200 (health checks use this).
+    if (who) return who.principal;
+    if (app.config.auth.anonymousRead && app.auth.store.empty()) return ANONYMOUS;
+    throw challenge(req, n, 'credentials required: get a token from the token endpoint (anonymous tokens are free when pulls are anonymous)');
   }
   if (!('namespace' in n)) {
     if (app.config.auth.anonymousRead) return who?.principal ?? ANONYMOUS;

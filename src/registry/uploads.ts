@@ -9,7 +9,7 @@
 // hash state at the start of the last part is kept, so retrying that part costs no re-hash; any
 // other case (a restart, an older part) re-hashes the kept prefix once.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -154,25 +154,20 @@ export class Uploads {
     let written = 0;
     this.active.set(id, () => body.destroy(new Error('superseded by a newer request on the same upload')));
     try {
-      const fh = await open(file, 'r+');
-      try {
-        if (size > at) await fh.truncate(at);
-        const counter = new Transform({
-          transform(chunk: Buffer, _enc, done) {
-            written += chunk.length;
-            if (length !== undefined && written > length) {
-              done(new RegistryError('SIZE_INVALID', `the part is longer than its Content-Range (${length} bytes)`));
-              return;
-            }
-            state.hash.update(chunk);
-            done(null, chunk);
-          },
-          highWaterMark: CHUNK,
-        });
-        await pipeline(body, counter, fh.createWriteStream({ start: at, autoClose: false, highWaterMark: CHUNK }));
-      } finally {
-        await fh.close();
-      }
+      if (size > at) await truncate(file, at);
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          written += chunk.length;
+          if (length !== undefined && written > length) {
+            done(new RegistryError('SIZE_INVALID', `the part is longer than its Content-Range (${length} bytes)`));
+            return;
+          }
+          state.hash.update(chunk);
+          done(null, chunk);
+        },
+        highWaterMark: CHUNK,
+      });
+      await pipeline(body, counter, createWriteStream(file, { flags: 'r+', start: at, highWaterMark: CHUNK }));
       if (length !== undefined && written !== length) {
         throw new RegistryError('SIZE_INVALID', `the part has ${written} bytes but its Content-Range says ${length}`);
       }
