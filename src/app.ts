@@ -26,7 +26,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
   const blobs = new BlobStore(driver);
-  return {
+  const app: App = {
     config,
     log,
     driver,
@@ -34,6 +34,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     // Pushed models first: see the rule in registry/manifests.ts.
     manifests: new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]),
     uploads: new Uploads(driver, blobs, log),
-    auth: Auth.open(driver, config, log),
+    auth: Auth.open(driver, config, () => app.log),
   };
+  return app;
 }

@@ -28,9 +28,10 @@ export class Auth {
 
   constructor(readonly config: Config['auth'], readonly store: AuthStore, readonly tokens: Tokens) {}
 
-  static open(driver: FsDriver, config: Config, log: Logger): Auth {
+  /** `log` is read at each use (the app's logger may be replaced). */
+  static open(driver: FsDriver, config: Config, log: () => Logger): Auth {
     const store = new AuthStore(driver.path(keysKey()), driver.path(usersKey()), (e) =>
-      log.error({ err: e.message }, 'key/user file does not parse; keeping the previous contents'));
+      log().error({ err: e.message }, 'key/user file does not parse; keeping the previous contents'));
     return new Auth(config.auth, store, new Tokens(loadSecret(driver.path(tokenSecretKey()))));
   }
 

@@ -50,7 +50,8 @@ function scopeOf(n: Need): string | undefined {
 export function challenge(req: IncomingMessage, n: Need, message: string): RegistryError {
   const o = origin(req);
   const scope = scopeOf(n);
-  const header = `Bearer realm="${o}${TOKEN_PATH}",service="${new URL(o).host}"${scope ? `,scope="${scope}"` : ''}`;
+  // The host exactly as the client wrote it (ollama compares the realm's host:port as a string).
+  const header = `Bearer realm="${o}${TOKEN_PATH}",service="${o.slice(o.indexOf('//') + 2)}"${scope ? `,scope="${scope}"` : ''}`;
   return new RegistryError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': header } });
 }
 
