@@ -258,3 +258,13 @@ test('keys and users commands: add, list, remove; bad input exits 2', async () =
   ]);
   assert.equal(code, 2);
 });
+
+test('files written by root (sudo keys add …) keep the owner of the state folder, so the service can read them', { skip: process.getuid?.() !== 0 && 'needs root' }, async () => {
+  const data = await tempDir('oreg-owner-');
+  const { chown, mkdir } = await import('node:fs/promises');
+  await mkdir(path.join(data, '.ollama-registry'), { recursive: true });
+  await chown(path.join(data, '.ollama-registry'), 65534, 65534);
+  await run(process.execPath, [MAIN, 'keys', 'add', makeOllamaKey().publicKeyLine, '--namespace', 'team', '--data', data]);
+  const st = await stat(path.join(data, '.ollama-registry', 'keys.json'));
+  assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [65534, 65534, 0o600]);
+});

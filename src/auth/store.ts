@@ -2,7 +2,7 @@
 // each with grants per namespace. Kept as two JSON files in .ollama-registry/ (0600), edited by the
 // `keys` and `users` commands and re-read by a running server when they change (checked at most
 // once a second, so a change takes effect without a restart and costs nothing per request).
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchownSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parseKeyBlob } from './sshkey.js';
 
@@ -35,6 +35,16 @@ export interface UserEntry {
 interface FileState<T> {
   items: T[];
   sig: string;
+}
+
+/**
+ * When root edits the files (sudo ollama-registry keys add …), give them to the owner of the
+ * state folder, so a server running as that user can still read them.
+ */
+export function keepOwner(fd: number, dir: string): void {
+  if (process.getuid?.() !== 0) return;
+  const st = statSync(dir);
+  if (st.uid !== 0) fchownSync(fd, st.uid, st.gid);
 }
 
 export function mayDo(grants: Grant[], namespace: string, action: Action): boolean {
@@ -176,6 +186,7 @@ export class AuthStore {
     const tmp = `${file}.${process.pid}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
     try {
+      keepOwner(fd, path.dirname(file));
       writeSync(fd, `${JSON.stringify(doc, null, 2)}\n`);
       fsyncSync(fd);
     } finally {

@@ -2,9 +2,9 @@
 // downloads that carry no Authorization, and the nonce memory that refuses replayed requests.
 // The HMAC key lives in .ollama-registry/token-secret (0600); deleting it revokes everything.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import type { Action } from './store.js';
+import { keepOwner, type Action } from './store.js';
 
 export interface Access {
   type: 'repository' | 'registry';
@@ -36,7 +36,13 @@ export function loadSecret(file: string): Buffer {
   mkdirSync(path.dirname(file), { recursive: true });
   const secret = randomBytes(32);
   try {
-    writeFileSync(file, `${secret.toString('hex')}\n`, { flag: 'wx', mode: 0o600 });
+    const fd = openSync(file, 'wx', 0o600);
+    try {
+      keepOwner(fd, path.dirname(file));
+      writeSync(fd, `${secret.toString('hex')}\n`);
+    } finally {
+      closeSync(fd);
+    }
     return secret;
   } catch (e) {
     // Another process made it first: use theirs.

@@ -46,12 +46,13 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeKind = 'none';
+    let who: string | undefined;
     res.once('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       app.log.info({
         method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 300), route: routeKind, status: res.statusCode,
         bytes: Number(res.getHeader('content-length') ?? 0), ms: Math.round(ms * 10) / 10,
-        aborted: !res.writableFinished || undefined, ua: req.headers['user-agent']?.slice(0, 120),
+        aborted: !res.writableFinished || undefined, ua: req.headers['user-agent']?.slice(0, 120), who,
       }, 'request');
     });
     try {
@@ -77,6 +78,7 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
         throw new RegistryError('UNSUPPORTED', why, { headers: { Allow: allow || 'GET, HEAD' } });
       }
       const principal = await authorize(app, req, route, url);
+      if (principal.kind === 'key' || principal.kind === 'user') who = principal.label;
       const ctx: Ctx = { app, req, res, url, route, principal };
       await handler(ctx);
     } catch (e) {
