@@ -1,5 +1,6 @@
 // What every command and request handler shares: the configuration and the stores of one data folder.
 import { mkdir } from 'node:fs/promises';
+import { Auth } from './auth/policy.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -7,6 +8,7 @@ import { BlobStore } from './registry/blobs.js';
 import { ManifestStore } from './registry/manifests.js';
 import { Policy } from './registry/policy.js';
 import { UsageTracker } from './registry/usage.js';
+import { Uploads } from './registry/uploads.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -21,6 +23,8 @@ export interface App {
   policy: Policy;
   /** Last pull of each tag (memory; flushed by `serve`). */
   usage: UsageTracker;
+  uploads: Uploads;
+  auth: Auth;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -31,14 +35,18 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
   const blobs = new BlobStore(driver);
   const metrics = createMetrics(driver, blobs);
-  return {
+  const app: App = {
     config,
     log,
     driver,
     blobs,
-    manifests: new ManifestStore(driver, config.hosts),
+    // Pushed models first: see the rule in registry/manifests.ts.
+    manifests: new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]),
     metrics,
     policy: new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) }),
     usage: new UsageTracker(driver),
+    uploads: new Uploads(driver, blobs, log),
+    auth: Auth.open(driver, config, () => app.log),
   };
+  return app;
 }
