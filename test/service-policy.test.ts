@@ -9,6 +9,7 @@ import type { Handler } from '../src/http/context.js';
 import { v2Handlers } from '../src/http/server.js';
 import { parsePolicy, Policy } from '../src/registry/policy.js';
 import { request } from './support/http.js';
+import { addUser } from './support/registry-auth.js';
 import { makeModel } from './support/models.js';
 import { startTestRegistry, tempDir } from './support/server.js';
 
@@ -78,13 +79,16 @@ test('push: writes to a repository are checked as pushes', async (t) => {
   (table.uploads as Record<string, Handler>).GET = put;
   const reg = await startTestRegistry({ table, config: { policy: parsePolicy([{ name: 'read-only-library', deny: 'push', names: 'library/*' }]) } });
   t.after(reg.close);
-  const denied = await request(reg.url, '/v2/library/x/manifests/latest', { method: 'PUT', body: '{}' });
+  // Writes need credentials first (a user who may push everywhere); policy decides after that.
+  await addUser(reg, 'writer', 'pw', '*');
+  const headers = { Authorization: `Basic ${Buffer.from('writer:pw').toString('base64')}` };
+  const denied = await request(reg.url, '/v2/library/x/manifests/latest', { method: 'PUT', body: '{}', headers });
   assert.equal(denied.status, 403);
   assert.match(denied.json().errors[0].message, /^push of library\/x is refused by policy rule "read-only-library"/);
-  assert.equal((await request(reg.url, '/v2/team/x/manifests/latest', { method: 'PUT', body: '{}' })).status, 201);
+  assert.equal((await request(reg.url, '/v2/team/x/manifests/latest', { method: 'PUT', body: '{}', headers })).status, 201);
   // Every request about an upload session is part of a push, GET included.
-  assert.match((await request(reg.url, '/v2/library/x/blobs/uploads/abc')).json().errors[0].message, /^push of library\/x/);
-  assert.equal((await request(reg.url, '/v2/team/x/blobs/uploads/abc')).status, 201);
+  assert.match((await request(reg.url, '/v2/library/x/blobs/uploads/abc', { headers })).json().errors[0].message, /^push of library\/x/);
+  assert.equal((await request(reg.url, '/v2/team/x/blobs/uploads/abc', { headers })).status, 201);
 });
 
 test('check() for each action: pull, pull-through, push refuse and allow by rule', () => {
