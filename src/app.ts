@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { BlobStore } from './registry/blobs.js';
+import { PullThrough } from './registry/cache.js';
 import { ManifestStore } from './registry/manifests.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
@@ -13,6 +14,8 @@ export interface App {
   driver: FsDriver;
   blobs: BlobStore;
   manifests: ManifestStore;
+  /** Pull-through from upstream registries; absent when none is configured. */
+  cache?: PullThrough;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -21,11 +24,8 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   for (const dir of [BLOBS, MANIFESTS, STATE]) await mkdir(driver.path(dir), { recursive: true });
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
-  return {
-    config,
-    log,
-    driver,
-    blobs: new BlobStore(driver),
-    manifests: new ManifestStore(driver, config.hosts),
-  };
+  const blobs = new BlobStore(driver);
+  const manifests = new ManifestStore(driver, config.hosts);
+  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log }) : undefined;
+  return { config, log, driver, blobs, manifests, cache };
 }

@@ -2,6 +2,7 @@
 // ollama-registry command line: one sub-command per file under cli/.
 import { Command, CommanderError } from 'commander';
 import { registerImport } from './cli/import.js';
+import { registerPull } from './cli/pull.js';
 import { EXIT } from './cli/common.js';
 import { registerServe } from './cli/serve.js';
 import { VERSION } from './version.js';
@@ -17,5 +18,6 @@ const program = new Command('ollama-registry')
 
 registerServe(program);
 registerImport(program);
+registerPull(program);
 
 await program.parseAsync(process.argv);

@@ -10,6 +10,7 @@ import { getBlob } from './blobs.js';
 import type { Ctx, Handler } from './context.js';
 import { catalog, ping, tagsList } from './listing.js';
 import { getManifest } from './manifests.js';
+import { postPull } from './pull.js';
 import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
 
@@ -39,7 +40,12 @@ export interface RegistryServer {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = new Map()) {
+/** Non-registry routes every server has. */
+export function defaultPlain(): Map<string, PlainHandler> {
+  return new Map([['/api/pull', postPull]]);
+}
+
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = defaultPlain()) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeKind = 'none';

@@ -58,8 +58,17 @@ export function uploadDir(id: string): string {
   return `${STATE}/uploads/${checkToken(id)}`;
 }
 
+export function fillsDir(): string {
+  return `${STATE}/fills`;
+}
+
 export function fillDir(digest: string): string {
-  return `${STATE}/fills/sha256-${digestHex(digest)}`;
+  return `${fillsDir()}/sha256-${digestHex(digest)}`;
+}
+
+/** A file of one fill: `data` (the staging bytes), `state.json` (filled intervals), `lock` (owner pid). */
+export function fillKey(digest: string, file: 'data' | 'state.json' | 'lock'): string {
+  return `${fillDir(digest)}/${file}`;
 }
 
 /** A file of the registry's own state, e.g. stateKey('keys.json'). */

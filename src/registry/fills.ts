@@ -1,0 +1,574 @@
+// Pull-through fills: the one place a missing blob comes in from an upstream.
+//
+// One Fill per digest, shared by every client and range request, detached from whoever started
+// it. Bytes land in a sparse staging file (.ollama-registry/fills/sha256-<hex>/data) at their
+// offsets; `have` records which intervals are on disk and is persisted to state.json (after a
+// datasync) so a restart resumes without fetching them again. Upstream traffic is organised in
+// lanes: a lane owns [next, end) and fetches it with bounded, growing ranged requests, so that
+// a reader whose bytes are far ahead of a lane can split it and get its own lane at once (all of
+// ollama's 16 parts progress in parallel) while no byte is ever requested twice. The contiguous
+// prefix is hashed as it grows; when every byte is in, the digest is checked and the file is
+// renamed into blobs/ (or discarded, loudly).
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { RegistryError, isRegistryError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { digestHex } from '../names.js';
+import type { FsDriver } from '../storage/fs.js';
+import { blobKey, fillDir, fillKey, fillsDir } from '../storage/layout.js';
+import { UpstreamError, type Upstream } from '../upstream/client.js';
+import type { BlobStore } from './blobs.js';
+import { IntervalSet } from './intervals.js';
+
+const MiB = 1 << 20;
+const FIRST_CHUNK = 8 * MiB; // a lane's first request; doubled up to MAX_CHUNK
+const MAX_CHUNK = 64 * MiB;
+const MAX_LANES = 32; // upstream connections per fill at most
+const BACKGROUND_LANES = 16;
+const FLUSH_BYTES = 1 * MiB; // write (and wake readers) at least every MiB…
+const FLUSH_MS = 50; // …or every 50 ms
+const READ_CHUNK = 1 * MiB;
+const MAX_ATTEMPTS = 4; // per upstream, without progress, before the fill fails
+const PERSIST_MS = 1000;
+
+export interface FillSource {
+  /** Upstreams to fetch from, in order (later ones are fallbacks). */
+  upstreams: Upstream[];
+  namespace: string;
+  model: string;
+}
+
+interface Fetch { start: number; pos: number; end: number; abort: AbortController }
+interface Lane { next: number; end: number; chunk: number }
+
+interface FillState { version: 1; digest: string; size: number; namespace: string; model: string; upstream: string; have: Array<[number, number]> }
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** Turn an upstream failure into the registry error a client sees. */
+export function upstreamToRegistryError(e: unknown, what: 'blob' | 'manifest'): unknown {
+  if (!(e instanceof UpstreamError)) return e;
+  if (e.kind === 'not-found') return new RegistryError(what === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', e.message, { cause: e });
+  if (e.kind === 'unreachable' || e.kind === 'cut-off') return new RegistryError('UNAVAILABLE', e.message, { cause: e });
+  return new RegistryError('UPSTREAM_FAILED', e.message, { cause: e });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class Fill {
+  readonly have: IntervalSet;
+  error?: Error;
+  verified = false;
+  /** Body bytes received from upstreams by this fill (this process). */
+  received = 0;
+  readonly settled: Promise<void>;
+  readonly closed: Promise<void>;
+  private settle!: () => void;
+  private close!: () => void;
+  private lanes = new Set<Lane>();
+  private fetches = new Set<Fetch>();
+  private waiters: Array<() => void> = [];
+  private hasher = createHash('sha256');
+  private hashed = 0;
+  private hashing = false;
+  private finishing = false;
+  private dirty = false;
+  private persistChain: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout;
+  private readers = 0;
+  private fhClosed = false;
+  private upIdx: number;
+  private direct: { url?: string } = {};
+
+  constructor(readonly digest: string, readonly size: number, private readonly fh: FileHandle, have: Array<[number, number]>,
+    readonly src: FillSource, upIdx: number, private readonly deps: { driver: FsDriver; blobs: BlobStore; log: Logger }) {
+    this.have = new IntervalSet(have);
+    this.upIdx = upIdx;
+    this.settled = new Promise((r) => (this.settle = r));
+    this.closed = new Promise((r) => (this.close = r));
+    this.timer = setInterval(() => void this.persist(), PERSIST_MS);
+    this.timer.unref();
+  }
+
+  get upstream(): Upstream | undefined {
+    return this.src.upstreams[this.upIdx];
+  }
+
+  /** Bytes on disk so far. */
+  filled(): number {
+    return this.have.total();
+  }
+
+  start(): void {
+    this.schedule();
+    this.hashMore();
+  }
+
+  /** Fetch the rest in up to `n` parallel lanes (prefetch without a client asking for ranges). */
+  parallel(n: number): void {
+    for (let k = 1; k < n; k++) this.demand(Math.floor((this.size * k) / n));
+  }
+
+  private notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  private async until(pred: () => boolean): Promise<void> {
+    while (!pred()) await this.changed();
+  }
+
+  /**
+   * Stream bytes [start, end] (inclusive) as they arrive. A reader that ends at the last byte gets
+   * it only after the digest matched, so a whole-blob client sees the right bytes or an error.
+   */
+  read(start: number, end: number): AsyncGenerator<Buffer> {
+    this.readers++;
+    const self = this;
+    return (async function* () {
+      try {
+        let pos = start;
+        const holdLast = end === self.size - 1;
+        while (pos <= end) {
+          if (self.error) throw self.error;
+          if (self.verified) {
+            for await (const c of await self.deps.blobs.open(self.digest, { start: pos, end })) yield c as Buffer;
+            return;
+          }
+          let avail = Math.min(self.have.runEnd(pos), end + 1);
+          if (holdLast && avail === self.size) avail--;
+          if (avail > pos) {
+            const len = Math.min(avail - pos, READ_CHUNK);
+            const buf = Buffer.allocUnsafe(len);
+            const { bytesRead } = await self.fh.read(buf, 0, len, pos);
+            if (bytesRead <= 0) throw new Error(`short read at ${pos} from the staging file of ${self.digest}`);
+            pos += bytesRead;
+            yield buf.subarray(0, bytesRead);
+            continue;
+          }
+          if (self.have.runEnd(pos) === pos) self.demand(pos);
+          await self.changed();
+        }
+      } finally {
+        self.readers--;
+        self.maybeCloseFile();
+      }
+    })();
+  }
+
+  private claims(): Array<[number, number]> {
+    const c: Array<[number, number]> = [];
+    for (const f of this.fetches) if (f.pos < f.end) c.push([f.pos, f.end]);
+    for (const l of this.lanes) if (l.next < l.end) c.push([l.next, l.end]);
+    return c.sort((a, b) => a[0] - b[0]);
+  }
+
+  /** Make sure some lane will bring byte p soon. */
+  private demand(p: number): void {
+    if (this.error || this.verified || p >= this.size) return;
+    for (const f of this.fetches) if (f.pos <= p && p < f.end) return;
+    for (const l of this.lanes) {
+      if (l.next <= p && p < l.end) {
+        // The lane's next request starts close enough, or we are at the connection limit: wait for it.
+        if (p < l.next + l.chunk || this.lanes.size >= MAX_LANES) return;
+        const nl: Lane = { next: p, end: l.end, chunk: FIRST_CHUNK };
+        l.end = p;
+        void this.runLane(nl);
+        return;
+      }
+    }
+    let end = Math.min(this.size, this.have.nextStart(p));
+    for (const [a] of this.claims()) if (a > p) end = Math.min(end, a);
+    void this.runLane({ next: p, end, chunk: FIRST_CHUNK });
+  }
+
+  /** Start lanes for bytes nobody is bringing, so the fill completes with no reader left. */
+  private schedule(): void {
+    if (this.error || this.verified) return;
+    const claims = this.claims();
+    for (const [gs, ge] of this.have.gaps(this.size)) {
+      let p = gs;
+      for (const [a, b] of claims) {
+        if (b <= p || a >= ge) continue;
+        if (a > p && this.lanes.size < BACKGROUND_LANES) void this.runLane({ next: p, end: a, chunk: FIRST_CHUNK });
+        p = Math.max(p, b);
+      }
+      if (p < ge && this.lanes.size < BACKGROUND_LANES) void this.runLane({ next: p, end: ge, chunk: FIRST_CHUNK });
+    }
+  }
+
+  private async runLane(lane: Lane): Promise<void> {
+    this.lanes.add(lane);
+    const inflight = new Set<Promise<void>>();
+    try {
+      while (!this.error) {
+        const filledEnd = this.have.runEnd(lane.next);
+        if (filledEnd > lane.next) lane.next = Math.min(filledEnd, lane.end);
+        if (lane.next >= lane.end) break;
+        const stop = Math.min(lane.end, this.have.nextStart(lane.next), lane.next + lane.chunk);
+        const f: Fetch = { start: lane.next, pos: lane.next, end: stop, abort: new AbortController() };
+        lane.next = stop;
+        lane.chunk = Math.min(lane.chunk * 2, MAX_CHUNK);
+        this.fetches.add(f);
+        const run: Promise<void> = this.runFetch(f).finally(() => inflight.delete(run));
+        inflight.add(run);
+        // Ask for the next range when this one is half in, so no round trip leaves the link idle.
+        await this.until(() => f.pos - f.start >= (f.end - f.start) / 2 || f.pos >= f.end || !!this.error);
+        while (inflight.size >= 2) await Promise.race(inflight);
+      }
+      await Promise.all(inflight);
+    } finally {
+      this.lanes.delete(lane);
+      this.schedule();
+    }
+  }
+
+  private async runFetch(f: Fetch): Promise<void> {
+    let attempts = 0;
+    try {
+      while (f.pos < f.end && !this.error) {
+        const up = this.src.upstreams[this.upIdx];
+        if (!up) return this.fail(new RegistryError('BLOB_UNKNOWN', `no upstream has blob ${this.digest}`));
+        const before = f.pos;
+        try {
+          const res = await up.blobRange(this.src.namespace, this.src.model, this.digest, f.pos, f.end, this.direct, this.size, f.abort.signal);
+          await this.receive(f, res.body, up);
+          if (f.pos < f.end && !this.error) throw new Error(`the response ended at byte ${f.pos}, before ${f.end}`);
+        } catch (e) {
+          if (this.error) return;
+          if (f.pos > before) attempts = 0;
+          attempts++;
+          const notFound = e instanceof UpstreamError && e.kind === 'not-found';
+          if (notFound || attempts >= MAX_ATTEMPTS || (e instanceof UpstreamError && e.kind === 'cut-off')) {
+            if (this.src.upstreams[this.upIdx] === up && this.upIdx + 1 < this.src.upstreams.length) {
+              this.deps.log.warn({ digest: this.digest, upstream: up.name, err: (e as Error).message }, 'blob transfer failed; trying the next upstream');
+              this.upIdx++;
+              this.direct = {};
+              attempts = 0;
+              continue;
+            }
+            if (this.src.upstreams[this.upIdx] !== up) continue;
+            return this.fail(upstreamToRegistryError(e, 'blob') as Error);
+          }
+          this.deps.log.warn({ digest: this.digest, upstream: up.name, at: f.pos, attempt: attempts, err: (e as Error).message }, 'blob transfer from upstream failed; retrying');
+          await sleep(Math.min(500 * 2 ** (attempts - 1), 8000) * (0.5 + Math.random()));
+        }
+      }
+    } finally {
+      this.fetches.delete(f);
+      this.notify();
+    }
+  }
+
+  /** Copy a response body into the staging file at f.pos, in batches; keeps what arrived on errors. */
+  private async receive(f: Fetch, body: AsyncIterable<unknown> & { destroy(): void }, up: Upstream): Promise<void> {
+    let batch: Buffer[] = [];
+    let n = 0;
+    let t0 = 0;
+    const flush = async () => {
+      if (n === 0) return;
+      const bufs = batch;
+      const len = n;
+      const at = f.pos;
+      batch = [];
+      n = 0;
+      const { bytesWritten } = await this.fh.writev(bufs, at);
+      if (bytesWritten < len) {
+        const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
+        let off = 0;
+        while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, at + bytesWritten + off)).bytesWritten;
+      }
+      f.pos = at + len;
+      this.have.add(at, f.pos);
+      this.received += len;
+      up.bytesIn += len;
+      this.dirty = true;
+      this.notify();
+      this.hashMore();
+    };
+    try {
+      for await (const c of body) {
+        if (this.error) {
+          body.destroy();
+          return;
+        }
+        let chunk = c as Buffer;
+        const room = f.end - (f.pos + n);
+        if (chunk.length > room) chunk = chunk.subarray(0, room); // never past the range we own
+        if (n === 0) t0 = Date.now();
+        batch.push(chunk);
+        n += chunk.length;
+        if (n >= FLUSH_BYTES || Date.now() - t0 >= FLUSH_MS) await flush();
+        if (f.pos + n >= f.end) break;
+      }
+    } finally {
+      await flush();
+    }
+  }
+
+  private hashMore(): void {
+    if (this.hashing || this.error || this.finishing) return;
+    if (this.hashed === this.size) {
+      void this.finish();
+      return;
+    }
+    if (this.have.runEnd(this.hashed) <= this.hashed) return;
+    this.hashing = true;
+    void (async () => {
+      try {
+        const buf = Buffer.allocUnsafe(4 * MiB);
+        for (;;) {
+          const prefix = this.have.runEnd(this.hashed);
+          if (prefix <= this.hashed || this.error) break;
+          const len = Math.min(buf.length, prefix - this.hashed);
+          const { bytesRead } = await this.fh.read(buf, 0, len, this.hashed);
+          if (bytesRead <= 0) throw new Error(`short read at ${this.hashed} while hashing ${this.digest}`);
+          this.hasher.update(buf.subarray(0, bytesRead));
+          this.hashed += bytesRead;
+        }
+      } catch (e) {
+        this.fail(e as Error);
+      } finally {
+        this.hashing = false;
+      }
+      this.hashMore();
+    })();
+  }
+
+  private async finish(): Promise<void> {
+    if (this.finishing || this.error) return;
+    this.finishing = true;
+    const got = `sha256:${this.hasher.digest('hex')}`;
+    const up = this.upstream;
+    if (got !== this.digest) {
+      this.deps.log.error({ digest: this.digest, got, upstream: up?.name, size: this.size },
+        'DIGEST MISMATCH: an upstream sent bytes that do not match the blob digest; the fill was discarded and nothing was published');
+      this.fail(new RegistryError('UPSTREAM_FAILED', `${up?.describe() ?? 'the upstream'} sent bytes whose sha256 is ${got}, not ${this.digest}; they were discarded, pull again`), true);
+      return;
+    }
+    try {
+      clearInterval(this.timer);
+      await this.persistChain;
+      await this.fh.datasync();
+      if ((await this.deps.blobs.size(this.digest)) === null) await this.deps.driver.move(fillKey(this.digest, 'data'), blobKey(this.digest));
+      this.verified = true;
+      this.deps.log.info({ digest: this.digest, size: this.size, upstream: up?.name, upstreamBytes: this.received }, 'blob filled from upstream and verified');
+      await this.removeDir(false);
+    } catch (e) {
+      this.finishing = false;
+      this.fail(e as Error);
+      return;
+    }
+    this.settle();
+    this.close();
+    this.notify();
+    this.maybeCloseFile();
+  }
+
+  /** Stop with an error: readers get it; the state is kept for a resume unless `discard`. */
+  fail(err: Error, discard = false): void {
+    if (this.error || this.verified) return;
+    this.error = isRegistryError(err) ? err : (upstreamToRegistryError(err, 'blob') as Error);
+    if (!isRegistryError(this.error)) this.deps.log.error({ err, digest: this.digest }, 'blob fill failed');
+    for (const f of this.fetches) f.abort.abort();
+    this.settle();
+    this.notify();
+    void (async () => {
+      await this.until(() => this.fetches.size === 0);
+      clearInterval(this.timer);
+      if (discard) await this.removeDir(true);
+      else {
+        await this.persist();
+        await this.persistChain;
+        await unlink(this.deps.driver.path(fillKey(this.digest, 'lock'))).catch(() => {});
+      }
+      this.close();
+      this.maybeCloseFile();
+    })();
+  }
+
+  private async removeDir(withData: boolean): Promise<void> {
+    await this.persistChain;
+    const keys = withData ? ['state.json', 'data', 'lock'] as const : ['state.json', 'lock'] as const;
+    for (const k of keys) await this.deps.driver.delete(fillKey(this.digest, k)).catch(() => {});
+    await this.deps.driver.delete(fillKey(this.digest, 'data')).catch(() => {}); // a blob that was already there
+    await this.deps.driver.delete(fillDir(this.digest)).catch(() => {});
+  }
+
+  private maybeCloseFile(): void {
+    if (this.readers > 0 || this.fhClosed || !(this.verified || this.error) || this.hashing) return;
+    this.fhClosed = true;
+    void this.closed.then(() => this.fh.close()).catch(() => {});
+  }
+
+  /** Record the filled intervals; the data is synced first so the record never claims more than the disk has. */
+  persist(): Promise<void> {
+    this.persistChain = this.persistChain.then(async () => {
+      if (!this.dirty || this.verified || this.finishing) return;
+      this.dirty = false;
+      const have = this.have.toJSON();
+      await this.fh.datasync();
+      const state: FillState = { version: 1, digest: this.digest, size: this.size, namespace: this.src.namespace, model: this.src.model, upstream: this.upstream?.name ?? '', have };
+      await this.deps.driver.write(fillKey(this.digest, 'state.json'), Buffer.from(JSON.stringify(state)));
+    }).catch((e) => this.deps.log.warn({ err: (e as Error).message, digest: this.digest }, 'could not record fill progress'));
+    return this.persistChain;
+  }
+}
+
+export class Fills {
+  private fills = new Map<string, Fill>();
+  private opening = new Map<string, Promise<Fill>>();
+  private sizes = new Map<string, { size: number; index: number }>();
+
+  constructor(private readonly deps: { driver: FsDriver; blobs: BlobStore; log: Logger }) {}
+
+  /** The fill in progress for a digest, if any. */
+  active(digest: string): Fill | undefined {
+    const f = this.fills.get(digest);
+    return f && !f.error && !f.verified ? f : undefined;
+  }
+
+  /** A blob's size from the first upstream that has it (HEAD only, no body). */
+  async size(digest: string, src: FillSource): Promise<{ size: number; index: number }> {
+    const fill = this.active(digest);
+    if (fill) return { size: fill.size, index: 0 };
+    const known = this.sizes.get(digest);
+    if (known) return known;
+    let last: unknown;
+    for (const [index, up] of src.upstreams.entries()) {
+      try {
+        const size = await up.blobSize(src.namespace, src.model, digest);
+        if (this.sizes.size > 10_000) this.sizes.clear();
+        this.sizes.set(digest, { size, index });
+        return { size, index };
+      } catch (e) {
+        last = e;
+      }
+    }
+    throw upstreamToRegistryError(last ?? new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} is not in this registry and no upstream is configured for ${src.namespace}`), 'blob');
+  }
+
+  /** The fill of a digest, started or resumed on first use; null when the blob is already published. */
+  async get(digest: string, src: FillSource): Promise<Fill | null> {
+    digestHex(digest);
+    for (;;) {
+      const f = this.fills.get(digest);
+      if (f && !f.error) return f.verified ? null : f;
+      if (f) {
+        await f.closed;
+        if (this.fills.get(digest) === f) this.fills.delete(digest);
+        continue;
+      }
+      if ((await this.deps.blobs.size(digest)) !== null) return null;
+      let p = this.opening.get(digest);
+      if (!p) {
+        p = this.open(digest, src).finally(() => this.opening.delete(digest));
+        this.opening.set(digest, p);
+      }
+      return await p;
+    }
+  }
+
+  private async readState(digest: string): Promise<FillState | null> {
+    try {
+      const s = JSON.parse(await readFile(this.deps.driver.path(fillKey(digest, 'state.json')), 'utf8')) as FillState;
+      const ok = s.version === 1 && s.digest === digest && Number.isSafeInteger(s.size) && s.size >= 0 && Array.isArray(s.have) &&
+        s.have.every((r) => Array.isArray(r) && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0]! >= 0 && r[0]! <= r[1]! && r[1]! <= s.size);
+      return ok ? s : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private async lock(digest: string): Promise<void> {
+    const p = this.deps.driver.path(fillKey(digest, 'lock'));
+    await mkdir(path.dirname(p), { recursive: true });
+    for (let i = 0; i < 2; i++) {
+      try {
+        await writeFile(p, String(process.pid), { flag: 'wx' });
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const pid = Number(await readFile(p, 'utf8').catch(() => ''));
+        if (pid === process.pid) return;
+        if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+          throw new RegistryError('UNAVAILABLE', `blob ${digest} is being fetched by another ollama-registry process (pid ${pid}) on this data folder; try again when it is done`);
+        }
+        await unlink(p).catch(() => {});
+      }
+    }
+  }
+
+  private async open(digest: string, src: FillSource): Promise<Fill> {
+    await this.lock(digest);
+    try {
+      const state = await this.readState(digest);
+      let size: number;
+      let index = 0;
+      if (state) {
+        size = state.size;
+        index = Math.max(0, src.upstreams.findIndex((u) => u.name === state.upstream));
+      } else ({ size, index } = await this.size(digest, src));
+      const dataPath = this.deps.driver.path(fillKey(digest, 'data'));
+      let fh: FileHandle;
+      let have = state?.have ?? [];
+      try {
+        fh = await open(dataPath, 'r+');
+        if ((await fh.stat()).size !== size) {
+          await fh.truncate(size);
+          have = [];
+        }
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        fh = await open(dataPath, 'w+', 0o644);
+        await fh.truncate(size);
+        have = [];
+      }
+      const fill = new Fill(digest, size, fh, have, src, index, this.deps);
+      this.fills.set(digest, fill);
+      void fill.settled.then(() => {
+        if (fill.verified && this.fills.get(digest) === fill) this.fills.delete(digest);
+      });
+      if (state && have.length) this.deps.log.info({ digest, size, filled: fill.filled() }, 'resuming a fill from upstream');
+      fill.start();
+      return fill;
+    } catch (e) {
+      await unlink(this.deps.driver.path(fillKey(digest, 'lock'))).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Fills left by a previous run, with where they came from. */
+  async pending(): Promise<Array<{ digest: string; namespace: string; model: string }>> {
+    const out: Array<{ digest: string; namespace: string; model: string }> = [];
+    for (const name of await this.deps.driver.list(fillsDir())) {
+      const m = /^sha256-([0-9a-f]{64})$/.exec(name);
+      if (!m) continue;
+      const s = await this.readState(`sha256:${m[1]}`);
+      if (s) out.push({ digest: s.digest, namespace: s.namespace, model: s.model });
+    }
+    return out;
+  }
+
+  /** Stop every fill and record its progress (shutdown). */
+  async stop(): Promise<void> {
+    const all = [...this.fills.values()];
+    for (const f of all) f.fail(new RegistryError('UNAVAILABLE', 'the registry is shutting down; pull again in a moment'));
+    await Promise.all(all.map((f) => f.closed));
+  }
+}
