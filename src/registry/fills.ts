@@ -10,6 +10,7 @@
 // prefix is hashed as it grows; when every byte is in, the digest is checked and the file is
 // renamed into blobs/ (or discarded, loudly).
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistryError, isRegistryError } from '../errors.js';
@@ -22,8 +23,8 @@ import type { BlobStore } from './blobs.js';
 import { IntervalSet } from './intervals.js';
 
 const MiB = 1 << 20;
-const FIRST_CHUNK = 8 * MiB; // a lane's first request; doubled up to MAX_CHUNK
-const MAX_CHUNK = 64 * MiB;
+/** A lane's first request size, doubled per request up to maxChunk. Tests shrink these. */
+export const FILL_TUNING = { firstChunk: 8 * MiB, maxChunk: 64 * MiB };
 const MAX_LANES = 32; // upstream connections per fill at most
 const BACKGROUND_LANES = 16;
 const FLUSH_BYTES = 1 * MiB; // write (and wake readers) at least every MiB…
@@ -186,7 +187,7 @@ export class Fill {
       if (l.next <= p && p < l.end) {
         // The lane's next request starts close enough, or we are at the connection limit: wait for it.
         if (p < l.next + l.chunk || this.lanes.size >= MAX_LANES) return;
-        const nl: Lane = { next: p, end: l.end, chunk: FIRST_CHUNK };
+        const nl: Lane = { next: p, end: l.end, chunk: FILL_TUNING.firstChunk };
         l.end = p;
         void this.runLane(nl);
         return;
@@ -194,7 +195,7 @@ export class Fill {
     }
     let end = Math.min(this.size, this.have.nextStart(p));
     for (const [a] of this.claims()) if (a > p) end = Math.min(end, a);
-    void this.runLane({ next: p, end, chunk: FIRST_CHUNK });
+    void this.runLane({ next: p, end, chunk: FILL_TUNING.firstChunk });
   }
 
   /** Start lanes for bytes nobody is bringing, so the fill completes with no reader left. */
@@ -205,10 +206,10 @@ export class Fill {
       let p = gs;
       for (const [a, b] of claims) {
         if (b <= p || a >= ge) continue;
-        if (a > p && this.lanes.size < BACKGROUND_LANES) void this.runLane({ next: p, end: a, chunk: FIRST_CHUNK });
+        if (a > p && this.lanes.size < BACKGROUND_LANES) void this.runLane({ next: p, end: a, chunk: FILL_TUNING.firstChunk });
         p = Math.max(p, b);
       }
-      if (p < ge && this.lanes.size < BACKGROUND_LANES) void this.runLane({ next: p, end: ge, chunk: FIRST_CHUNK });
+      if (p < ge && this.lanes.size < BACKGROUND_LANES) void this.runLane({ next: p, end: ge, chunk: FILL_TUNING.firstChunk });
     }
   }
 
@@ -222,8 +223,9 @@ export class Fill {
         if (lane.next >= lane.end) break;
         const stop = Math.min(lane.end, this.have.nextStart(lane.next), lane.next + lane.chunk);
         const f: Fetch = { start: lane.next, pos: lane.next, end: stop, abort: new AbortController() };
+        setMaxListeners(64, f.abort.signal); // one signal serves the retries of this range
         lane.next = stop;
-        lane.chunk = Math.min(lane.chunk * 2, MAX_CHUNK);
+        lane.chunk = Math.min(lane.chunk * 2, FILL_TUNING.maxChunk);
         this.fetches.add(f);
         const run: Promise<void> = this.runFetch(f).finally(() => inflight.delete(run));
         inflight.add(run);
@@ -432,7 +434,7 @@ export class Fill {
 
 export class Fills {
   private fills = new Map<string, Fill>();
-  private opening = new Map<string, Promise<Fill>>();
+  private opening = new Map<string, Promise<Fill | null>>();
   private sizes = new Map<string, { size: number; index: number }>();
 
   constructor(private readonly deps: { driver: FsDriver; blobs: BlobStore; log: Logger }) {}
@@ -474,10 +476,11 @@ export class Fills {
         if (this.fills.get(digest) === f) this.fills.delete(digest);
         continue;
       }
-      if ((await this.deps.blobs.size(digest)) !== null) return null;
+      // Check and claim in one step (no await in between), so two requests never open two fills.
       let p = this.opening.get(digest);
       if (!p) {
-        p = this.open(digest, src).finally(() => this.opening.delete(digest));
+        p = (async () => ((await this.deps.blobs.size(digest)) !== null ? null : this.open(digest, src)))()
+          .finally(() => this.opening.delete(digest));
         this.opening.set(digest, p);
       }
       return await p;
