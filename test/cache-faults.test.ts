@@ -33,6 +33,7 @@ const blobGets = () => s.front.requests.filter((q) => q.method === 'GET' && q.pa
 before(async () => {
   FILL_TUNING.firstChunk = 512 << 10;
   FILL_TUNING.maxChunk = 2 * MiB;
+  FILL_TUNING.minSplit = 256 << 10;
   s = await startCacheStack({ upstream: { timeout: '1s', retries: 1, maxFailures: 50 } });
 });
 after(() => s.close());

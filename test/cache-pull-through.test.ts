@@ -41,6 +41,7 @@ before(async () => {
   // Small requests per lane, so that small test blobs behave like big ones with ollama's big parts.
   FILL_TUNING.firstChunk = 512 << 10;
   FILL_TUNING.maxChunk = 2 * MiB;
+  FILL_TUNING.minSplit = 256 << 10;
   s = await startCacheStack();
   big = await makeModel(s.upstream.data, { model: 'big', tag: 'latest', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 12 * MiB }] });
   small = await makeModel(s.upstream.data, { model: 'gemma2', tag: '2b' });

@@ -24,7 +24,7 @@ import { IntervalSet } from './intervals.js';
 
 const MiB = 1 << 20;
 /** A lane's first request size, doubled per request up to maxChunk. Tests shrink these. */
-export const FILL_TUNING = { firstChunk: 8 * MiB, maxChunk: 64 * MiB };
+export const FILL_TUNING = { firstChunk: 8 * MiB, maxChunk: 64 * MiB, minSplit: 2 * MiB };
 const MAX_LANES = 32; // upstream connections per fill at most
 const BACKGROUND_LANES = 16;
 const FLUSH_BYTES = 1 * MiB; // write (and wake readers) at least every MiB…
@@ -186,7 +186,7 @@ export class Fill {
     for (const l of this.lanes) {
       if (l.next <= p && p < l.end) {
         // The lane's next request starts close enough, or we are at the connection limit: wait for it.
-        if (p < l.next + l.chunk || this.lanes.size >= MAX_LANES) return;
+        if (p < l.next + FILL_TUNING.minSplit || this.lanes.size >= MAX_LANES) return;
         const nl: Lane = { next: p, end: l.end, chunk: FILL_TUNING.firstChunk };
         l.end = p;
         void this.runLane(nl);
