@@ -295,6 +295,11 @@ export class Fill {
         let off = 0;
         while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, at + bytesWritten + off)).bytesWritten;
       }
+      // In-order bytes are hashed from memory; the others are read back when the prefix reaches them.
+      if (at === this.hashed && !this.hashing && !this.finishing) {
+        for (const b of bufs) this.hasher.update(b);
+        this.hashed += len;
+      }
       f.pos = at + len;
       this.have.add(at, f.pos);
       this.received += len;

@@ -62,6 +62,16 @@ export async function startFaultUpstream(target: string, opts: { rate?: number; 
     let path = req.url ?? '/';
     if (which === 'cdn') path = path.replace(/^\/cdn/, '').replace(/\?.*$/, '');
     const seen: SeenRequest = { host: which, method: req.method ?? 'GET', path, range: req.headers.range, ua: req.headers['user-agent'], auth: req.headers.authorization };
+    if (path.startsWith('/__link/')) {
+      // Control endpoints for the benchmark, which runs this front in its own process.
+      const q = new URL(path, 'http://x');
+      if (q.pathname === '/__link/reset') fu.reset();
+      if (q.pathname === '/__link/rate') fu.rate = Number(q.searchParams.get('bps') ?? 0);
+      const body = JSON.stringify({ bytes, requests: fu.requests.length, rate: fu.rate });
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     const index = fu.requests.push(seen) - 1;
     if (which === 'registry' && path.startsWith('/token')) {
       const body = JSON.stringify({ token: TOKEN, expires_in: 300 });
