@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../src/config.js';
 import { startCacheStack, upstreamConfig, type CacheStack } from './support/cache.js';
@@ -155,4 +156,7 @@ test('configuration: upstreams, routes with fallbacks, --upstream, and errors th
   await writeFile(file, 'upstreams:\n  - url: http://x\nroutes:\n  - { namespace: "*", upstreams: [nope] }\n');
   assert.throws(() => loadConfig({ file, env: {} }), /config: routes\[0\]\.upstreams\[0\]: no upstream is named "nope"/);
   assert.throws(() => loadConfig({ env: {}, flags: { offline: 'maybe' } }), /config: offline: expected true or false/);
+  // The commented example in the repository is a valid configuration.
+  const example = loadConfig({ file: path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/config.yaml'), env: {} });
+  assert.deepEqual(example.routes[1], { namespace: '*', upstreams: ['office', 'ollama'] });
 });

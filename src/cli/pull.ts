@@ -23,7 +23,7 @@ function ttyProgress(): Progress {
     hideCursor: true, clearOnComplete: false, stopOnComplete: false, etaBuffer: 50, fps: 8,
   }, cliProgress.Presets.shades_classic);
   const total = bars.create(0, 0, { label: 'total'.padEnd(28), done: '0 B', size: '0 B', rate: '' });
-  const blobs = new Map<string, { bar: cliProgress.SingleBar; total: number; completed: number }>();
+  const blobs = new Map<string, { bar: cliProgress.SingleBar; total: number; completed: number; since: number; from: number }>();
   const started = Date.now();
   const refreshTotal = () => {
     let t = 0;
@@ -42,11 +42,12 @@ function ttyProgress(): Progress {
       let b = blobs.get(e.digest);
       if (!b) {
         const label = `${name.slice(0, 15)} ${e.digest.slice(7, 19)}`.padEnd(28);
-        b = { bar: bars.create(e.total, 0, { label, done: '0 B', size: formatBytes(e.total), rate: '' }), total: e.total, completed: 0 };
+        b = { bar: bars.create(e.total, 0, { label, done: '0 B', size: formatBytes(e.total), rate: '' }), total: e.total, completed: 0, since: Date.now(), from: e.completed ?? 0 };
         blobs.set(e.digest, b);
       }
       b.completed = e.completed ?? 0;
-      b.bar.update(b.completed, { done: formatBytes(b.completed), rate: '' });
+      const secs = (Date.now() - b.since) / 1000;
+      b.bar.update(b.completed, { done: formatBytes(b.completed), rate: secs > 0.5 && b.completed < b.total ? `${formatBytes((b.completed - b.from) / secs)}/s` : '' });
       refreshTotal();
     },
     done(_name, _ok, line) {
