@@ -15,7 +15,7 @@ import { Upstream, UpstreamError } from '../upstream/client.js';
 import type { BlobStore } from './blobs.js';
 import { Fills, upstreamToRegistryError, type FillSource } from './fills.js';
 import { sha256Digest } from './hashing.js';
-import { manifestContentType, parseManifest } from './manifest-format.js';
+import { manifestContentType, parseManifest, referencedDigests } from './manifest-format.js';
 import type { ManifestStore, StoredManifest } from './manifests.js';
 
 /** How a manifest answer was obtained; sent as the X-Ollama-Registry-Cache header. */
@@ -72,6 +72,18 @@ export class PullThrough {
   }
 
   async manifest(namespace: string, model: string, reference: string, opts: { userAgent?: string; upstreams?: Upstream[]; maxAgeSeconds?: number } = {}): Promise<ManifestAnswer> {
+    const a = await this.lookup(namespace, model, reference, opts);
+    if (a.cache !== 'local') {
+      try {
+        this.fills.learnSizes(referencedDigests(parseManifest(a.manifest.bytes)));
+      } catch {
+        /* served verbatim all the same */
+      }
+    }
+    return a;
+  }
+
+  private async lookup(namespace: string, model: string, reference: string, opts: { userAgent?: string; upstreams?: Upstream[]; maxAgeSeconds?: number }): Promise<ManifestAnswer> {
     const ups = opts.upstreams ?? this.upstreamsFor(namespace);
     const store = this.deps.manifests;
     if (ups.length === 0 && !this.offline) return { manifest: await store.get(namespace, model, reference), cache: 'local' };
