@@ -2,9 +2,12 @@
 import { mkdir } from 'node:fs/promises';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { BlobStore } from './registry/blobs.js';
 import { PullThrough } from './registry/cache.js';
 import { ManifestStore } from './registry/manifests.js';
+import { Policy } from './registry/policy.js';
+import { UsageTracker } from './registry/usage.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -14,6 +17,11 @@ export interface App {
   driver: FsDriver;
   blobs: BlobStore;
   manifests: ManifestStore;
+  metrics: Metrics;
+  /** Allow/deny rules; features call app.policy.check(action, namespace, model). */
+  policy: Policy;
+  /** Last pull of each tag (memory; flushed by `serve`). */
+  usage: UsageTracker;
   /** Pull-through from upstream registries; absent when none is configured. */
   cache?: PullThrough;
 }
@@ -25,7 +33,19 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
   const blobs = new BlobStore(driver);
+  const metrics = createMetrics(driver, blobs);
   const manifests = new ManifestStore(driver, config.hosts);
-  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log }) : undefined;
-  return { config, log, driver, blobs, manifests, cache };
+  const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
+  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy }) : undefined;
+  return {
+    config,
+    log,
+    driver,
+    blobs,
+    manifests,
+    metrics,
+    policy,
+    usage: new UsageTracker(driver),
+    cache,
+  };
 }

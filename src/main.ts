@@ -5,6 +5,12 @@ import { registerImport } from './cli/import.js';
 import { registerPull } from './cli/pull.js';
 import { EXIT } from './cli/common.js';
 import { registerServe } from './cli/serve.js';
+import { registerExport } from './cli/export.js';
+import { registerGc } from './cli/gc.js';
+import { registerLs } from './cli/ls.js';
+import { registerPin } from './cli/pin.js';
+import { registerRm } from './cli/rm.js';
+import { registerVerify } from './cli/verify.js';
 import { VERSION } from './version.js';
 
 const program = new Command('ollama-registry')
@@ -19,5 +25,11 @@ const program = new Command('ollama-registry')
 registerServe(program);
 registerImport(program);
 registerPull(program);
+registerLs(program);
+registerRm(program);
+registerPin(program);
+registerGc(program);
+registerVerify(program);
+registerExport(program);
 
 await program.parseAsync(process.argv);

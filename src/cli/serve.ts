@@ -3,6 +3,7 @@ import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../http/server.js';
 import { configFrom, fail, withStoreOptions } from './common.js';
+import { startHousekeeping } from './housekeeping.js';
 
 export function registerServe(program: Command): void {
   withStoreOptions(program.command('serve'))
@@ -14,17 +15,19 @@ export function registerServe(program: Command): void {
     .option('--offline', 'never contact upstreams: serve what is cached (env OLLAMA_REGISTRY_OFFLINE)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .option('--log-format <format>', 'json|text|auto (auto: text on a terminal)')
+    .option('--max-size <size>', 'size cap for blobs, e.g. 500GB: gc evicts least-recently-pulled cached models (config storage.maxSize)')
     .action(async (opts) => {
       try {
         const config = configFrom(opts, {
           listen: opts.listen, 'tls.cert': opts.tlsCert, 'tls.key': opts.tlsKey,
-          'log.level': opts.logLevel, 'log.format': opts.logFormat,
+          'log.level': opts.logLevel, 'log.format': opts.logFormat, 'storage.maxSize': opts.maxSize,
           upstream: opts.upstream, offline: opts.offline,
         });
         const log = createLogger(config.log);
         const app = await openApp(config, log);
         const srv = await startServer(app, { ...config.listen, tls: config.tls });
         log.info({ url: srv.url, data: config.data, upstreams: config.upstreams.map((u) => u.url), offline: config.offline || undefined }, 'ollama-registry is serving');
+        const housekeeping = startHousekeeping(app);
         if (app.cache) {
           const n = await app.cache.resumeFills();
           if (n) log.info({ fills: n }, 'resuming fills left by the previous run');
@@ -37,7 +40,7 @@ export function registerServe(program: Command): void {
           }
           stopping = true;
           log.info({ signal, graceSeconds: config.shutdownTimeoutSeconds }, 'shutting down: finishing in-flight requests');
-          void srv.close().then(() => app.cache?.close()).then(() => {
+          void srv.close().then(() => housekeeping.stop()).then(() => app.cache?.close()).then(() => {
             log.info('stopped');
             log.flush();
             process.exit(0);

@@ -3,6 +3,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors.js';
+import { setBytesSource } from '../metrics.js';
 import type { BlobRoute } from './blobs.js';
 import { absoluteUrl, type Ctx, type Handler } from './context.js';
 import { parseRange } from './range.js';
@@ -16,6 +17,8 @@ export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<B
     const why = cache.offline ? 'and the registry is in offline mode' : `and no upstream is configured for namespace ${route.namespace}`;
     throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${route.digest} is not in this registry ${why}`);
   }
+  app.policy.check('pull-through', route.namespace, route.model);
+  app.metrics.cacheLookups.inc({ result: 'miss' });
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/octet-stream',
     'Accept-Ranges': 'bytes',
@@ -31,6 +34,7 @@ export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<B
   }
   const fill = await cache.fills.get(route.digest, src);
   if (!fill) return stored(ctx); // published meanwhile
+  setBytesSource(res, 'upstream');
   const size = fill.size;
   const range = parseRange(req.headers.range, size);
   const h = { ...headers, 'X-Ollama-Registry-Cache': 'filling' };

@@ -15,8 +15,9 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
   const { app, req, res, route } = ctx;
   const { digest } = route;
   const size = await app.blobs.size(digest);
+  if (app.cache && size !== null) app.metrics.cacheLookups.inc({ result: 'hit' });
   if (size === null) {
-    if (app.cache) return getBlobThroughCache({ app, req, res, route, url: ctx.url }, getBlob);
+    if (app.cache) return getBlobThroughCache(ctx, getBlob);
     throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} is not in this registry`);
   }
   const headers: Record<string, string | number> = {

@@ -6,6 +6,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
+import { bytesSource, countBodyBytes } from '../metrics.js';
 import { getBlob } from './blobs.js';
 import type { Ctx, Handler } from './context.js';
 import { catalog, ping, tagsList } from './listing.js';
@@ -13,6 +14,8 @@ import { getManifest } from './manifests.js';
 import { postPull } from './pull.js';
 import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
+import { serviceRoutes } from './service.js';
+import { uiRoutes } from '../ui/routes.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
@@ -32,6 +35,11 @@ export function v2Handlers(): HandlerTable {
 /** Non-registry routes (web page, health, metrics): exact path → handler. */
 export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
 
+/** The plain routes served by default. Other features add entries here. */
+export function plainHandlers(): Map<string, PlainHandler> {
+  return new Map([...serviceRoutes(), ...uiRoutes(), ['/api/pull', postPull]]);
+}
+
 export interface RegistryServer {
   server: Server;
   url: string;
@@ -40,20 +48,22 @@ export interface RegistryServer {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-/** Non-registry routes every server has. */
-export function defaultPlain(): Map<string, PlainHandler> {
-  return new Map([['/api/pull', postPull]]);
-}
-
-export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = defaultPlain()) {
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = plainHandlers()) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeKind = 'none';
+    const sent = countBodyBytes(res);
     res.once('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const bytes = sent();
+      const status = res.headersSent ? res.statusCode : 0;
+      const m = app.metrics;
+      m.requests.inc({ route: routeKind, method: req.method ?? '', status: String(status) });
+      m.duration.observe({ route: routeKind }, ms / 1000);
+      if (bytes > 0) m.bytesServed.inc({ route: routeKind, source: bytesSource(res) }, bytes);
       app.log.info({
-        method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 300), route: routeKind, status: res.statusCode,
-        bytes: Number(res.getHeader('content-length') ?? 0), ms: Math.round(ms * 10) / 10,
+        method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 300), route: routeKind, status,
+        bytes, ms: Math.round(ms * 10) / 10,
         aborted: !res.writableFinished || undefined, ua: req.headers['user-agent']?.slice(0, 120),
       }, 'request');
     });
@@ -79,6 +89,8 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), plai
           ? 'this registry does not accept pushes' : `${req.method} is not supported on this endpoint`;
         throw new RegistryError('UNSUPPORTED', why, { headers: { Allow: allow || 'GET, HEAD' } });
       }
+      // Policy: reading a repository is a pull, writing to it a push.
+      if ('namespace' in route) app.policy.check(WRITE_METHODS.has(req.method ?? '') ? 'push' : 'pull', route.namespace, route.model);
       const ctx: Ctx = { app, req, res, url, route };
       await handler(ctx);
     } catch (e) {

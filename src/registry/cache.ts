@@ -8,6 +8,8 @@
 import type { Config } from '../config.js';
 import { RegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Policy } from './policy.js';
 import { isDigest } from '../names.js';
 import type { FsDriver } from '../storage/fs.js';
 import { routeFor } from '../upstream/config.js';
@@ -43,8 +45,8 @@ export class PullThrough {
   private byName = new Map<string, Upstream>();
   private inflight = new Map<string, Promise<ManifestAnswer>>();
 
-  constructor(private readonly config: Config, private readonly deps: { driver: FsDriver; blobs: BlobStore; manifests: ManifestStore; log: Logger }) {
-    this.upstreams = config.upstreams.map((u) => new Upstream(u));
+  constructor(private readonly config: Config, private readonly deps: { driver: FsDriver; blobs: BlobStore; manifests: ManifestStore; log: Logger; metrics?: Metrics; policy?: Policy }) {
+    this.upstreams = config.upstreams.map((u) => new Upstream(u, (reason) => deps.metrics?.upstreamErrors.inc({ upstream: u.name, reason })));
     for (const u of this.upstreams) this.byName.set(u.name, u);
     this.fills = new Fills(deps);
   }
@@ -73,6 +75,7 @@ export class PullThrough {
 
   async manifest(namespace: string, model: string, reference: string, opts: { userAgent?: string; upstreams?: Upstream[]; maxAgeSeconds?: number } = {}): Promise<ManifestAnswer> {
     const a = await this.lookup(namespace, model, reference, opts);
+    this.deps.metrics?.cacheLookups.inc({ result: a.cache === 'miss' || a.cache === 'refreshed' || a.cache === 'revalidated' ? 'miss' : 'hit' });
     if (a.cache !== 'local') {
       try {
         this.fills.learnSizes(referencedDigests(parseManifest(a.manifest.bytes)));
@@ -90,6 +93,7 @@ export class PullThrough {
     if (isDigest(reference)) {
       const local = await store.find(namespace, model, reference);
       if (local) return { manifest: local, cache: 'hit' };
+      this.deps.policy?.check('pull-through', namespace, model);
       return this.singleflight(`${namespace}/${model}@${reference}`, () => this.fetch(ups, namespace, model, reference, null, opts.userAgent));
     }
     for (const host of await store.hosts()) {
@@ -112,6 +116,10 @@ export class PullThrough {
     }
     const maxAge = (opts.maxAgeSeconds ?? cachedBy?.config.freshnessSeconds ?? 0) * 1000;
     if (cached && Date.now() - cached.mtimeMs < maxAge) return { manifest: cached, cache: 'hit' };
+    if (this.deps.policy && !this.deps.policy.decide('pull-through', namespace, model).allowed) {
+      if (cached) return { manifest: cached, cache: 'stale', reason: 'pull-through refused by policy' };
+      this.deps.policy.check('pull-through', namespace, model);
+    }
     const key = `${namespace}/${model}:${reference}`.toLowerCase() + `\n${opts.userAgent ?? ''}`;
     return this.singleflight(key, () => this.fetch(ups, namespace, model, reference, cached, opts.userAgent));
   }

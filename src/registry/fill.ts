@@ -15,6 +15,7 @@ import { unlink, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { RegistryError, isRegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import type { FsDriver } from '../storage/fs.js';
 import { blobKey, fillDir, fillKey } from '../storage/layout.js';
 import { UpstreamError, type Upstream } from '../upstream/client.js';
@@ -32,7 +33,7 @@ const READ_CHUNK = 1 * MiB;
 const MAX_ATTEMPTS = 4; // per upstream, without progress, before the fill fails
 const PERSIST_MS = 1000;
 
-export interface FillDeps { driver: FsDriver; blobs: BlobStore; log: Logger }
+export interface FillDeps { driver: FsDriver; blobs: BlobStore; log: Logger; metrics?: Metrics }
 
 export interface FillSource {
   /** Upstreams to fetch from, in order (later ones are fallbacks). */

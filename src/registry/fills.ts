@@ -139,6 +139,8 @@ export class Fills {
       }
       const fill = new Fill(digest, size, fh, have, src, index, this.deps);
       this.fills.set(digest, fill);
+      this.deps.metrics?.fillsInFlight.inc();
+      void fill.settled.then(() => this.deps.metrics?.fillsInFlight.dec());
       void fill.settled.then(() => {
         if (fill.verified && this.fills.get(digest) === fill) this.fills.delete(digest);
       });

@@ -42,6 +42,7 @@ export function upstreamsForName(app: App, name: ModelName): Upstream[] {
 export async function prefetch(app: App, input: string, emit: (e: PullEvent) => void, opts: { blobsAtOnce?: number } = {}): Promise<PrefetchResult> {
   const name = parseModelName(input);
   const ups = upstreamsForName(app, name);
+  app.policy.check('pull-through', name.namespace, name.model);
   const cache = app.cache!;
   emit({ status: 'pulling manifest' });
   const a = await cache.manifest(name.namespace, name.model, name.tag, { upstreams: ups, maxAgeSeconds: 0 });

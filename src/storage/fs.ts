@@ -34,7 +34,7 @@ export class FsDriver implements Driver {
   async stat(key: string): Promise<Stat | null> {
     try {
       const s = await stat(this.path(key));
-      return { size: s.size, mtimeMs: s.mtimeMs, isDir: s.isDirectory() };
+      return { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, isDir: s.isDirectory() };
     } catch (e) {
       if (isMissing(e)) return null;
       throw e;
@@ -57,18 +57,22 @@ export class FsDriver implements Driver {
     let size = 0;
     try {
       const fh = await open(tmp, 'wx', 0o644);
-      try {
-        if (Buffer.isBuffer(body)) {
+      if (Buffer.isBuffer(body)) {
+        try {
           await fh.writeFile(body);
           size = body.length;
-        } else {
-          const out = fh.createWriteStream({ highWaterMark: CHUNK, autoClose: false });
-          await pipeline(body, out);
-          size = out.bytesWritten;
+          await fh.sync();
+        } finally {
+          await fh.close();
         }
-        await fh.sync();
-      } finally {
-        await fh.close();
+      } else {
+        // The stream closes the handle when done (a FileHandle stream that does not close
+        // keeps fh.close() waiting forever), so fsync through a second handle.
+        const out = fh.createWriteStream({ highWaterMark: CHUNK });
+        await pipeline(body, out);
+        size = out.bytesWritten;
+        const again = await open(tmp, 'r+');
+        await again.sync().finally(() => again.close());
       }
       await mkdir(path.dirname(target), { recursive: true });
       await rename(tmp, target);
@@ -155,7 +159,8 @@ export class FsDriver implements Driver {
   }
 }
 
-function alive(pid: number): boolean {
+/** Is a process with this id running (on this machine's pid namespace)? */
+export function alive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);

@@ -9,6 +9,8 @@
 //                                                 when the owning process is gone)
 //     uploads/<id>/...                            push sessions
 //     fills/sha256-<hex>/...                      pull-through fills in progress
+//     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
+//     last-pulled.json, pins.json                 last use of each tag; tags kept from eviction
 //
 // Each function re-checks its inputs, so a bug elsewhere cannot turn a name into a path
 // outside the data folder.
@@ -31,6 +33,17 @@ export function manifestKey(host: string, namespace: string, model: string, tag:
 export function manifestDir(...parts: [host?: string, namespace?: string, model?: string]): string {
   const kinds = ['host', 'namespace', 'model'] as const;
   return [MANIFESTS, ...parts.map((p, i) => checkPart(kinds[i]!, p!))].join('/');
+}
+
+/**
+ * A key in the manifests tree as found on disk, including folder names the registry would not
+ * serve: gc and verify must see every reference. Parts must still be single, safe segments.
+ */
+export function manifestTreeKey(...parts: string[]): string {
+  for (const p of parts) {
+    if (p === '' || p === '.' || p === '..' || /[/\\\0]/.test(p)) throw new Error(`layout: bad manifests tree part ${JSON.stringify(p)}`);
+  }
+  return [MANIFESTS, ...parts].join('/');
 }
 
 // State key parts: no '/', and never '.' first, so never '..'.
@@ -58,6 +71,10 @@ export function uploadDir(id: string): string {
   return `${STATE}/uploads/${checkToken(id)}`;
 }
 
+export function uploadsDir(): string {
+  return `${STATE}/uploads`;
+}
+
 export function fillsDir(): string {
   return `${STATE}/fills`;
 }
@@ -69,6 +86,10 @@ export function fillDir(digest: string): string {
 /** A file of one fill: `data` (the staging bytes), `state.json` (filled intervals), `lock` (owner pid). */
 export function fillKey(digest: string, file: 'data' | 'state.json' | 'lock'): string {
   return `${fillDir(digest)}/${file}`;
+}
+
+export function quarantineKey(digest: string): string {
+  return `${STATE}/quarantine/sha256-${digestHex(digest)}`;
 }
 
 /** A file of the registry's own state, e.g. stateKey('keys.json'). */

@@ -61,7 +61,7 @@ export class Upstream {
   /** Body bytes received from this upstream (all requests), for logs and tests. */
   bytesIn = 0;
 
-  constructor(readonly config: UpstreamConfig) {
+  constructor(readonly config: UpstreamConfig, private readonly onFailure?: (reason: UpstreamErrorKind) => void) {
     this.name = config.name;
     this.base = new URL(config.url + '/');
     const timeout = config.timeoutSeconds * 1000;
@@ -95,6 +95,7 @@ export class Upstream {
   private checkCutOff(): void {
     const left = this.cutOffUntil - Date.now();
     if (left > 0) {
+      this.onFailure?.('cut-off');
       throw new UpstreamError(this.name, 'cut-off', `${this.describe()} is cut off after ${this.config.maxFailures} failures in a row; retrying in ${Math.ceil(left / 1000)} s`);
     }
   }
@@ -139,6 +140,7 @@ export class Upstream {
       }
     }
     this.recordFailure();
+    this.onFailure?.(lastErr instanceof UpstreamError ? lastErr.kind : 'unreachable');
     if (lastErr instanceof UpstreamError) throw lastErr;
     const code = (lastErr as NodeJS.ErrnoException)?.code;
     const why = code ? `${code}${(lastErr as Error).message && !(lastErr as Error).message.includes(code) ? ` ${(lastErr as Error).message}` : ''}` : String((lastErr as Error)?.message ?? lastErr);

@@ -2,6 +2,7 @@
 // errors that name the key (config.ts calls in here so it stays one small table).
 import path from 'node:path';
 import { isValidPart } from '../names.js';
+import { parseDuration as parseSeconds } from '../units.js';
 
 export interface UpstreamConfig {
   /** Short name used by routes and in messages. */
@@ -42,13 +43,11 @@ export class UpstreamConfigError extends Error {
 
 const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'username', 'password']);
 
-/** `90`, `90s`, `10m`, `2h`, `1d` → seconds. */
+/** A duration (`30s`, `10m`, `2h`, or seconds) with an error naming the key. */
 export function parseDuration(v: unknown, key: string): number {
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
-  const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(v.trim()) : null;
-  if (!m) throw new UpstreamConfigError(key, `expected a duration such as 30s, 10m, 2h or a number of seconds, got ${JSON.stringify(v)}`);
-  const mult = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[m[2] ?? 's']!;
-  return Number(m[1]) * mult;
+  const n = parseSeconds(v);
+  if (n === null) throw new UpstreamConfigError(key, `expected a duration such as 30s, 10m, 2h or a number of seconds, got ${JSON.stringify(v)}`);
+  return n;
 }
 
 function count(v: unknown, key: string): number {

@@ -23,7 +23,8 @@ export interface ModelSpec {
   model: string;
   tag?: string;
   layers?: LayerSpec[];
-  config?: Record<string, unknown>;
+  /** Merged over the default config fields (model_format, model_family, …, architecture, os). */
+  config?: object;
 }
 
 export interface BlobInfo {

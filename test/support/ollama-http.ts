@@ -6,6 +6,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { pipeline, type Readable } from 'node:stream';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import zlib from 'node:zlib';
 
 /** One HTTP exchange (each redirect hop is its own entry). Header names are lower case. */
@@ -70,7 +71,6 @@ export function formatURL(u: GoURL): string {
   return s;
 }
 
-export const cloneURL = (u: GoURL): GoURL => ({ ...u });
 
 /** Go URL.Hostname(): host without port and IPv6 brackets (case kept). */
 export function hostnameOf(host: string): string {
@@ -186,7 +186,7 @@ function urlError(method: string, url: string, err: unknown): Error {
 
 export interface TransportOptions {
   log: RequestLog[];
-  /** `host[:port]` (as in URLs) or hostname → `ip:port` to connect to instead (like a DNS override). */
+  /** `host[:port]` (as in URLs) or hostname → `ip[:port]` to connect to instead (a DNS override; the port defaults to the URL's). */
   connectTo?: Record<string, string>;
   /** Extra CA certificates for HTTPS (stands in for the OS trust store). */
   ca?: string | Buffer | Array<string | Buffer>;
@@ -252,7 +252,7 @@ function roundTrip(t: Transport, method: string, url: GoURL, headers: Record<str
   const hostname = hostnameOf(url.host);
   const target = t.opts.connectTo?.[url.host] ?? t.opts.connectTo?.[hostname];
   const connectHost = target ? hostnameOf(target) : hostname;
-  const connectPort = Number((target ? portOf(target) : portOf(url.host)) || (url.scheme === 'https' ? 443 : 80));
+  const connectPort = Number((target && portOf(target)) || portOf(url.host) || (url.scheme === 'https' ? 443 : 80));
 
   const h: Record<string, string> = { Host: url.host, 'User-Agent': 'Go-http-client/1.1', ...headers };
   delete h['Content-Length'];
@@ -281,7 +281,9 @@ function roundTrip(t: Transport, method: string, url: GoURL, headers: Record<str
       path: (url.path || '/') + (url.rawQuery ? `?${url.rawQuery}` : ''),
       headers: h,
       agent: t.agent(url.scheme),
+      // TLS: SNI and the certificate check use the URL's host, wherever connectTo points.
       ...(url.scheme === 'https' && !isIP(hostname) ? { servername: hostname } : {}),
+      ...(url.scheme === 'https' ? { checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(hostname, cert) } : {}),
     });
     const onAbort = () => req.destroy(new CanceledError());
     signal?.addEventListener('abort', onAbort, { once: true });
