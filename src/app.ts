@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { BlobStore } from './registry/blobs.js';
+import { PullThrough } from './registry/cache.js';
 import { ManifestStore } from './registry/manifests.js';
 import { Policy } from './registry/policy.js';
 import { UsageTracker } from './registry/usage.js';
@@ -25,6 +26,8 @@ export interface App {
   usage: UsageTracker;
   uploads: Uploads;
   auth: Auth;
+  /** Pull-through from upstream registries; absent when none is configured. */
+  cache?: PullThrough;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -35,18 +38,22 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
   const blobs = new BlobStore(driver);
   const metrics = createMetrics(driver, blobs);
+  const manifests = new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]);
+  const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
+  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy }) : undefined;
   const app: App = {
     config,
     log,
     driver,
     blobs,
     // Pushed models first: see the rule in registry/manifests.ts.
-    manifests: new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]),
+    manifests,
     metrics,
-    policy: new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) }),
+    policy,
     usage: new UsageTracker(driver),
     uploads: new Uploads(driver, blobs, log),
     auth: Auth.open(driver, config, () => app.log),
+    cache,
   };
   return app;
 }

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_HOST, isValidPart } from './names.js';
+import { finishRouting, parseRoutes, parseUpstreams, upstreamFromUrl, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
 import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -18,6 +19,12 @@ export interface Config {
   log: { level: string; format: 'json' | 'text' | 'auto' };
   /** How long in-flight requests may finish after SIGTERM before they are cut. */
   shutdownTimeoutSeconds: number;
+  /** Registries this one pulls through from (empty: no pull-through). */
+  upstreams: UpstreamConfig[];
+  /** Which namespaces use which upstreams, first match wins (default: all upstreams, in order). */
+  routes: RouteConfig[];
+  /** Never contact an upstream: serve what is cached, say so when it is stale. */
+  offline: boolean;
   /** Allow/deny rules for pull, pull-through and push (file only; reloaded when the file changes). */
   policy: PolicyRule[];
   /** The YAML file the settings came from, if any (watched for policy changes). */
@@ -68,6 +75,9 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     hosts: [DEFAULT_HOST],
     log: { level: 'info', format: 'auto' },
     shutdownTimeoutSeconds: 30,
+    upstreams: [],
+    routes: [],
+    offline: false,
     policy: [],
     storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [] },
     pushHost: DEFAULT_PUSH_HOST,
@@ -97,6 +107,11 @@ const ENV: Array<[string, string]> = [
   ['log.level', 'OLLAMA_REGISTRY_LOG_LEVEL'],
   ['log.format', 'OLLAMA_REGISTRY_LOG_FORMAT'],
   ['shutdownTimeoutSeconds', 'OLLAMA_REGISTRY_SHUTDOWN_TIMEOUT'],
+  // `upstream: URL` is the one-setting form: URL is the upstream for every namespace.
+  ['upstream', 'OLLAMA_REGISTRY_UPSTREAM'],
+  ['upstreams', ''],
+  ['routes', ''],
+  ['offline', 'OLLAMA_REGISTRY_OFFLINE'],
   ['policy', ''],
   ['storage.maxSize', 'OLLAMA_REGISTRY_MAX_SIZE'],
   ['storage.gcInterval', 'OLLAMA_REGISTRY_GC_INTERVAL'],
@@ -139,6 +154,12 @@ function apply(cfg: Config, flat: Flat, source: string): void {
       if (v === '' || typeof v === 'boolean' || !Number.isFinite(n) || n <= 0) throw new ConfigError(key, `expected a number > 0, got ${JSON.stringify(v)} (in ${source})`);
       return n;
     };
+    try {
+      if (applyUpstreamKey(cfg, key, raw)) continue;
+    } catch (e) {
+      if (e instanceof UpstreamConfigError) throw new ConfigError(e.key, `${e.message} (in ${source})`);
+      throw e;
+    }
     switch (key) {
       case 'data': cfg.data = path.resolve(str(raw)); break;
       case 'listen': cfg.listen = parseListen(typeof raw === 'number' ? String(raw) : str(raw), key); break;
@@ -207,6 +228,26 @@ function apply(cfg: Config, flat: Flat, source: string): void {
   }
 }
 
+function applyUpstreamKey(cfg: Config, key: string, raw: unknown): boolean {
+  switch (key) {
+    case 'upstream':
+      if (typeof raw !== 'string' || raw === '') throw new UpstreamConfigError(key, 'expected the URL of the upstream registry');
+      cfg.upstreams = [upstreamFromUrl(raw, key)];
+      cfg.routes = [];
+      return true;
+    case 'upstreams': cfg.upstreams = parseUpstreams(raw, key); return true;
+    case 'routes': cfg.routes = parseRoutes(raw, key); return true;
+    case 'offline': {
+      const v = typeof raw === 'string' ? raw.toLowerCase() : raw;
+      if (v === true || v === 'true' || v === '1' || v === 'yes') cfg.offline = true;
+      else if (v === false || v === 'false' || v === '0' || v === 'no') cfg.offline = false;
+      else throw new UpstreamConfigError(key, `expected true or false, got ${JSON.stringify(raw)}`);
+      return true;
+    }
+  }
+  return false;
+}
+
 export interface LoadOptions {
   /** YAML file; also OLLAMA_REGISTRY_CONFIG. */
   file?: string;
@@ -239,5 +280,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   apply(cfg, Object.fromEntries(ENV.filter(([, v]) => env[v] !== undefined && env[v] !== '').map(([k, v]) => [k, env[v]])), 'environment');
   apply(cfg, opts.flags ?? {}, 'command line');
   if (cfg.tls && (!cfg.tls.cert || !cfg.tls.key)) throw new ConfigError('tls', 'give both tls.cert and tls.key (--tls-cert and --tls-key)');
+  try {
+    cfg.routes = finishRouting(cfg.upstreams, cfg.routes);
+  } catch (e) {
+    if (e instanceof UpstreamConfigError) throw new ConfigError(e.key, e.message);
+    throw e;
+  }
   return cfg;
 }

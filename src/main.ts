@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerImport } from './cli/import.js';
 import { registerKeys } from './cli/keys.js';
 import { registerUsers } from './cli/users.js';
+import { registerPull } from './cli/pull.js';
 import { EXIT } from './cli/common.js';
 import { registerServe } from './cli/serve.js';
 import { registerExport } from './cli/export.js';
@@ -25,6 +26,7 @@ const program = new Command('ollama-registry')
 
 registerServe(program);
 registerImport(program);
+registerPull(program);
 registerLs(program);
 registerRm(program);
 registerPin(program);

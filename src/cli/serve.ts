@@ -11,6 +11,8 @@ export function registerServe(program: Command): void {
     .option('-l, --listen <host:port>', 'address to listen on (env OLLAMA_REGISTRY_LISTEN; default 0.0.0.0:8080)')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
+    .option('--upstream <url>', 'pull through from this registry for every namespace, e.g. https://registry.ollama.ai (env OLLAMA_REGISTRY_UPSTREAM)')
+    .option('--offline', 'never contact upstreams: serve what is cached (env OLLAMA_REGISTRY_OFFLINE)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .option('--log-format <format>', 'json|text|auto (auto: text on a terminal)')
     .option('--max-size <size>', 'size cap for blobs, e.g. 500GB: gc evicts least-recently-pulled cached models (config storage.maxSize)')
@@ -19,12 +21,17 @@ export function registerServe(program: Command): void {
         const config = configFrom(opts, {
           listen: opts.listen, 'tls.cert': opts.tlsCert, 'tls.key': opts.tlsKey,
           'log.level': opts.logLevel, 'log.format': opts.logFormat, 'storage.maxSize': opts.maxSize,
+          upstream: opts.upstream, offline: opts.offline,
         });
         const log = createLogger(config.log);
         const app = await openApp(config, log);
         const srv = await startServer(app, { ...config.listen, tls: config.tls });
-        log.info({ url: srv.url, data: config.data, startupMs: Math.round(process.uptime() * 1000) }, 'ollama-registry is serving');
+        log.info({ url: srv.url, data: config.data, upstreams: config.upstreams.map((u) => u.url), offline: config.offline || undefined, startupMs: Math.round(process.uptime() * 1000) }, 'ollama-registry is serving');
         const housekeeping = startHousekeeping(app);
+        if (app.cache) {
+          const n = await app.cache.resumeFills();
+          if (n) log.info({ fills: n }, 'resuming fills left by the previous run');
+        }
         let stopping = false;
         const stop = (signal: string) => {
           if (stopping) {
@@ -33,7 +40,7 @@ export function registerServe(program: Command): void {
           }
           stopping = true;
           log.info({ signal, graceSeconds: config.shutdownTimeoutSeconds }, 'shutting down: finishing in-flight requests');
-          void srv.close().then(() => housekeeping.stop()).then(() => {
+          void srv.close().then(() => housekeeping.stop()).then(() => app.cache?.close()).then(() => {
             log.info('stopped');
             log.flush();
             process.exit(0);

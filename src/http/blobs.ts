@@ -5,15 +5,20 @@ import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors.js';
 import type { Handler } from './context.js';
 import { blobLocation } from './auth.js';
+import { absoluteUrl } from './context.js';
+import { getBlobThroughCache } from './blob-fill.js';
 import { parseRange } from './range.js';
 import { isClientGone } from './respond.js';
 
-type BlobRoute = { kind: 'blob'; namespace: string; model: string; digest: string };
+export type BlobRoute = { kind: 'blob'; namespace: string; model: string; digest: string };
 
-export const getBlob: Handler<BlobRoute> = async ({ app, req, res, route }) => {
+export const getBlob: Handler<BlobRoute> = async (ctx) => {
+  const { app, req, res, route } = ctx;
   const { digest } = route;
   const size = await app.blobs.size(digest);
+  if (app.cache && size !== null) app.metrics.cacheLookups.inc({ result: 'hit' });
   if (size === null) {
+    if (app.cache) return getBlobThroughCache(ctx, getBlob);
     throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} is not in this registry`);
   }
   const headers: Record<string, string | number> = {

@@ -1,3 +1,5 @@
+import { CACHE_HEADER, UpstreamAnswer } from '../registry/cache.js';
+import type { StoredManifest } from '../registry/manifests.js';
 import { GATED_BODY, versionGate } from '../registry/gating.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
@@ -10,7 +12,23 @@ type ManifestRoute = { kind: 'manifest'; namespace: string; model: string; refer
 
 /** Manifest bytes exactly as stored, whatever the Accept header (ollama and OCI tools alike). */
 export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route }) => {
-  const m = await app.manifests.get(route.namespace, route.model, route.reference);
+  let m: StoredManifest;
+  const extra: Record<string, string> = {};
+  if (app.cache) {
+    try {
+      const a = await app.cache.manifest(route.namespace, route.model, route.reference, { userAgent: req.headers['user-agent'] });
+      m = a.manifest;
+      extra[CACHE_HEADER] = a.cache;
+    } catch (e) {
+      if (!(e instanceof UpstreamAnswer)) throw e;
+      // Verbatim: ollama prints this body to the user (e.g. "requires a newer version of Ollama").
+      res.writeHead(e.status, { 'Content-Type': e.contentType, 'Content-Length': e.body.length });
+      res.end(req.method === 'HEAD' ? undefined : e.body);
+      return;
+    }
+  } else {
+    m = await app.manifests.get(route.namespace, route.model, route.reference);
+  }
   const requires = await versionGate(app.blobs, m.bytes, req.headers['user-agent']);
   if (requires) {
     // Plain text, as registry.ollama.ai sends it: ollama prints the body after "412: ".
@@ -26,6 +44,7 @@ export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route
     'Docker-Content-Digest': m.digest,
     ETag: etag,
     'Last-Modified': new Date(m.mtimeMs).toUTCString(),
+    ...extra,
   };
   if (req.headers['if-none-match'] === etag) {
     res.writeHead(304, headers);

@@ -12,6 +12,7 @@ import type { Ctx, Handler } from './context.js';
 import { catalog, ping, tagsList } from './listing.js';
 import { authorize, TOKEN_PATH, tokenEndpoint } from './auth.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
+import { postPull } from './pull.js';
 import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
 import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
@@ -38,7 +39,7 @@ export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse,
 
 /** The plain routes served by default. Other features add entries here. */
 export function plainHandlers(): Map<string, PlainHandler> {
-  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes()]);
+  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes(), ['/api/pull', postPull]]);
 }
 
 export interface RegistryServer {

@@ -107,6 +107,22 @@ export class ManifestStore {
     return null;
   }
 
+  /** A tag in one host folder only (case-insensitive, exact spelling first); null when absent. */
+  async findIn(host: string, namespace: string, model: string, tag: string): Promise<StoredManifest | null> {
+    const hosts = (await this.driver.list(MANIFESTS)).filter((h) => h.toLowerCase() === host.toLowerCase() && isValidPart('host', h));
+    for (const h of hosts) {
+      for (const ns of await this.match(manifestDir(h), namespace, 'namespace')) {
+        for (const m of await this.match(manifestDir(h, ns), model, 'model')) {
+          for (const t of await this.match(manifestDir(h, ns, m), tag, 'tag')) {
+            const found = await this.load({ host: h, namespace: ns, model: m, tag: t });
+            if (found) return found;
+          }
+        }
+      }
+    }
+    return null;
+  }
+
   async get(namespace: string, model: string, reference: string): Promise<StoredManifest> {
     const m = await this.find(namespace, model, reference);
     if (!m) {

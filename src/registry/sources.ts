@@ -3,10 +3,10 @@
 // upstreams (`upstreams[].host`) and the push host (`pushHost`) are configured.
 import type { Config } from '../config.js';
 
-type WithFeatures = Config & { upstreams?: Array<{ host: string }>; pushHost?: string };
+type WithFeatures = Pick<Config, 'storage'> & { upstreams?: Array<{ host: string }>; pushHost?: string };
 
-export function isCachedHost(config: Config, host: string): boolean {
-  const c = config as WithFeatures;
+export function isCachedHost(config: WithFeatures, host: string): boolean {
+  const c = config;
   const h = host.toLowerCase();
   if (c.pushHost?.toLowerCase() === h) return false;
   const cached = [...(c.upstreams ?? []).map((u) => u.host), ...config.storage.cachedHosts];
@@ -14,6 +14,6 @@ export function isCachedHost(config: Config, host: string): boolean {
 }
 
 /** What `ls` shows as the source of a host folder's models. */
-export function sourceOf(config: Config, host: string): 'cache' | 'local' {
+export function sourceOf(config: WithFeatures, host: string): 'cache' | 'local' {
   return isCachedHost(config, host) ? 'cache' : 'local';
 }

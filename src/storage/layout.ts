@@ -91,7 +91,12 @@ export function fillsDir(): string {
 }
 
 export function fillDir(digest: string): string {
-  return `${STATE}/fills/sha256-${digestHex(digest)}`;
+  return `${fillsDir()}/sha256-${digestHex(digest)}`;
+}
+
+/** A file of one fill: `data` (the staging bytes), `state.json` (filled intervals), `lock` (owner pid). */
+export function fillKey(digest: string, file: 'data' | 'state.json' | 'lock'): string {
+  return `${fillDir(digest)}/${file}`;
 }
 
 export function quarantineKey(digest: string): string {

@@ -1,0 +1,320 @@
+// Cache benchmark (issue 3): a cold pull of a 1 GiB blob through the cache against the same pull
+// straight from the upstream, over a simulated WAN link (bench/link.ts, throttled and not), with
+// the link's blob bytes counted; and CNCF distribution 2.8 in proxy mode on the same runs as the
+// peer. Client patterns: one whole-blob GET; ollama's download (HEAD, probe GET that hangs up,
+// ≤16 concurrent 100 MB parts); 16 concurrent whole-blob clients.
+//
+//   node dist/bench/cache.js [--size BYTES] [--rate BYTES_PER_S] [--only throttled|unthrottled]
+//   export benchCache() returns rows for `npm run bench`.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeModel } from '../test/support/models.js';
+
+export interface Row {
+  metric: string;
+  unit: string;
+  ours: number;
+  baseline?: number;
+  baselineName?: string;
+  ratio?: number;
+  goal: string;
+  pass?: boolean;
+  note?: string;
+}
+
+const MAIN_JS = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const LINK_JS = fileURLToPath(new URL('./link.js', import.meta.url));
+const REPO = 'library/bench';
+const children = new Set<ChildProcess>();
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function call(url: string, method = 'GET'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent: false }, (res) => {
+      let b = '';
+      res.on('data', (c: Buffer) => { b += c.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function waitReady(url: string, child: ChildProcess, what: string): Promise<void> {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const ok = await call(url).then((r) => r.status === 200, () => false);
+    if (ok) return;
+    if (child.exitCode !== null || Date.now() > end) throw new Error(`${what} did not start`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function start(cmd: string, args: string[]): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  c.stdout!.resume();
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+
+async function stop(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  await new Promise<void>((r) => {
+    c.once('exit', () => r());
+    c.kill('SIGKILL');
+  });
+}
+
+interface Server { url: string; child: ChildProcess }
+
+async function startOurs(data: string, upstream?: string): Promise<Server> {
+  const port = await freePort();
+  const child = start(process.execPath, [MAIN_JS, 'serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', ...(upstream ? ['--upstream', upstream] : [])]);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(`${url}/v2/`, child, 'ollama-registry');
+  return { url, child };
+}
+
+async function startDistributionProxy(dir: string, remote: string): Promise<Server> {
+  const port = await freePort();
+  const cfg = path.join(dir, 'config.yml');
+  writeFileSync(cfg, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/store\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${remote}\n`);
+  const child = start('docker-registry', ['serve', cfg]);
+  const url = `http://127.0.0.1:${port}`;
+  await waitReady(`${url}/v2/`, child, 'docker-registry');
+  return { url, child };
+}
+
+async function startLink(target: string): Promise<Server> {
+  const child = start(process.execPath, [LINK_JS, target, '0']);
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.once('data', (b: Buffer) => {
+      try {
+        resolve((JSON.parse(b.toString()) as { url: string }).url);
+      } catch (e) {
+        reject(e);
+      }
+    });
+    child.once('exit', () => reject(new Error('link exited')));
+  });
+  return { url, child };
+}
+
+const linkBytes = async (link: string) => (JSON.parse((await call(`${link}/__link/stats`)).body) as { bytes: number }).bytes;
+
+/** One GET, body discarded; time to first body byte; rejects on a wrong status or length. */
+function get(url: string, sockets: Set<http.ClientRequest>, opts: { range?: [number, number]; expectBytes: number; hangUp?: boolean }): Promise<{ ttfb: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = opts.range ? { Range: `bytes=${opts.range[0]}-${opts.range[1]}` } : {};
+    const req = http.get(url, { agent: false, headers }, (res) => {
+      const want = opts.range ? 206 : 200;
+      if (res.statusCode !== want) {
+        res.destroy();
+        return reject(new Error(`status ${res.statusCode} (want ${want})${opts.range ? ' to a Range request' : ''}`));
+      }
+      if (opts.hangUp) {
+        res.destroy();
+        sockets.delete(req);
+        return resolve({ ttfb: performance.now() - t0 });
+      }
+      let n = 0;
+      let ttfb = 0;
+      res.on('data', (c: Buffer) => {
+        if (n === 0) ttfb = performance.now() - t0;
+        n += c.length;
+      });
+      res.on('end', () => {
+        sockets.delete(req);
+        if (n !== opts.expectBytes) reject(new Error(`got ${n} bytes, want ${opts.expectBytes}`));
+        else resolve({ ttfb });
+      });
+      res.on('error', reject);
+    });
+    sockets.add(req);
+    req.on('error', reject);
+  });
+}
+
+/** ollama's part layout (protocol §3.2): size/16 clamped to 100 MB…1 GB. */
+export function ollamaParts(total: number): Array<[number, number]> {
+  let size = Math.min(Math.max(Math.floor(total / 16), 100_000_000), 1_000_000_000);
+  const parts: Array<[number, number]> = [];
+  for (let off = 0; off < total; off += size) {
+    if (off + size > total) size = total - off;
+    parts.push([off, off + size - 1]);
+  }
+  return parts;
+}
+
+/** utime+stime of a process in seconds (Linux). */
+function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+type Pattern = 'one client' | 'ollama parts' | '16 clients';
+
+async function runPattern(base: string, digest: string, size: number, pattern: Pattern, sockets: Set<http.ClientRequest>): Promise<number> {
+  const url = `${base}/v2/${REPO}/blobs/${digest}`;
+  if (pattern === 'one client') return (await get(url, sockets, { expectBytes: size })).ttfb;
+  if (pattern === '16 clients') {
+    const r = await Promise.all(Array.from({ length: 16 }, () => get(url, sockets, { expectBytes: size })));
+    return Math.min(...r.map((x) => x.ttfb));
+  }
+  const head = await call(url, 'HEAD');
+  if (head.status !== 200) throw new Error(`HEAD ${head.status}`);
+  await get(url, sockets, { expectBytes: size, hangUp: true });
+  const queue = ollamaParts(size);
+  const ttfbs: number[] = [];
+  await Promise.all(Array.from({ length: Math.min(16, queue.length) }, async () => {
+    for (let p = queue.shift(); p; p = queue.shift()) ttfbs.push((await get(url, sockets, { range: p, expectBytes: p[1] - p[0] + 1 })).ttfb);
+  }));
+  return Math.max(...ttfbs);
+}
+
+interface Run { wall: number; ttfb: number; bytes: number; error?: string; capped?: boolean }
+
+/** One cold run; gives up (and says so) when the link carried `capBytes` or `capSeconds` passed. */
+async function measure(link: string, base: string, digest: string, size: number, pattern: Pattern, capBytes: number, capSeconds: number): Promise<Run> {
+  await call(`${link}/__link/reset`);
+  const sockets = new Set<http.ClientRequest>();
+  const t0 = performance.now();
+  let capped = false;
+  const watch = setInterval(async () => {
+    const b = await linkBytes(link).catch(() => 0);
+    if (b > capBytes || performance.now() - t0 > capSeconds * 1000) {
+      capped = true;
+      for (const s of sockets) s.destroy(new Error('capped'));
+    }
+  }, 250);
+  let ttfb = NaN;
+  let error: string | undefined;
+  try {
+    ttfb = await runPattern(base, digest, size, pattern, sockets);
+  } catch (e) {
+    error = capped ? undefined : (e as Error).message;
+  } finally {
+    clearInterval(watch);
+  }
+  const wall = (performance.now() - t0) / 1000;
+  await new Promise((r) => setTimeout(r, 300)); // let the counters settle
+  return { wall, ttfb, bytes: await linkBytes(link), error, capped };
+}
+
+export interface CacheBenchOptions {
+  size?: number;
+  /** WAN rate for the throttled runs, bytes per second (default 50 MB/s). */
+  rate?: number;
+  only?: 'throttled' | 'unthrottled';
+  peer?: boolean;
+  log?: (line: string) => void;
+}
+
+export async function benchCache(o: CacheBenchOptions = {}): Promise<Row[]> {
+  const size = o.size ?? 1 << 30;
+  const rate = o.rate ?? 50_000_000;
+  const log = o.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const peer = (o.peer ?? true) && spawnSync('docker-registry', ['--version']).status === 0;
+  const root = mkdtempSync(path.join(os.tmpdir(), 'oreg-bench-cache-'));
+  const rows: Row[] = [];
+  try {
+    log(`making a ${size} byte blob…`);
+    const m = await makeModel(path.join(root, 'up'), { model: 'bench', tag: 'latest', layers: [{ mediaType: 'application/vnd.ollama.image.model', size, seed: 'bench' }] });
+    const digest = m.blobs[0]!.digest;
+    const upstream = await startOurs(path.join(root, 'up'));
+    const link = await startLink(upstream.url);
+    await runPattern(upstream.url, digest, size, 'one client', new Set()); // page cache warm on the upstream side
+    const settings = [['throttled', rate], ['unthrottled', 0]] as const;
+    for (const [label, bps] of settings.filter(([l]) => !o.only || l === o.only)) {
+      await call(`${link.url}/__link/rate?bps=${bps}`);
+      const tag = bps ? `${label} ${(bps / 1e6).toFixed(0)} MB/s` : label;
+      const capSeconds = bps ? Math.max(60, (4 * size) / bps) : 300;
+      const direct: Partial<Record<Pattern, Run>> = {};
+      for (const p of ['one client', 'ollama parts'] as Pattern[]) {
+        direct[p] = await measure(link.url, link.url, digest, size, p, 4 * size, capSeconds);
+        log(`${tag} direct ${p}: ${direct[p]!.wall.toFixed(1)} s, ttfb ${direct[p]!.ttfb.toFixed(0)} ms`);
+      }
+      for (const p of ['one client', 'ollama parts', '16 clients'] as Pattern[]) {
+        const dir = mkdtempSync(path.join(root, 'cache-'));
+        const ours = await startOurs(dir, link.url);
+        const cpu0 = cpuSeconds(ours.child.pid!);
+        const r = await measure(link.url, ours.url, digest, size, p, 4 * size, capSeconds);
+        const cpu = cpuSeconds(ours.child.pid!) - cpu0;
+        await stop(ours.child);
+        rmSync(dir, { recursive: true, force: true });
+        log(`${tag} cache ${p}: ${r.wall.toFixed(1)} s, ttfb ${r.ttfb.toFixed(0)} ms, link bytes ${(r.bytes / size).toFixed(2)}x${r.error ? ` ERROR ${r.error}` : ''}`);
+        let d: Run | undefined;
+        if (peer) {
+          const pdir = mkdtempSync(path.join(root, 'dist-'));
+          const dist = await startDistributionProxy(pdir, link.url);
+          d = await measure(link.url, dist.url, digest, size, p, 4 * size, capSeconds);
+          await stop(dist.child);
+          rmSync(pdir, { recursive: true, force: true });
+          log(`${tag} distribution proxy ${p}: ${d.wall.toFixed(1)} s${d.capped ? ' (stopped at the cap)' : ''}, link bytes ${(d.bytes / size).toFixed(2)}x${d.error ? ` ERROR ${d.error}` : ''}`);
+        }
+        const peerNote = (x?: Run) => (x ? `distribution 2.8 proxy: ${x.error ? `failed (${x.error}); ` : ''}${x.capped ? '≥' : ''}${(x.bytes / size).toFixed(2)}x bytes, ${x.capped ? '>' : ''}${x.wall.toFixed(1)} s` : 'distribution proxy not run');
+        rows.push({ metric: `${tag}, ${p}: upstream bytes / blob size`, unit: 'x', ours: r.bytes / size, goal: '= 1.00', pass: Math.abs(r.bytes - size) < 1 && !r.error && !r.capped, note: peerNote(d) });
+        rows.push({ metric: `${tag}, ${p}: CPU of the cache process per GiB`, unit: 's', ours: cpu / (size / 2 ** 30), goal: 'report', note: r.capped ? 'run stopped at the time cap' : undefined });
+        const base = direct[p];
+        if (base) {
+          rows.push({ metric: `${tag}, ${p}: wall time`, unit: 's', ours: r.wall, baseline: base.wall, baselineName: 'direct', ratio: r.wall / base.wall, goal: '<= 1.15x direct', pass: r.wall / base.wall <= 1.15 && !r.error, note: r.error });
+          rows.push({ metric: `${tag}, ${p}: time to first byte${p === 'ollama parts' ? ' (slowest part)' : ''}`, unit: 'ms', ours: r.ttfb, baseline: base.ttfb, baselineName: 'direct', ratio: r.ttfb / base.ttfb, goal: 'report' });
+        } else {
+          rows.push({ metric: `${tag}, ${p}: wall time (direct would cross the link 16 times)`, unit: 's', ours: r.wall, baseline: direct['one client']!.wall, baselineName: 'direct, one client', ratio: r.wall / direct['one client']!.wall, goal: 'report', note: r.error });
+        }
+      }
+    }
+    await stop(link.child);
+    await stop(upstream.child);
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+function printRows(rows: Row[]): void {
+  const f = (n?: number) => (n === undefined || !Number.isFinite(n) ? '' : Math.abs(n) >= 100 ? Math.round(n).toString() : n.toFixed(2));
+  console.log('| metric | unit | ours | direct | ratio | goal | pass | note |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) console.log(`| ${r.metric} | ${r.unit} | ${f(r.ours)} | ${f(r.baseline)} | ${f(r.ratio)} | ${r.goal} | ${r.pass === undefined ? '' : r.pass ? 'yes' : 'NO'} | ${r.note ?? ''} |`);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const args = process.argv.slice(2);
+  const opt = (name: string) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const onlyArg = opt('--only');
+  process.on('SIGINT', () => {
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(130);
+  });
+  const rows = await benchCache({
+    size: opt('--size') ? Number(opt('--size')) : undefined,
+    rate: opt('--rate') ? Number(opt('--rate')) : undefined,
+    only: onlyArg === 'throttled' || onlyArg === 'unthrottled' ? onlyArg : undefined,
+    peer: !args.includes('--no-peer'),
+  });
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  printRows(rows);
+}

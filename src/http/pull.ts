@@ -1,0 +1,60 @@
+// POST /api/pull {"name": "gemma2:2b", "stream": true}: prefetch a model through the cache and
+// stream progress as NDJSON lines shaped like ollama's own /api/pull (for the web page).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { App } from '../app.js';
+import { RegistryError, isRegistryError } from '../errors.js';
+import { parseModelName } from '../names.js';
+import { prefetch, type PullEvent } from '../registry/prefetch.js';
+import { authorize } from './auth.js';
+
+const MAX_BODY = 64 << 10;
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req) {
+    n += (c as Buffer).length;
+    if (n > MAX_BODY) throw new RegistryError('SIZE_INVALID', 'request body too large');
+    chunks.push(c as Buffer);
+  }
+  try {
+    const v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    /* below */
+  }
+  throw new RegistryError('NAME_INVALID', 'expected a JSON body like {"name": "gemma2:2b"}');
+}
+
+export async function postPull(app: App, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  if (req.method !== 'POST') throw new RegistryError('UNSUPPORTED', 'use POST /api/pull with {"name": "…"}', { headers: { Allow: 'POST' } });
+  const body = await readJson(req);
+  const name = body.name ?? body.model;
+  if (typeof name !== 'string' || name === '') throw new RegistryError('NAME_INVALID', 'expected a JSON body like {"name": "gemma2:2b"}');
+  // Starting a pull writes to the store: it needs the right to push to that repository.
+  const n = parseModelName(name);
+  await authorize(app, req, { kind: 'uploads', namespace: n.namespace, model: n.model }, url);
+  const stream = body.stream !== false;
+  if (!stream) {
+    const r = await prefetch(app, name, () => {});
+    const bytes = Buffer.from(JSON.stringify({ status: 'success', ...r }) + '\n');
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': bytes.length });
+    res.end(bytes);
+    return;
+  }
+  res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
+  let last = '';
+  const emit = (e: PullEvent) => {
+    const line = JSON.stringify(e);
+    if (line === last || res.destroyed) return; // the client going away does not stop the pull
+    last = line;
+    res.write(line + '\n');
+  };
+  try {
+    await prefetch(app, name, emit);
+  } catch (e) {
+    if (!isRegistryError(e)) app.log.error({ err: e, name }, 'pull failed');
+    emit({ error: isRegistryError(e) ? e.message : 'internal error; the registry log has the details' });
+  }
+  res.end();
+}

@@ -1,0 +1,476 @@
+// Pull-through fills: the one place a missing blob comes in from an upstream.
+//
+// One Fill per digest, shared by every client and range request, detached from whoever started
+// it. Bytes land in a sparse staging file (.ollama-registry/fills/sha256-<hex>/data) at their
+// offsets; `have` records which intervals are on disk and is persisted to state.json (after a
+// datasync) so a restart resumes without fetching them again. Upstream traffic is organised in
+// lanes: a lane owns [next, end) and fetches it with bounded, growing ranged requests, so that
+// a reader whose bytes are far ahead of a lane can split it and get its own lane at once (all of
+// ollama's 16 parts progress in parallel) while no byte is ever requested twice. The contiguous
+// prefix is hashed as it grows; when every byte is in, the digest is checked and the file is
+// renamed into blobs/ (or discarded, loudly).
+import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { unlink, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { RegistryError, isRegistryError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { FsDriver } from '../storage/fs.js';
+import { blobKey, fillDir, fillKey } from '../storage/layout.js';
+import { UpstreamError, type Upstream } from '../upstream/client.js';
+import type { BlobStore } from './blobs.js';
+import { IntervalSet } from './intervals.js';
+
+const MiB = 1 << 20;
+/** A lane's first request size, doubled per request up to maxChunk. Tests shrink these. */
+export const FILL_TUNING = { firstChunk: 8 * MiB, maxChunk: 64 * MiB, minSplit: 2 * MiB };
+const MAX_LANES = 32; // upstream connections per fill at most
+const BACKGROUND_LANES = 16;
+const FLUSH_BYTES = 1 * MiB; // write (and wake readers) at least every MiB…
+const FLUSH_MS = 50; // …or every 50 ms
+const READ_CHUNK = 1 * MiB;
+const MAX_ATTEMPTS = 4; // per upstream, without progress, before the fill fails
+const PERSIST_MS = 1000;
+
+export interface FillDeps { driver: FsDriver; blobs: BlobStore; log: Logger; metrics?: Metrics }
+
+export interface FillSource {
+  /** Upstreams to fetch from, in order (later ones are fallbacks). */
+  upstreams: Upstream[];
+  namespace: string;
+  model: string;
+}
+
+interface Fetch { start: number; pos: number; end: number; abort: AbortController }
+interface Lane { next: number; end: number; chunk: number }
+
+export interface FillState { version: 1; digest: string; size: number; namespace: string; model: string; upstream: string; have: Array<[number, number]> }
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** Turn an upstream failure into the registry error a client sees. */
+export function upstreamToRegistryError(e: unknown, what: 'blob' | 'manifest'): unknown {
+  if (!(e instanceof UpstreamError)) return e;
+  if (e.kind === 'not-found') return new RegistryError(what === 'blob' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', e.message, { cause: e });
+  if (e.kind === 'unreachable' || e.kind === 'cut-off') return new RegistryError('UNAVAILABLE', e.message, { cause: e });
+  return new RegistryError('UPSTREAM_FAILED', e.message, { cause: e });
+}
+
+export class Fill {
+  readonly have: IntervalSet;
+  error?: Error;
+  verified = false;
+  /** Body bytes received from upstreams by this fill (this process). */
+  received = 0;
+  readonly settled: Promise<void>;
+  readonly closed: Promise<void>;
+  private settle!: () => void;
+  private close!: () => void;
+  private lanes = new Set<Lane>();
+  private fetches = new Set<Fetch>();
+  private waiters: Array<() => void> = [];
+  private hasher = createHash('sha256');
+  private hashed = 0;
+  private hashing = false;
+  private finishing = false;
+  private dirty = false;
+  private persistChain: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout;
+  private readers = 0;
+  private fhClosed = false;
+  private upIdx: number;
+  private direct: { url?: string } = {};
+
+  constructor(readonly digest: string, readonly size: number, private readonly fh: FileHandle, have: Array<[number, number]>,
+    readonly src: FillSource, upIdx: number, private readonly deps: FillDeps) {
+    this.have = new IntervalSet(have);
+    this.upIdx = upIdx;
+    this.settled = new Promise((r) => (this.settle = r));
+    this.closed = new Promise((r) => (this.close = r));
+    this.timer = setInterval(() => void this.persist(), PERSIST_MS);
+    this.timer.unref();
+  }
+
+  get upstream(): Upstream | undefined {
+    return this.src.upstreams[this.upIdx];
+  }
+
+  /** Bytes on disk so far. */
+  filled(): number {
+    return this.have.total();
+  }
+
+  start(): void {
+    this.schedule();
+    this.hashMore();
+  }
+
+  /** Fetch the rest in up to `n` parallel lanes (prefetch without a client asking for ranges). */
+  parallel(n: number): void {
+    for (let k = 1; k < n; k++) this.demand(Math.floor((this.size * k) / n));
+  }
+
+  private notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  private async until(pred: () => boolean): Promise<void> {
+    while (!pred()) await this.changed();
+  }
+
+  /**
+   * Stream bytes [start, end] (inclusive) as they arrive. A reader that ends at the last byte gets
+   * it only after the digest matched, so a whole-blob client sees the right bytes or an error.
+   */
+  read(start: number, end: number): AsyncGenerator<Buffer> {
+    this.readers++;
+    const self = this;
+    return (async function* () {
+      try {
+        let pos = start;
+        const holdLast = end === self.size - 1;
+        while (pos <= end) {
+          if (self.error) throw self.error;
+          if (self.verified) {
+            for await (const c of await self.deps.blobs.open(self.digest, { start: pos, end })) yield c as Buffer;
+            return;
+          }
+          let avail = Math.min(self.have.runEnd(pos), end + 1);
+          if (holdLast && avail === self.size) avail--;
+          if (avail > pos) {
+            const len = Math.min(avail - pos, READ_CHUNK);
+            const buf = Buffer.allocUnsafe(len);
+            const { bytesRead } = await self.fh.read(buf, 0, len, pos);
+            if (bytesRead <= 0) throw new Error(`short read at ${pos} from the staging file of ${self.digest}`);
+            pos += bytesRead;
+            yield buf.subarray(0, bytesRead);
+            continue;
+          }
+          if (self.have.runEnd(pos) === pos) self.demand(pos);
+          await self.changed();
+        }
+      } finally {
+        self.readers--;
+        self.maybeCloseFile();
+      }
+    })();
+  }
+
+  private claims(): Array<[number, number]> {
+    const c: Array<[number, number]> = [];
+    for (const f of this.fetches) if (f.pos < f.end) c.push([f.pos, f.end]);
+    for (const l of this.lanes) if (l.next < l.end) c.push([l.next, l.end]);
+    return c.sort((a, b) => a[0] - b[0]);
+  }
+
+  /** Make sure some lane will bring byte p soon. */
+  private demand(p: number): void {
+    if (this.error || this.verified || p >= this.size) return;
+    for (const f of this.fetches) if (f.pos <= p && p < f.end) return;
+    for (const l of this.lanes) {
+      if (l.next <= p && p < l.end) {
+        // The lane's next request starts close enough, or we are at the connection limit: wait for it.
+        if (p < l.next + FILL_TUNING.minSplit || this.lanes.size >= MAX_LANES) return;
+        const nl: Lane = { next: p, end: l.end, chunk: FILL_TUNING.firstChunk };
+        l.end = p;
+        void this.runLane(nl);
+        return;
+      }
+    }
+    let end = Math.min(this.size, this.have.nextStart(p));
+    for (const [a] of this.claims()) if (a > p) end = Math.min(end, a);
+    void this.runLane({ next: p, end, chunk: FILL_TUNING.firstChunk });
+  }
+
+  /** Start lanes for bytes nobody is bringing, so the fill completes with no reader left. */
+  private schedule(): void {
+    if (this.error || this.verified) return;
+    const claims = this.claims();
+    for (const [gs, ge] of this.have.gaps(this.size)) {
+      let p = gs;
+      for (const [a, b] of claims) {
+        if (b <= p || a >= ge) continue;
+        if (a > p && this.lanes.size < BACKGROUND_LANES) void this.runLane({ next: p, end: a, chunk: FILL_TUNING.firstChunk });
+        p = Math.max(p, b);
+      }
+      if (p < ge && this.lanes.size < BACKGROUND_LANES) void this.runLane({ next: p, end: ge, chunk: FILL_TUNING.firstChunk });
+    }
+  }
+
+  private async runLane(lane: Lane): Promise<void> {
+    this.lanes.add(lane);
+    const inflight = new Set<Promise<void>>();
+    try {
+      while (!this.error) {
+        const filledEnd = this.have.runEnd(lane.next);
+        if (filledEnd > lane.next) lane.next = Math.min(filledEnd, lane.end);
+        if (lane.next >= lane.end) break;
+        const stop = Math.min(lane.end, this.have.nextStart(lane.next), lane.next + lane.chunk);
+        const f: Fetch = { start: lane.next, pos: lane.next, end: stop, abort: new AbortController() };
+        setMaxListeners(64, f.abort.signal); // one signal serves the retries of this range
+        lane.next = stop;
+        lane.chunk = Math.min(lane.chunk * 2, FILL_TUNING.maxChunk);
+        this.fetches.add(f);
+        const run: Promise<void> = this.runFetch(f).finally(() => inflight.delete(run));
+        inflight.add(run);
+        // Ask for the next range when this one is half in, so no round trip leaves the link idle.
+        await this.until(() => f.pos - f.start >= (f.end - f.start) / 2 || f.pos >= f.end || !!this.error);
+        while (inflight.size >= 2) await Promise.race(inflight);
+      }
+      await Promise.all(inflight);
+    } finally {
+      this.lanes.delete(lane);
+      this.schedule();
+    }
+  }
+
+  private async runFetch(f: Fetch): Promise<void> {
+    let attempts = 0;
+    try {
+      while (f.pos < f.end && !this.error) {
+        const up = this.src.upstreams[this.upIdx];
+        if (!up) return this.fail(new RegistryError('BLOB_UNKNOWN', `no upstream has blob ${this.digest}`));
+        const before = f.pos;
+        try {
+          const res = await up.blobRange(this.src.namespace, this.src.model, this.digest, f.pos, f.end, this.direct, this.size, f.abort.signal);
+          await this.receive(f, res.body as unknown as Readable, up);
+          if (f.pos < f.end && !this.error) throw new Error(`the response ended at byte ${f.pos}, before ${f.end}`);
+        } catch (e) {
+          if (this.error) return;
+          if (f.pos > before) attempts = 0;
+          attempts++;
+          const notFound = e instanceof UpstreamError && e.kind === 'not-found';
+          if (notFound || attempts >= MAX_ATTEMPTS || (e instanceof UpstreamError && e.kind === 'cut-off')) {
+            if (this.src.upstreams[this.upIdx] === up && this.upIdx + 1 < this.src.upstreams.length) {
+              this.deps.log.warn({ digest: this.digest, upstream: up.name, err: (e as Error).message }, 'blob transfer failed; trying the next upstream');
+              this.upIdx++;
+              this.direct = {};
+              attempts = 0;
+              continue;
+            }
+            if (this.src.upstreams[this.upIdx] !== up) continue;
+            return this.fail(upstreamToRegistryError(e, 'blob') as Error);
+          }
+          this.deps.log.warn({ digest: this.digest, upstream: up.name, at: f.pos, attempt: attempts, err: (e as Error).message }, 'blob transfer from upstream failed; retrying');
+          await sleep(Math.min(500 * 2 ** (attempts - 1), 8000) * (0.5 + Math.random()));
+        }
+      }
+    } finally {
+      this.fetches.delete(f);
+      this.notify();
+    }
+  }
+
+  /**
+   * Copy a response body into the staging file at f.pos, in batches, with up to two writes in
+   * flight (a slow disk round trip does not stall the socket); keeps what arrived on errors.
+   * 'data' events rather than async iteration: no concatenation copy of every chunk.
+   */
+  private receive(f: Fetch, body: Readable, up: Upstream): Promise<void> {
+    let batch: Buffer[] = [];
+    let n = 0;
+    let t0 = 0;
+    let queued = 0; // handed to a write, not yet on disk
+    let failed: unknown;
+    let chain: Promise<void> = Promise.resolve();
+    let inFlight = 0;
+    const write = async (bufs: Buffer[], len: number, at: number) => {
+      if (failed !== undefined || this.error) return;
+      try {
+        const { bytesWritten } = await this.fh.writev(bufs, at);
+        if (bytesWritten < len) {
+          const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
+          let off = 0;
+          while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, at + bytesWritten + off)).bytesWritten;
+        }
+      } catch (e) {
+        failed = e;
+        return;
+      }
+      // In-order bytes are hashed from memory; the others are read back when the prefix reaches them.
+      if (at === this.hashed && !this.hashing && !this.finishing) {
+        for (const b of bufs) this.hasher.update(b);
+        this.hashed += len;
+      }
+      queued -= len;
+      f.pos = at + len;
+      this.have.add(at, f.pos);
+      this.received += len;
+      up.bytesIn += len;
+      this.dirty = true;
+      this.notify();
+      this.hashMore();
+    };
+    const flush = () => {
+      if (n === 0) return;
+      const bufs = batch;
+      const len = n;
+      const at = f.pos + queued;
+      batch = [];
+      n = 0;
+      queued += len;
+      inFlight++;
+      chain = chain.then(() => write(bufs, len, at)).finally(() => {
+        inFlight--;
+        if (inFlight < 2 && body.isPaused()) body.resume();
+      });
+    };
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      const finish = (err?: unknown) => {
+        if (done) return;
+        done = true;
+        body.off('data', onData);
+        flush();
+        void chain.then(() => {
+          if (failed !== undefined) reject(failed);
+          else if (err !== undefined) reject(err);
+          else resolve();
+        });
+      };
+      const onData = (c: Buffer) => {
+        if (this.error || failed !== undefined) {
+          body.destroy();
+          return finish();
+        }
+        let chunk = c;
+        const room = f.end - (f.pos + queued + n);
+        if (chunk.length > room) chunk = chunk.subarray(0, room); // never past the range we own
+        if (n === 0) t0 = Date.now();
+        batch.push(chunk);
+        n += chunk.length;
+        // The first bytes of a range go out at once (time to first byte), then in batches.
+        if (n >= FLUSH_BYTES || Date.now() - t0 >= FLUSH_MS || f.pos + queued === f.start) {
+          flush();
+          if (inFlight >= 2) body.pause();
+        }
+        if (f.pos + queued + n >= f.end) {
+          body.destroy();
+          finish();
+        }
+      };
+      body.on('data', onData);
+      body.once('end', () => finish());
+      body.once('error', (e) => finish(e));
+      body.once('close', () => finish());
+    });
+  }
+
+  private hashMore(): void {
+    if (this.hashing || this.error || this.finishing) return;
+    if (this.hashed === this.size) {
+      void this.finish();
+      return;
+    }
+    if (this.have.runEnd(this.hashed) <= this.hashed) return;
+    this.hashing = true;
+    void (async () => {
+      try {
+        const buf = Buffer.allocUnsafe(4 * MiB);
+        for (;;) {
+          const prefix = this.have.runEnd(this.hashed);
+          if (prefix <= this.hashed || this.error) break;
+          const len = Math.min(buf.length, prefix - this.hashed);
+          const { bytesRead } = await this.fh.read(buf, 0, len, this.hashed);
+          if (bytesRead <= 0) throw new Error(`short read at ${this.hashed} while hashing ${this.digest}`);
+          this.hasher.update(buf.subarray(0, bytesRead));
+          this.hashed += bytesRead;
+        }
+      } catch (e) {
+        this.fail(e as Error);
+      } finally {
+        this.hashing = false;
+      }
+      this.hashMore();
+    })();
+  }
+
+  private async finish(): Promise<void> {
+    if (this.finishing || this.error) return;
+    this.finishing = true;
+    const got = `sha256:${this.hasher.digest('hex')}`;
+    const up = this.upstream;
+    if (got !== this.digest) {
+      this.deps.log.error({ digest: this.digest, got, upstream: up?.name, size: this.size },
+        'DIGEST MISMATCH: an upstream sent bytes that do not match the blob digest; the fill was discarded and nothing was published');
+      this.fail(new RegistryError('UPSTREAM_FAILED', `${up?.describe() ?? 'the upstream'} sent bytes whose sha256 is ${got}, not ${this.digest}; they were discarded, pull again`), true);
+      return;
+    }
+    try {
+      clearInterval(this.timer);
+      await this.persistChain;
+      await this.fh.datasync();
+      if ((await this.deps.blobs.size(this.digest)) === null) await this.deps.driver.move(fillKey(this.digest, 'data'), blobKey(this.digest));
+      this.verified = true;
+      this.deps.log.info({ digest: this.digest, size: this.size, upstream: up?.name, upstreamBytes: this.received }, 'blob filled from upstream and verified');
+      await this.removeDir(false);
+    } catch (e) {
+      this.finishing = false;
+      this.fail(e as Error);
+      return;
+    }
+    this.settle();
+    this.close();
+    this.notify();
+    this.maybeCloseFile();
+  }
+
+  /** Stop with an error: readers get it; the state is kept for a resume unless `discard`. */
+  fail(err: Error, discard = false): void {
+    if (this.error || this.verified) return;
+    this.error = isRegistryError(err) ? err : (upstreamToRegistryError(err, 'blob') as Error);
+    if (!isRegistryError(this.error)) this.deps.log.error({ err, digest: this.digest }, 'blob fill failed');
+    for (const f of this.fetches) f.abort.abort();
+    this.settle();
+    this.notify();
+    void (async () => {
+      await this.until(() => this.fetches.size === 0);
+      clearInterval(this.timer);
+      if (discard) await this.removeDir(true);
+      else {
+        await this.persist();
+        await this.persistChain;
+        await unlink(this.deps.driver.path(fillKey(this.digest, 'lock'))).catch(() => {});
+      }
+      this.close();
+      this.maybeCloseFile();
+    })();
+  }
+
+  private async removeDir(withData: boolean): Promise<void> {
+    await this.persistChain;
+    const keys = withData ? ['state.json', 'data', 'lock'] as const : ['state.json', 'lock'] as const;
+    for (const k of keys) await this.deps.driver.delete(fillKey(this.digest, k)).catch(() => {});
+    await this.deps.driver.delete(fillKey(this.digest, 'data')).catch(() => {}); // a blob that was already there
+    await this.deps.driver.delete(fillDir(this.digest)).catch(() => {});
+  }
+
+  private maybeCloseFile(): void {
+    if (this.readers > 0 || this.fhClosed || !(this.verified || this.error) || this.hashing) return;
+    this.fhClosed = true;
+    void this.closed.then(() => this.fh.close()).catch(() => {});
+  }
+
+  /** Record the filled intervals; the data is synced first so the record never claims more than the disk has. */
+  persist(): Promise<void> {
+    this.persistChain = this.persistChain.then(async () => {
+      if (!this.dirty || this.verified || this.finishing) return;
+      this.dirty = false;
+      const have = this.have.toJSON();
+      await this.fh.datasync();
+      const state: FillState = { version: 1, digest: this.digest, size: this.size, namespace: this.src.namespace, model: this.src.model, upstream: this.upstream?.name ?? '', have };
+      await this.deps.driver.write(fillKey(this.digest, 'state.json'), Buffer.from(JSON.stringify(state)));
+    }).catch((e) => this.deps.log.warn({ err: (e as Error).message, digest: this.digest }, 'could not record fill progress'));
+    return this.persistChain;
+  }
+}
+

@@ -1,0 +1,298 @@
+// An HTTP client for one upstream registry of the ollama/OCI API (registry.ollama.ai, hf.co,
+// another ollama-registry, a CNCF distribution). It follows redirects itself (registry.ollama.ai
+// answers blob requests with a 307 to a CDN host), fetches anonymous Bearer tokens, retries
+// with backoff, cuts the upstream off after repeated failures, and honours HTTPS_PROXY/NO_PROXY.
+// undici: its EnvHttpProxyAgent gives proxy support with per-origin keep-alive pools, and its
+// request() streams bodies with low overhead.
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import type { UpstreamConfig } from './config.js';
+import { VERSION } from '../version.js';
+
+export const USER_AGENT = `ollama-registry/${VERSION}`;
+
+export type UpstreamErrorKind = 'not-found' | 'status' | 'unreachable' | 'cut-off' | 'invalid';
+
+/** A failure talking to an upstream. `status`/`body` carry the upstream's own answer when there was one. */
+export class UpstreamError extends Error {
+  constructor(readonly upstream: string, readonly kind: UpstreamErrorKind, message: string,
+    readonly extra: { status?: number; body?: Buffer; contentType?: string; cause?: unknown } = {}) {
+    super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
+    this.name = 'UpstreamError';
+  }
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+  /** The URL that answered, after redirects. */
+  url: string;
+}
+
+const MAX_REDIRECTS = 10;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+function header(h: UpstreamResponse['headers'], name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** Parse `Bearer realm="…",service="…",scope="…"` (quoted or not). */
+export function parseChallenge(v: string | undefined): Record<string, string> | null {
+  if (!v || !/^bearer\s/i.test(v)) return null;
+  const out: Record<string, string> = {};
+  for (const m of v.slice(7).matchAll(/([A-Za-z]+)=(?:"([^"]*)"|([^,\s]*))/g)) out[m[1]!.toLowerCase()] = m[2] ?? m[3] ?? '';
+  return out.realm ? out : null;
+}
+
+export class Upstream {
+  readonly name: string;
+  readonly base: URL;
+  private readonly dispatcher: Dispatcher;
+  private failures = 0;
+  private cutOffUntil = 0;
+  private tokens = new Map<string, { token: string; expires: number }>();
+  /** Body bytes received from this upstream (all requests), for logs and tests. */
+  bytesIn = 0;
+
+  constructor(readonly config: UpstreamConfig, private readonly onFailure?: (reason: UpstreamErrorKind) => void) {
+    this.name = config.name;
+    this.base = new URL(config.url + '/');
+    const timeout = config.timeoutSeconds * 1000;
+    const tls = config.ca ? { ca: [...rootCertificates, readFileSync(config.ca, 'utf8')] } : {};
+    this.dispatcher = new EnvHttpProxyAgent({
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      connect: { timeout: Math.min(timeout, 15_000), ...tls },
+      requestTls: tls,
+      keepAliveTimeout: 30_000,
+    });
+  }
+
+  get host(): string {
+    return this.config.host;
+  }
+
+  close(): Promise<void> {
+    return this.dispatcher.close();
+  }
+
+  /** `name: why` for messages that reach users. */
+  describe(): string {
+    return `upstream ${this.name} (${this.config.url})`;
+  }
+
+  url(path: string): string {
+    return new URL(path.replace(/^\/+/, ''), this.base).href;
+  }
+
+  private checkCutOff(): void {
+    const left = this.cutOffUntil - Date.now();
+    if (left > 0) {
+      this.onFailure?.('cut-off');
+      throw new UpstreamError(this.name, 'cut-off', `${this.describe()} is cut off after ${this.config.maxFailures} failures in a row; retrying in ${Math.ceil(left / 1000)} s`);
+    }
+  }
+
+  private recordFailure(): void {
+    this.failures++;
+    if (this.config.maxFailures > 0 && this.failures >= this.config.maxFailures) {
+      this.cutOffUntil = Date.now() + this.config.failTimeoutSeconds * 1000;
+    }
+  }
+
+  private recordSuccess(): void {
+    this.failures = 0;
+    this.cutOffUntil = 0;
+  }
+
+  /**
+   * One request with redirects, Bearer auth and retries. Resolves for any status the caller must
+   * judge (2xx, 4xx, 412…); rejects with UpstreamError when the upstream is unreachable or keeps
+   * answering 5xx/429. The caller must consume or destroy the body.
+   */
+  async send(method: 'GET' | 'HEAD', target: string, headers: Record<string, string> = {}, opts: { retries?: number; direct?: boolean; signal?: AbortSignal } = {}): Promise<UpstreamResponse> {
+    this.checkCutOff();
+    const retries = opts.retries ?? this.config.retries;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (attempt > 0) await sleep(Math.min(250 * 2 ** (attempt - 1), 5000) * (0.5 + Math.random()));
+      try {
+        const res = await this.once(method, target, headers, opts.direct ?? false, opts.signal);
+        if (res.status >= 500 || res.status === 429) {
+          const body = await readSmall(res);
+          lastErr = new UpstreamError(this.name, 'status', `${this.describe()} answered ${res.status}${body.length ? `: ${oneLine(body)}` : ''}`, { status: res.status, body });
+          continue;
+        }
+        this.recordSuccess();
+        return res;
+      } catch (e) {
+        lastErr = e;
+        if (opts.signal?.aborted) throw e;
+        // A malformed answer or a refused token will not get better by asking again.
+        if (e instanceof UpstreamError) break;
+      }
+    }
+    this.recordFailure();
+    this.onFailure?.(lastErr instanceof UpstreamError ? lastErr.kind : 'unreachable');
+    if (lastErr instanceof UpstreamError) throw lastErr;
+    const code = (lastErr as NodeJS.ErrnoException)?.code;
+    const why = code ? `${code}${(lastErr as Error).message && !(lastErr as Error).message.includes(code) ? ` ${(lastErr as Error).message}` : ''}` : String((lastErr as Error)?.message ?? lastErr);
+    throw new UpstreamError(this.name, 'unreachable', `${this.describe()} is unreachable: ${why}`, { cause: lastErr });
+  }
+
+  private async once(method: 'GET' | 'HEAD', target: string, headers: Record<string, string>, direct: boolean, signal?: AbortSignal): Promise<UpstreamResponse> {
+    let url = target;
+    let authTried = false;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const u = new URL(url);
+      const ours = u.host === this.base.host;
+      const h: Record<string, string> = { 'user-agent': USER_AGENT, ...headers };
+      // Credentials go to the registry's own host only, never to a CDN it redirects to.
+      const token = ours && !direct ? this.tokenFor(u.pathname) : undefined;
+      if (token) h.authorization = `Bearer ${token}`;
+      const res = await request(url, { method, headers: h, dispatcher: this.dispatcher, signal, highWaterMark: 1 << 20 });
+      const out: UpstreamResponse = { status: res.statusCode, headers: res.headers, body: res.body, url };
+      if (REDIRECTS.has(res.statusCode)) {
+        const loc = header(res.headers, 'location');
+        res.body.resume();
+        if (!loc) throw new UpstreamError(this.name, 'invalid', `${this.describe()} answered ${res.statusCode} without a Location`);
+        url = new URL(loc, url).href;
+        continue;
+      }
+      if (res.statusCode === 401 && ours && !authTried && !direct) {
+        const ch = parseChallenge(header(res.headers, 'www-authenticate'));
+        if (ch) {
+          res.body.resume();
+          authTried = true;
+          await this.fetchToken(ch, u.pathname);
+          continue;
+        }
+      }
+      return out;
+    }
+    throw new UpstreamError(this.name, 'invalid', `${this.describe()} redirected more than ${MAX_REDIRECTS} times`);
+  }
+
+  private scopeOf(pathname: string): string {
+    const m = /^\/v2\/(.+?)\/(manifests|blobs|tags)\//.exec(pathname);
+    return m ? `repository:${m[1]}:pull` : '';
+  }
+
+  private tokenFor(pathname: string): string | undefined {
+    const t = this.tokens.get(this.scopeOf(pathname));
+    return t && t.expires > Date.now() ? t.token : undefined;
+  }
+
+  /** Docker token protocol: GET realm?service=…&scope=… → {token|access_token}. */
+  private async fetchToken(ch: Record<string, string>, pathname: string): Promise<void> {
+    const scope = ch.scope || this.scopeOf(pathname);
+    const realm = new URL(ch.realm!);
+    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw new UpstreamError(this.name, 'invalid', `${this.describe()} asked for a token from an unusable realm ${ch.realm}`);
+    if (ch.service) realm.searchParams.set('service', ch.service);
+    if (scope) realm.searchParams.set('scope', scope);
+    const h: Record<string, string> = { 'user-agent': USER_AGENT };
+    if (this.config.username) h.authorization = `Basic ${Buffer.from(`${this.config.username}:${this.config.password ?? ''}`).toString('base64')}`;
+    const res = await request(realm.href, { method: 'GET', headers: h, dispatcher: this.dispatcher });
+    const body = await readSmall({ body: res.body } as UpstreamResponse);
+    if (res.statusCode !== 200) {
+      throw new UpstreamError(this.name, 'status', `${this.describe()} refused an anonymous token (${res.statusCode}); set username/password for it if it needs credentials`, { status: res.statusCode, body });
+    }
+    let parsed: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new UpstreamError(this.name, 'invalid', `${this.describe()} token endpoint answered something that is not JSON`);
+    }
+    const token = parsed.token ?? parsed.access_token;
+    if (!token) throw new UpstreamError(this.name, 'invalid', `${this.describe()} token endpoint answered no token`);
+    const ttl = Math.max(30, (parsed.expires_in ?? 60) - 10) * 1000;
+    this.tokens.set(this.scopeOf(pathname), { token, expires: Date.now() + ttl });
+  }
+
+  /** GET a manifest by tag or digest; resolves with its bytes or rejects with UpstreamError. */
+  async manifest(namespace: string, model: string, reference: string, userAgent?: string): Promise<{ bytes: Buffer; contentType?: string }> {
+    const res = await this.send('GET', this.url(`v2/${namespace}/${model}/manifests/${reference}`), {
+      accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json',
+      // Upstreams gate model versions by the client's User-Agent (412 "requires a newer version").
+      ...(userAgent ? { 'user-agent': userAgent } : {}),
+    });
+    const bytes = await readSmall(res, 4 << 20);
+    const contentType = header(res.headers, 'content-type');
+    if (res.status === 200) return { bytes, contentType };
+    if (res.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no manifest ${namespace}/${model}:${reference}`, { status: 404, body: bytes });
+    throw new UpstreamError(this.name, 'status', `${this.describe()} answered ${res.status} for manifest ${namespace}/${model}:${reference}${bytes.length ? `: ${oneLine(bytes)}` : ''}`, { status: res.status, body: bytes, contentType });
+  }
+
+  /** The size of a blob, from a HEAD (redirects followed), falling back to a one-byte ranged GET. */
+  async blobSize(namespace: string, model: string, digest: string): Promise<number> {
+    const target = this.url(`v2/${namespace}/${model}/blobs/${digest}`);
+    const res = await this.send('HEAD', target);
+    res.body.resume();
+    const len = Number(header(res.headers, 'content-length'));
+    if (res.status === 200 && Number.isSafeInteger(len) && len >= 0) return len;
+    if (res.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no blob ${digest}`, { status: 404 });
+    // Presigned CDN URLs often refuse HEAD: ask for one byte and read the total from Content-Range.
+    const g = await this.send('GET', target, { range: 'bytes=0-0' });
+    g.body.destroy();
+    const total = /\/(\d+)$/.exec(header(g.headers, 'content-range') ?? '')?.[1];
+    if (g.status === 206 && total) return Number(total);
+    if (g.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no blob ${digest}`, { status: 404 });
+    throw new UpstreamError(this.name, 'status', `${this.describe()} answered ${res.status} to HEAD of blob ${digest}`, { status: res.status });
+  }
+
+  /**
+   * GET bytes [start, end) of a blob. `direct` remembers the CDN URL the registry redirected to,
+   * so further ranges skip the registry; it is dropped when the CDN refuses it (expired).
+   */
+  async blobRange(namespace: string, model: string, digest: string, start: number, end: number, direct: { url?: string }, size: number, signal?: AbortSignal): Promise<UpstreamResponse> {
+    const range = { range: `bytes=${start}-${end - 1}` };
+    let res: UpstreamResponse | undefined;
+    if (direct.url) {
+      res = await this.send('GET', direct.url, range, { direct: true, signal });
+      if (res.status >= 400 && res.status !== 416) {
+        res.body.destroy();
+        direct.url = undefined;
+        res = undefined;
+      }
+    }
+    if (!res) {
+      res = await this.send('GET', this.url(`v2/${namespace}/${model}/blobs/${digest}`), range, { signal });
+      if (new URL(res.url).host !== this.base.host && res.status === 206) direct.url = res.url;
+    }
+    const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(res.headers, 'content-range') ?? '');
+    const okPartial = res.status === 206 && cr && Number(cr[1]) === start && Number(cr[2]) <= end - 1;
+    const okWhole = res.status === 200 && start === 0 && end === size;
+    if (okPartial || okWhole) return res;
+    const body = await readSmall(res).catch(() => Buffer.alloc(0));
+    if (res.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no blob ${digest}`, { status: 404 });
+    throw new UpstreamError(this.name, res.status === 200 || res.status === 206 ? 'invalid' : 'status',
+      `${this.describe()} answered ${res.status}${cr ? ` (${cr[0]})` : ''} to a request for bytes ${start}-${end - 1} of ${digest}${res.status >= 400 && body.length ? `: ${oneLine(body)}` : ''}`, { status: res.status });
+  }
+}
+
+/** Read a small body whole (manifests, errors, tokens), refusing more than `max` bytes. */
+export async function readSmall(res: Pick<UpstreamResponse, 'body'>, max = 64 << 10): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    n += (c as Buffer).length;
+    if (n > max) {
+      res.body.destroy();
+      throw new Error(`response body larger than ${max} bytes`);
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+export function oneLine(b: Buffer, max = 200): string {
+  const s = b.toString('utf8').replace(/\s+/g, ' ').trim();
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}

@@ -1,0 +1,150 @@
+// Configuration of upstream registries and of which namespaces route to them, validated with
+// errors that name the key (config.ts calls in here so it stays one small table).
+import path from 'node:path';
+import { isValidPart } from '../names.js';
+import { parseDuration as parseSeconds } from '../units.js';
+
+export interface UpstreamConfig {
+  /** Short name used by routes and in messages. */
+  name: string;
+  /** Base URL: scheme://host[:port] (a path prefix is kept). */
+  url: string;
+  /** Host folder that cached content is stored under (default: the URL's host[:port]). */
+  host: string;
+  /** A cached tag is re-checked upstream when older than this; by-digest manifests never are. */
+  freshnessSeconds: number;
+  /** Seconds without a response or a body byte before a request counts as failed. */
+  timeoutSeconds: number;
+  /** Extra attempts for a request that failed with a network error or a 5xx/429. */
+  retries: number;
+  /** After this many failures in a row the upstream is cut off (fails fast)… */
+  maxFailures: number;
+  /** …for this many seconds. */
+  failTimeoutSeconds: number;
+  /** Extra CA certificates (PEM file) trusted for this upstream, on top of the system's. */
+  ca?: string;
+  /** Credentials for the token realm of a CNCF registry (anonymous when absent). */
+  username?: string;
+  password?: string;
+}
+
+export interface RouteConfig {
+  /** A namespace, a prefix glob such as `team-*`, or `*` for every namespace. */
+  namespace: string;
+  /** Upstream names, tried in order (the later ones are fallback mirrors). */
+  upstreams: string[];
+}
+
+export class UpstreamConfigError extends Error {
+  constructor(readonly key: string, message: string) {
+    super(message);
+  }
+}
+
+const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'username', 'password']);
+
+/** A duration (`30s`, `10m`, `2h`, or seconds) with an error naming the key. */
+export function parseDuration(v: unknown, key: string): number {
+  const n = parseSeconds(v);
+  if (n === null) throw new UpstreamConfigError(key, `expected a duration such as 30s, 10m, 2h or a number of seconds, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function count(v: unknown, key: string): number {
+  const n = typeof v === 'string' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new UpstreamConfigError(key, `expected a whole number ≥ 0, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export function upstreamFromUrl(url: string, key: string, extra: Record<string, unknown> = {}): UpstreamConfig {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UpstreamConfigError(key, `not a URL: ${JSON.stringify(url)} (expected e.g. https://registry.ollama.ai)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UpstreamConfigError(key, `expected an http:// or https:// URL, got ${JSON.stringify(url)}`);
+  if (u.username || u.password || u.search || u.hash) throw new UpstreamConfigError(key, 'the URL must not carry credentials, a query or a fragment');
+  const host = typeof extra.host === 'string' ? extra.host : u.host;
+  if (!isValidPart('host', host)) throw new UpstreamConfigError(`${key}.host`, `invalid host folder name ${JSON.stringify(host)}`);
+  const base = u.href.replace(/\/+$/, '');
+  const up: UpstreamConfig = {
+    name: typeof extra.name === 'string' ? extra.name : host,
+    url: base,
+    host,
+    freshnessSeconds: extra.freshness === undefined ? 600 : parseDuration(extra.freshness, `${key}.freshness`),
+    timeoutSeconds: extra.timeout === undefined ? 30 : parseDuration(extra.timeout, `${key}.timeout`),
+    retries: extra.retries === undefined ? 2 : count(extra.retries, `${key}.retries`),
+    maxFailures: extra.maxFailures === undefined ? 5 : count(extra.maxFailures, `${key}.maxFailures`),
+    failTimeoutSeconds: extra.failTimeout === undefined ? 30 : parseDuration(extra.failTimeout, `${key}.failTimeout`),
+  };
+  if (up.timeoutSeconds <= 0) throw new UpstreamConfigError(`${key}.timeout`, 'must be more than 0');
+  for (const k of ['ca', 'username', 'password'] as const) {
+    const v = extra[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v === '') throw new UpstreamConfigError(`${key}.${k}`, 'expected a non-empty string');
+    up[k] = k === 'ca' ? path.resolve(v) : v;
+  }
+  return up;
+}
+
+export function parseUpstreams(raw: unknown, key = 'upstreams'): UpstreamConfig[] {
+  if (!Array.isArray(raw)) throw new UpstreamConfigError(key, 'expected a list of upstreams, each with at least a url');
+  const out: UpstreamConfig[] = [];
+  raw.forEach((item, i) => {
+    const k = `${key}[${i}]`;
+    if (typeof item === 'string') return out.push(upstreamFromUrl(item, k));
+    if (!item || typeof item !== 'object' || Array.isArray(item)) throw new UpstreamConfigError(k, 'expected a mapping with a url');
+    const o = item as Record<string, unknown>;
+    for (const f of Object.keys(o)) if (!UPSTREAM_KEYS.has(f)) throw new UpstreamConfigError(`${k}.${f}`, `unknown setting (known: ${[...UPSTREAM_KEYS].join(', ')})`);
+    if (typeof o.url !== 'string') throw new UpstreamConfigError(`${k}.url`, 'required: the base URL of the upstream registry');
+    if (o.name !== undefined && (typeof o.name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/.test(o.name))) {
+      throw new UpstreamConfigError(`${k}.name`, 'expected a short name of letters, digits, _ . : -');
+    }
+    out.push(upstreamFromUrl(o.url, k, o));
+  });
+  const seen = new Set<string>();
+  out.forEach((u, i) => {
+    if (seen.has(u.name)) throw new UpstreamConfigError(`${key}[${i}].name`, `duplicate upstream name ${JSON.stringify(u.name)}`);
+    seen.add(u.name);
+  });
+  return out;
+}
+
+export function parseRoutes(raw: unknown, key = 'routes'): RouteConfig[] {
+  if (!Array.isArray(raw)) throw new UpstreamConfigError(key, 'expected a list of {namespace, upstreams}');
+  return raw.map((item, i) => {
+    const k = `${key}[${i}]`;
+    const o = (item && typeof item === 'object' ? item : {}) as Record<string, unknown>;
+    for (const f of Object.keys(o)) if (f !== 'namespace' && f !== 'upstreams') throw new UpstreamConfigError(`${k}.${f}`, 'unknown setting (known: namespace, upstreams)');
+    const ns = o.namespace;
+    if (typeof ns !== 'string' || !(ns === '*' || isValidPart('namespace', ns.endsWith('*') ? ns.slice(0, -1) || 'x' : ns))) {
+      throw new UpstreamConfigError(`${k}.namespace`, `expected a namespace, a prefix ending in * or *, got ${JSON.stringify(ns)}`);
+    }
+    const ups = typeof o.upstreams === 'string' ? [o.upstreams] : o.upstreams;
+    if (!Array.isArray(ups) || ups.length === 0 || ups.some((u) => typeof u !== 'string')) {
+      throw new UpstreamConfigError(`${k}.upstreams`, 'expected a list of upstream names (tried in order)');
+    }
+    return { namespace: ns, upstreams: ups as string[] };
+  });
+}
+
+/** Check that routes name known upstreams; with no routes, every namespace uses every upstream in order. */
+export function finishRouting(upstreams: UpstreamConfig[], routes: RouteConfig[]): RouteConfig[] {
+  const names = new Set(upstreams.map((u) => u.name));
+  routes.forEach((r, i) => r.upstreams.forEach((n, j) => {
+    if (!names.has(n)) throw new UpstreamConfigError(`routes[${i}].upstreams[${j}]`, `no upstream is named ${JSON.stringify(n)} (known: ${[...names].join(', ') || 'none'})`);
+  }));
+  if (routes.length === 0 && upstreams.length > 0) return [{ namespace: '*', upstreams: upstreams.map((u) => u.name) }];
+  return routes;
+}
+
+/** The upstream names for a namespace: the first matching route wins (case-insensitive). */
+export function routeFor(routes: RouteConfig[], namespace: string): string[] {
+  const ns = namespace.toLowerCase();
+  for (const r of routes) {
+    const p = r.namespace.toLowerCase();
+    if (p === '*' || p === ns || (p.endsWith('*') && ns.startsWith(p.slice(0, -1)))) return r.upstreams;
+  }
+  return [];
+}

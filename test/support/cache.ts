@@ -1,0 +1,34 @@
+// A pull-through stack for tests: an upstream registry (our own server) holding models, the
+// fault-injecting counting front of it, and a cache registry whose upstream is that front.
+import type { Config } from '../../src/config.js';
+import { finishRouting, upstreamFromUrl } from '../../src/upstream/config.js';
+import { startFaultUpstream, type FaultUpstream } from './fault-upstream.js';
+import { startTestRegistry, type TestRegistry } from './server.js';
+
+export interface CacheStack {
+  upstream: TestRegistry;
+  front: FaultUpstream;
+  cache: TestRegistry;
+  close(): Promise<void>;
+}
+
+/** Upstream settings for a test: short timeouts so faults resolve in seconds. */
+export function upstreamConfig(url: string, extra: Record<string, unknown> = {}): Pick<Config, 'upstreams' | 'routes'> {
+  const upstreams = [upstreamFromUrl(url, 'upstream', { name: 'up', timeout: '2s', retries: 1, failTimeout: '2s', ...extra })];
+  return { upstreams, routes: finishRouting(upstreams, []) };
+}
+
+export async function startCacheStack(opts: { rate?: number; redirectBlobs?: boolean; upstream?: Record<string, unknown>; config?: Partial<Config>; cacheData?: string } = {}): Promise<CacheStack> {
+  const upstream = await startTestRegistry();
+  const front = await startFaultUpstream(upstream.url, { rate: opts.rate, redirectBlobs: opts.redirectBlobs });
+  const cache = await startTestRegistry({ data: opts.cacheData, config: { ...upstreamConfig(front.url, opts.upstream), ...opts.config } });
+  return {
+    upstream, front, cache,
+    async close() {
+      await cache.app.cache?.close();
+      await cache.close();
+      await front.close();
+      await upstream.close();
+    },
+  };
+}
