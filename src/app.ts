@@ -3,9 +3,12 @@ import { mkdir } from 'node:fs/promises';
 import { Auth } from './auth/policy.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { BlobStore } from './registry/blobs.js';
 import { ManifestStore } from './registry/manifests.js';
 import { Uploads } from './registry/uploads.js';
+import { Policy } from './registry/policy.js';
+import { UsageTracker } from './registry/usage.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -17,6 +20,11 @@ export interface App {
   manifests: ManifestStore;
   uploads: Uploads;
   auth: Auth;
+  metrics: Metrics;
+  /** Allow/deny rules; features call app.policy.check(action, namespace, model). */
+  policy: Policy;
+  /** Last pull of each tag (memory; flushed by `serve`). */
+  usage: UsageTracker;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -26,6 +34,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
   const blobs = new BlobStore(driver);
+  const metrics = createMetrics(driver, blobs);
   const app: App = {
     config,
     log,
@@ -35,6 +44,9 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     manifests: new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]),
     uploads: new Uploads(driver, blobs, log),
     auth: Auth.open(driver, config, () => app.log),
+    metrics,
+    policy: new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) }),
+    usage: new UsageTracker(driver),
   };
   return app;
 }

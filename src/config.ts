@@ -5,6 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_HOST, isValidPart } from './names.js';
+import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
+import { parseDuration, parseSize } from './units.js';
 
 export interface Config {
   /** The data folder: an ollama models folder plus .ollama-registry/. */
@@ -29,6 +31,21 @@ export interface Config {
     tokenTtlSeconds: number;
     /** Lifetime of signed blob URLs (only used when reads need credentials). */
     blobUrlTtlSeconds: number;
+  };
+  /** Allow/deny rules for pull, pull-through and push (file only; reloaded when the file changes). */
+  policy: PolicyRule[];
+  /** The YAML file the settings came from, if any (watched for policy changes). */
+  configFile?: string;
+  /** Housekeeping of the data folder: gc, the size cap and its eviction. */
+  storage: {
+    /** Evict least-recently-pulled cached models while blobs take more bytes than this (0: no cap). */
+    maxSize: number;
+    /** Run gc (and the size cap) inside `serve` this often (0: never). */
+    gcIntervalSeconds: number;
+    /** gc never deletes a blob younger than this: a push or a fill may be about to reference it. */
+    gcGraceSeconds: number;
+    /** Host folders whose models are a cache of an upstream (evictable), besides the upstreams' own. */
+    cachedHosts: string[];
   };
 }
 
@@ -55,6 +72,8 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     allowDelete: false,
     uploadMaxAgeHours: 24,
     auth: { anonymousRead: true, tokenTtlSeconds: 900, blobUrlTtlSeconds: 86_400 },
+    policy: [],
+    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [] },
   };
 }
 
@@ -84,6 +103,11 @@ const ENV: Array<[string, string]> = [
   ['auth.anonymousRead', 'OLLAMA_REGISTRY_ANONYMOUS_READ'],
   ['auth.tokenTtlSeconds', 'OLLAMA_REGISTRY_TOKEN_TTL'],
   ['auth.blobUrlTtlSeconds', 'OLLAMA_REGISTRY_BLOB_URL_TTL'],
+  ['policy', ''],
+  ['storage.maxSize', 'OLLAMA_REGISTRY_MAX_SIZE'],
+  ['storage.gcInterval', 'OLLAMA_REGISTRY_GC_INTERVAL'],
+  ['storage.gcGrace', 'OLLAMA_REGISTRY_GC_GRACE'],
+  ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
 ];
 
 type Flat = Record<string, unknown>;
@@ -120,10 +144,26 @@ function apply(cfg: Config, flat: Flat, source: string): void {
       case 'listen': cfg.listen = parseListen(typeof raw === 'number' ? String(raw) : str(raw), key); break;
       case 'tls.cert': cfg.tls = { cert: path.resolve(str(raw)), key: cfg.tls?.key ?? '' }; break;
       case 'tls.key': cfg.tls = { cert: cfg.tls?.cert ?? '', key: path.resolve(str(raw)) }; break;
-      case 'hosts': {
+      case 'hosts':
+      case 'storage.cachedHosts': {
         const list = Array.isArray(raw) ? raw : str(raw).split(',').map((s) => s.trim()).filter(Boolean);
         for (const h of list) if (typeof h !== 'string' || !isValidPart('host', h)) throw new ConfigError(key, `invalid host folder name ${JSON.stringify(h)}`);
-        cfg.hosts = list as string[];
+        if (key === 'hosts') cfg.hosts = list as string[];
+        else cfg.storage.cachedHosts = list as string[];
+        break;
+      }
+      case 'storage.maxSize': {
+        const n = parseSize(raw);
+        if (n === null) throw new ConfigError(key, `expected a size such as 500GB, 1.5TiB or a number of bytes, got ${JSON.stringify(raw)} (in ${source})`);
+        cfg.storage.maxSize = n;
+        break;
+      }
+      case 'storage.gcInterval':
+      case 'storage.gcGrace': {
+        const n = parseDuration(raw);
+        if (n === null) throw new ConfigError(key, `expected a duration such as 30m, 6h, 1d or a number of seconds, got ${JSON.stringify(raw)} (in ${source})`);
+        if (key === 'storage.gcInterval') cfg.storage.gcIntervalSeconds = n;
+        else cfg.storage.gcGraceSeconds = n;
         break;
       }
       case 'log.level': {
@@ -155,6 +195,14 @@ function apply(cfg: Config, flat: Flat, source: string): void {
       case 'auth.anonymousRead': cfg.auth = { ...cfg.auth, anonymousRead: bool(raw) }; break;
       case 'auth.tokenTtlSeconds': cfg.auth = { ...cfg.auth, tokenTtlSeconds: positive(raw) }; break;
       case 'auth.blobUrlTtlSeconds': cfg.auth = { ...cfg.auth, blobUrlTtlSeconds: positive(raw) }; break;
+      case 'policy':
+        try {
+          cfg.policy = parsePolicy(raw, key);
+        } catch (e) {
+          if (e instanceof PolicyConfigError) throw new ConfigError(e.key, `${e.message} (in ${source})`);
+          throw e;
+        }
+        break;
     }
   }
 }
@@ -186,6 +234,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
     if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError('config', `${file} must be a YAML mapping`);
     apply(cfg, flatten(doc ?? {}), file);
+    cfg.configFile = path.resolve(file);
   }
   apply(cfg, Object.fromEntries(ENV.filter(([, v]) => env[v] !== undefined && env[v] !== '').map(([k, v]) => [k, env[v]])), 'environment');
   apply(cfg, opts.flags ?? {}, 'command line');

@@ -6,6 +6,12 @@ import { registerKeys } from './cli/keys.js';
 import { registerUsers } from './cli/users.js';
 import { EXIT } from './cli/common.js';
 import { registerServe } from './cli/serve.js';
+import { registerExport } from './cli/export.js';
+import { registerGc } from './cli/gc.js';
+import { registerLs } from './cli/ls.js';
+import { registerPin } from './cli/pin.js';
+import { registerRm } from './cli/rm.js';
+import { registerVerify } from './cli/verify.js';
 import { VERSION } from './version.js';
 
 const program = new Command('ollama-registry')
@@ -21,5 +27,11 @@ registerServe(program);
 registerImport(program);
 registerKeys(program);
 registerUsers(program);
+registerLs(program);
+registerRm(program);
+registerPin(program);
+registerGc(program);
+registerVerify(program);
+registerExport(program);
 
 await program.parseAsync(process.argv);

@@ -3,6 +3,7 @@ import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../http/server.js';
 import { configFrom, fail, withStoreOptions } from './common.js';
+import { startHousekeeping } from './housekeeping.js';
 
 export function registerServe(program: Command): void {
   withStoreOptions(program.command('serve'))
@@ -12,16 +13,18 @@ export function registerServe(program: Command): void {
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .option('--log-format <format>', 'json|text|auto (auto: text on a terminal)')
+    .option('--max-size <size>', 'size cap for blobs, e.g. 500GB: gc evicts least-recently-pulled cached models (config storage.maxSize)')
     .action(async (opts) => {
       try {
         const config = configFrom(opts, {
           listen: opts.listen, 'tls.cert': opts.tlsCert, 'tls.key': opts.tlsKey,
-          'log.level': opts.logLevel, 'log.format': opts.logFormat,
+          'log.level': opts.logLevel, 'log.format': opts.logFormat, 'storage.maxSize': opts.maxSize,
         });
         const log = createLogger(config.log);
         const app = await openApp(config, log);
         const srv = await startServer(app, { ...config.listen, tls: config.tls });
         log.info({ url: srv.url, data: config.data }, 'ollama-registry is serving');
+        const housekeeping = startHousekeeping(app);
         let stopping = false;
         const stop = (signal: string) => {
           if (stopping) {
@@ -30,7 +33,7 @@ export function registerServe(program: Command): void {
           }
           stopping = true;
           log.info({ signal, graceSeconds: config.shutdownTimeoutSeconds }, 'shutting down: finishing in-flight requests');
-          void srv.close().then(() => {
+          void srv.close().then(() => housekeeping.stop()).then(() => {
             log.info('stopped');
             log.flush();
             process.exit(0);

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { isDigest, isReservedTag } from '../names.js';
 import { parseManifest, referencedDigests } from '../registry/manifest-format.js';
+import { GATED_BODY, versionGate } from '../registry/gating.js';
 import type { Handler } from './context.js';
 import { absoluteUrl } from './context.js';
 
@@ -10,6 +11,15 @@ type ManifestRoute = { kind: 'manifest'; namespace: string; model: string; refer
 /** Manifest bytes exactly as stored, whatever the Accept header (ollama and OCI tools alike). */
 export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route }) => {
   const m = await app.manifests.get(route.namespace, route.model, route.reference);
+  const requires = await versionGate(app.blobs, m.bytes, req.headers['user-agent']);
+  if (requires) {
+    // Plain text, as registry.ollama.ai sends it: ollama prints the body after "412: ".
+    app.metrics.versionGated.inc();
+    res.writeHead(412, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(GATED_BODY), 'X-Ollama-Requires': requires });
+    res.end(req.method === 'HEAD' ? undefined : GATED_BODY);
+    return;
+  }
+  if (req.method === 'GET') app.usage.touch(m); // memory only: last pull, for eviction and `ls`
   const etag = `"${m.digest}"`;
   const headers = {
     'Content-Type': m.mediaType,

@@ -6,6 +6,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
+import { bytesSource, countBodyBytes } from '../metrics.js';
 import { getBlob } from './blobs.js';
 import type { Ctx, Handler } from './context.js';
 import { catalog, ping, tagsList } from './listing.js';
@@ -14,6 +15,8 @@ import { deleteManifest, getManifest, putManifest } from './manifests.js';
 import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
 import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
+import { serviceRoutes } from './service.js';
+import { uiRoutes } from '../ui/routes.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
@@ -33,6 +36,11 @@ export function v2Handlers(): HandlerTable {
 /** Non-registry routes (web page, health, metrics): exact path → handler. */
 export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
 
+/** The plain routes served by default. Other features add entries here. */
+export function plainHandlers(): Map<string, PlainHandler> {
+  return new Map([...serviceRoutes(), ...uiRoutes()]);
+}
+
 export interface RegistryServer {
   server: Server;
   url: string;
@@ -41,17 +49,24 @@ export interface RegistryServer {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-export function createHandler(app: App, table: HandlerTable = v2Handlers(), extraPlain: Map<string, PlainHandler> = new Map()) {
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), extraPlain: Map<string, PlainHandler> = plainHandlers()) {
   const plain = new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...extraPlain]);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeKind = 'none';
     let who: string | undefined;
+    const sent = countBodyBytes(res);
     res.once('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const bytes = sent();
+      const status = res.headersSent ? res.statusCode : 0;
+      const m = app.metrics;
+      m.requests.inc({ route: routeKind, method: req.method ?? '', status: String(status) });
+      m.duration.observe({ route: routeKind }, ms / 1000);
+      if (bytes > 0) m.bytesServed.inc({ route: routeKind, source: bytesSource(res) }, bytes);
       app.log.info({
-        method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 300), route: routeKind, status: res.statusCode,
-        bytes: Number(res.getHeader('content-length') ?? 0), ms: Math.round(ms * 10) / 10,
+        method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 300), route: routeKind, status,
+        bytes, ms: Math.round(ms * 10) / 10,
         aborted: !res.writableFinished || undefined, ua: req.headers['user-agent']?.slice(0, 120), who,
       }, 'request');
     });
@@ -79,6 +94,8 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
       }
       const principal = await authorize(app, req, route, url);
       if (principal.kind === 'key' || principal.kind === 'user') who = principal.label;
+      // Policy: reading a repository is a pull, writing to it a push.
+      if ('namespace' in route) app.policy.check(WRITE_METHODS.has(req.method ?? '') ? 'push' : 'pull', route.namespace, route.model);
       const ctx: Ctx = { app, req, res, url, route, principal };
       await handler(ctx);
     } catch (e) {

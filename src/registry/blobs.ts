@@ -1,7 +1,7 @@
 // Blobs by sha256 digest. A blob becomes visible only after its bytes were hashed and matched.
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { RegistryError } from '../errors.js';
+import { fromFsError, isRegistryError, RegistryError } from '../errors.js';
 import { digestFromBlobFileName, digestHex } from '../names.js';
 import type { ByteRange, Driver } from '../storage/driver.js';
 import { BLOBS, blobKey, stagingKey } from '../storage/layout.js';
@@ -47,6 +47,11 @@ export class BlobStore {
       return { size: hasher.bytes, created: true };
     } catch (e) {
       await this.driver.delete(staging).catch(() => {});
+      // The body's side of the pipe may report the disk's raw error first.
+      const err = fromFsError(e, blobKey(digest));
+      if (isRegistryError(err) && err.code === 'INSUFFICIENT_STORAGE') {
+        throw new RegistryError('INSUFFICIENT_STORAGE', `no space left on the registry's disk for blob ${digest}; nothing of it was kept`, { cause: e });
+      }
       throw e;
     }
   }

@@ -4,7 +4,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { App } from '../app.js';
-import { isRegistryError } from '../errors.js';
+import { isRegistryError, RegistryError } from '../errors.js';
 import { digestHex, isValidPart } from '../names.js';
 import { stagingKey } from '../storage/layout.js';
 import { parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
@@ -23,6 +23,10 @@ export interface ImportReport {
   blobs: { linked: number; copied: number; present: number; bytes: number };
   badBlobs: ImportProblem[];
   skippedManifests: ImportProblem[];
+  /** Tar entries refused outright (`../`, absolute paths, links). */
+  refused?: ImportProblem[];
+  /** Set when a tar ended early: what was complete and verified was kept. */
+  incomplete?: string;
 }
 
 export type ImportEvent = { kind: 'blob'; digest: string; how: 'linked' | 'copied' | 'present'; size: number } | { kind: 'problem'; problem: ImportProblem };
@@ -87,7 +91,12 @@ export async function importFolder(app: App, src: string, onEvent: (e: ImportEve
     for (const c of candidates) if (await stat(path.join(src, c)).then((s) => s.isFile(), () => false)) rel = c;
     if (!rel) return `missing (no ${candidates[0]})`;
     const staging = stagingKey();
-    const how = await app.driver.ingestFile(path.join(src, rel), staging);
+    const how = await app.driver.ingestFile(path.join(src, rel), staging).catch((e) => {
+      if (isRegistryError(e) && e.code === 'INSUFFICIENT_STORAGE') {
+        throw new RegistryError('INSUFFICIENT_STORAGE', `no space left on the registry's disk while importing ${rel}; the import stopped, and nothing half-written was kept`, { cause: e });
+      }
+      throw e;
+    });
     try {
       const { size } = await app.blobs.publishStaged(staging, d.digest);
       report.blobs[how]++;

@@ -5,6 +5,8 @@ import type { Readable } from 'node:stream';
 export interface Stat {
   size: number;
   mtimeMs: number;
+  /** When the file was last linked, renamed or written (where the driver can tell). */
+  ctimeMs?: number;
   isDir: boolean;
 }
 

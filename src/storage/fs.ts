@@ -34,7 +34,7 @@ export class FsDriver implements Driver {
   async stat(key: string): Promise<Stat | null> {
     try {
       const s = await stat(this.path(key));
-      return { size: s.size, mtimeMs: s.mtimeMs, isDir: s.isDirectory() };
+      return { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, isDir: s.isDirectory() };
     } catch (e) {
       if (isMissing(e)) return null;
       throw e;
@@ -159,7 +159,8 @@ export class FsDriver implements Driver {
   }
 }
 
-function alive(pid: number): boolean {
+/** Is a process with this id running (on this machine's pid namespace)? */
+export function alive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);

@@ -12,6 +12,8 @@
 //     keys.json, users.json                       who may pull/push/delete (0600; see src/auth/store.ts)
 //     token-secret                                HMAC key of issued tokens and signed URLs (0600)
 //     fills/sha256-<hex>/...                      pull-through fills in progress
+//     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
+//     last-pulled.json, pins.json                 last use of each tag; tags kept from eviction
 //
 // Each function re-checks its inputs, so a bug elsewhere cannot turn a name into a path
 // outside the data folder.
@@ -36,6 +38,17 @@ export function manifestDir(...parts: [host?: string, namespace?: string, model?
   return [MANIFESTS, ...parts.map((p, i) => checkPart(kinds[i]!, p!))].join('/');
 }
 
+/**
+ * A key in the manifests tree as found on disk, including folder names the registry would not
+ * serve: gc and verify must see every reference. Parts must still be single, safe segments.
+ */
+export function manifestTreeKey(...parts: string[]): string {
+  for (const p of parts) {
+    if (p === '' || p === '.' || p === '..' || /[/\\\0]/.test(p)) throw new Error(`layout: bad manifests tree part ${JSON.stringify(p)}`);
+  }
+  return [MANIFESTS, ...parts].join('/');
+}
+
 // State key parts: no '/', and never '.' first, so never '..'.
 const TOKEN_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
@@ -57,10 +70,6 @@ export function stagingKey(): string {
   return tmpKey(`${process.pid}-${randomBytes(8).toString('hex')}`);
 }
 
-export function uploadsDir(): string {
-  return `${STATE}/uploads`;
-}
-
 export function uploadDir(id: string): string {
   return `${uploadsDir()}/${checkToken(id)}`;
 }
@@ -73,8 +82,20 @@ export function uploadDataKey(id: string): string {
   return `${uploadDir(id)}/data`;
 }
 
+export function uploadsDir(): string {
+  return `${STATE}/uploads`;
+}
+
+export function fillsDir(): string {
+  return `${STATE}/fills`;
+}
+
 export function fillDir(digest: string): string {
   return `${STATE}/fills/sha256-${digestHex(digest)}`;
+}
+
+export function quarantineKey(digest: string): string {
+  return `${STATE}/quarantine/sha256-${digestHex(digest)}`;
 }
 
 /** A file of the registry's own state, e.g. stateKey('keys.json'). */

@@ -1,0 +1,56 @@
+// Endpoints for operators: /healthz (the process answers), /readyz (it can do its job),
+// /metrics (Prometheus text format).
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { App } from '../app.js';
+import { RegistryError } from '../errors.js';
+import { stateKey } from '../storage/layout.js';
+import { sendJson } from './respond.js';
+import type { PlainHandler } from './server.js';
+
+function readOnly(req: IncomingMessage): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this endpoint`, { headers: { Allow: 'GET, HEAD' } });
+  }
+}
+
+const healthz: PlainHandler = async (_app, req, res) => {
+  readOnly(req);
+  sendJson(res, 200, { status: 'ok' }, { 'Cache-Control': 'no-store' });
+};
+
+/** Write, read back and delete a small file where the registry keeps its state. */
+async function storageCheck(app: App): Promise<string> {
+  const key = stateKey(`readyz-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const probe = randomBytes(16);
+  try {
+    await app.driver.write(key, probe);
+    if (!(await app.driver.readAll(key)).equals(probe)) return 'the probe file read back differently';
+    return 'ok';
+  } catch (e) {
+    return `not writable: ${(e as Error).message.split('\n')[0]}`;
+  } finally {
+    await app.driver.delete(key).catch(() => {});
+  }
+}
+
+const readyz: PlainHandler = async (app, req, res) => {
+  readOnly(req);
+  const storage = await storageCheck(app);
+  // A broken edit of the config file leaves the previous policy in force: still ready, but say so.
+  const reloadError = app.policy.reloadError;
+  const checks = { storage, config: reloadError ? `loaded; the last edit was not applied: ${reloadError}` : 'ok' };
+  const ready = storage === 'ok';
+  sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks }, { 'Cache-Control': 'no-store' });
+};
+
+const metrics: PlainHandler = async (app, req, res: ServerResponse) => {
+  readOnly(req);
+  const body = Buffer.from(await app.metrics.registry.metrics());
+  res.writeHead(200, { 'Content-Type': app.metrics.registry.contentType, 'Content-Length': body.length, 'Cache-Control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : body);
+};
+
+export function serviceRoutes(): Array<[string, PlainHandler]> {
+  return [['/healthz', healthz], ['/readyz', readyz], ['/metrics', metrics]];
+}

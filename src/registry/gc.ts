@@ -1,0 +1,237 @@
+// Garbage collection, safe while the server serves, pushes and fills:
+//  - mark: every blob any manifest file of any host folder references (config included; for a
+//    file that does not parse, every sha256 in it);
+//  - size cap: evict least-recently-pulled cached tags (never pushed/local or pinned ones) until
+//    the blobs left fit; a blob shared by several tags goes only with the last of them;
+//  - sweep: delete unreferenced blobs, but never one younger than the grace period (a push
+//    commits its blobs before its manifest; a fill publishes a blob before anyone references it),
+//    and re-check the references right before each delete;
+//  - leftover staging files whose owning process is gone.
+// Blobs published after the listing are never candidates.
+import type { App } from '../app.js';
+import { alive } from '../storage/fs.js';
+import { blobKey, fillsDir, stateKey, tmpDir, tmpKey, uploadDir, uploadsDir } from '../storage/layout.js';
+import type { Driver } from '../storage/driver.js';
+import { ManifestIndex, type ManifestEntry } from './manifest-index.js';
+import { Pins } from './pins.js';
+import { isCachedHost } from './sources.js';
+import { UsageTracker } from './usage.js';
+
+export interface GcOptions {
+  dryRun?: boolean;
+  /** Never delete a blob (or staging file) younger than this. */
+  graceMs: number;
+  /** Evict cached tags while blobs take more than this many bytes (0/undefined: no cap). */
+  maxSize?: number;
+  /** Last pulls (inside `serve`: the live tracker, so nothing recorded is missed). */
+  usage?: UsageTracker;
+  /** Upload and fill folders idle longer than this, whose owner is gone, are removed (default 24 h). */
+  staleSessionMs?: number;
+  /** The manifest tree is re-read before a delete when the last read is older than this (default 25 ms). */
+  recheckMs?: number;
+  /** Test seams: pause after listing, or before a delete. */
+  hooks?: { afterList?: () => Promise<void>; beforeDelete?: (digest: string) => Promise<void> };
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  manifests: number;
+  blobs: { total: number; referenced: number; young: number; rescued: number };
+  removed: Array<{ digest: string; size: number }>;
+  bytesFreed: number;
+  evicted: Array<{ name: string; lastPulled: number; freed: number }>;
+  staging: { removed: string[]; bytes: number };
+  /** Blob bytes left (projected, for a dry run). */
+  usedBytes: number;
+  /** Bytes still above the cap after eviction (what is left is pinned, local or in use). */
+  overCap: number;
+  warnings: string[];
+}
+
+interface BlobStat {
+  size: number;
+  /** When it was last written, linked or renamed: a hard-linked import keeps an old mtime. */
+  changedMs: number;
+}
+
+export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
+  const now = Date.now();
+  const dry = opts.dryRun === true;
+  const usage = opts.usage ?? new UsageTracker(app.driver);
+  const index = new ManifestIndex(app.driver);
+  await index.refresh();
+  const blobs = new Map<string, BlobStat>();
+  for (const digest of await app.blobs.list()) {
+    const st = await app.driver.stat(blobKey(digest)).catch(() => null);
+    if (st && !st.isDir) blobs.set(digest, { size: st.size, changedMs: Math.max(st.mtimeMs, st.ctimeMs ?? 0) });
+  }
+  await opts.hooks?.afterList?.();
+  const report: GcReport = {
+    dryRun: dry, manifests: index.list().length,
+    blobs: { total: blobs.size, referenced: 0, young: 0, rescued: 0 },
+    removed: [], bytesFreed: 0, evicted: [], staging: { removed: [], bytes: 0 }, usedBytes: 0, overCap: 0,
+    warnings: index.list().filter((e) => e.error).map((e) => `${e.key}: ${e.error}` + (e.digests.length ? ` (the ${e.digests.length} blob(s) it names are kept)` : '')),
+  };
+  const isYoung = (b: BlobStat) => now - b.changedMs < opts.graceMs;
+
+  // Size cap: plan on reference counts, then delete the planned tags' manifests.
+  const excluded = new Set<string>();
+  if (opts.maxSize && opts.maxSize > 0) {
+    const plan = await planEviction(app, index.list(), blobs, opts.maxSize, usage, now, opts.graceMs, isYoung);
+    for (const p of plan.evict) {
+      if (!dry) {
+        // A pull since the plan was made keeps the tag.
+        const again = (await usage.all()).get(p.entry.name) ?? 0;
+        if (now - again < opts.graceMs) continue;
+        await app.manifests.delete(p.entry.ref!);
+      }
+      excluded.add(p.entry.key);
+      report.evicted.push({ name: p.entry.name, lastPulled: p.lastPulled, freed: p.freed });
+    }
+    if (!dry) await index.refresh();
+  }
+
+  // Sweep.
+  const referenced = index.referenced(dry ? excluded : undefined);
+  const candidates = [...blobs].filter(([d]) => !referenced.has(d));
+  report.blobs.referenced = blobs.size - candidates.length;
+  let lastRead = Date.now();
+  const recheckMs = opts.recheckMs ?? 25;
+  let done = 0;
+  for (const [digest, b] of candidates) {
+    opts.onProgress?.(done++, candidates.length);
+    if (isYoung(b)) {
+      report.blobs.young++;
+      continue;
+    }
+    await opts.hooks?.beforeDelete?.(digest);
+    if (!dry) {
+      if (opts.hooks?.beforeDelete || Date.now() - lastRead >= recheckMs) {
+        await index.refresh();
+        lastRead = Date.now();
+      }
+      const st = await app.driver.stat(blobKey(digest));
+      if (!st) continue; // someone else removed it
+      if (index.has(digest) || Date.now() - Math.max(st.mtimeMs, st.ctimeMs ?? 0) < opts.graceMs) {
+        report.blobs.rescued++;
+        continue;
+      }
+      await app.blobs.delete(digest);
+    }
+    report.removed.push({ digest, size: b.size });
+    report.bytesFreed += b.size;
+  }
+  opts.onProgress?.(candidates.length, candidates.length);
+
+  report.staging = await sweepStaging(app.driver, now, opts.graceMs, opts.staleSessionMs ?? 24 * 3600_000, dry);
+  let used = 0;
+  for (const b of blobs.values()) used += b.size;
+  report.usedBytes = used - report.bytesFreed;
+  if (opts.maxSize && report.usedBytes > opts.maxSize) report.overCap = report.usedBytes - opts.maxSize;
+  // Forget last pulls of tags that are gone.
+  if (!dry) await usage.flush(new Set(index.list().map((e) => e.name))).catch((e) => report.warnings.push(`cannot update last pulls: ${(e as Error).message}`));
+  return report;
+}
+
+interface Plan {
+  evict: Array<{ entry: ManifestEntry; lastPulled: number; freed: number }>;
+}
+
+async function planEviction(app: App, entries: ManifestEntry[], blobs: Map<string, BlobStat>, maxSize: number,
+  usage: UsageTracker, now: number, graceMs: number, isYoung: (b: BlobStat) => boolean): Promise<Plan> {
+  const refs = new Map<string, number>();
+  for (const e of entries) for (const d of e.digests) refs.set(d, (refs.get(d) ?? 0) + 1);
+  // What stays after the sweep anyway: referenced blobs and young ones.
+  let used = 0;
+  for (const [d, b] of blobs) if ((refs.get(d) ?? 0) > 0 || isYoung(b)) used += b.size;
+  const pins = await new Pins(app.driver).list();
+  const pulls = await usage.all();
+  const lastPulled = (e: ManifestEntry) => Math.max(pulls.get(e.name) ?? 0, e.mtimeMs);
+  const candidates = entries
+    .filter((e) => e.ref && isCachedHost(app.config, e.ref.host) && !pins.has(e.name) && now - lastPulled(e) >= graceMs)
+    .sort((a, b) => lastPulled(a) - lastPulled(b) || (a.name < b.name ? -1 : 1));
+  const plan: Plan = { evict: [] };
+  for (const entry of candidates) {
+    if (used <= maxSize) break;
+    let freed = 0;
+    for (const d of entry.digests) {
+      const left = (refs.get(d) ?? 1) - 1;
+      refs.set(d, left);
+      const b = blobs.get(d);
+      if (left === 0 && b && !isYoung(b)) freed += b.size;
+    }
+    used -= freed;
+    plan.evict.push({ entry, lastPulled: lastPulled(entry), freed });
+  }
+  return plan;
+}
+
+/** Every file under a key (recursively), with sizes and times; a file key gives itself. */
+async function walk(driver: Driver, key: string): Promise<Array<{ key: string; size: number; mtimeMs: number; isDir: boolean }>> {
+  const st = await driver.stat(key);
+  if (!st) return [];
+  if (!st.isDir) return [{ key, size: st.size, mtimeMs: st.mtimeMs, isDir: false }];
+  const out: Array<{ key: string; size: number; mtimeMs: number; isDir: boolean }> = [];
+  for (const child of await driver.list(key)) {
+    if (child === '.' || child === '..' || child.includes('/')) continue;
+    out.push(...(await walk(driver, `${key}/${child}`)));
+  }
+  out.push({ key, size: 0, mtimeMs: st.mtimeMs, isDir: true });
+  return out;
+}
+
+/** Staging files and upload/fill folders that no live process owns and nobody touched lately. */
+async function sweepStaging(driver: Driver, now: number, graceMs: number, staleMs: number, dry: boolean): Promise<{ removed: string[]; bytes: number }> {
+  const out = { removed: [] as string[], bytes: 0 };
+  for (const name of await driver.list(tmpDir())) {
+    let key: string;
+    try {
+      key = tmpKey(name);
+    } catch {
+      continue;
+    }
+    const st = await driver.stat(key);
+    if (!st || st.isDir || alive(Number(name.split('-')[0])) || now - st.mtimeMs < graceMs) continue;
+    if (!dry) await driver.delete(key);
+    out.removed.push(key);
+    out.bytes += st.size;
+  }
+  const sessions: Array<[string, (n: string) => string]> = [[uploadsDir(), uploadDir], [fillsDir(), (n) => stateKey('fills', n)]];
+  for (const [dir, keyOf] of sessions) {
+    for (const name of await driver.list(dir)) {
+      let key: string;
+      try {
+        key = keyOf(name);
+      } catch {
+        continue;
+      }
+      const files = await walk(driver, key);
+      if (files.length === 0) continue;
+      // Activity shows in the files' times (a folder's own time changes only when entries come and go).
+      const plain = files.filter((f) => !f.isDir);
+      const newest = Math.max(...(plain.length ? plain : files).map((f) => f.mtimeMs));
+      const lock = files.find((f) => f.key === `${key}/lock`);
+      const owner = lock ? Number((await driver.readAll(lock.key).catch(() => Buffer.from(''))).toString().trim()) : Number(/^(\d+)-/.exec(name)?.[1]);
+      if (alive(owner) || now - newest < Math.max(staleMs, graceMs)) continue;
+      if (!dry) for (const f of files) await driver.delete(f.key); // files first, then their folders
+      out.removed.push(key);
+      out.bytes += files.reduce((n, f) => n + f.size, 0);
+    }
+  }
+  return out;
+}
+
+/** Run gc every `intervalMs` inside `serve` (never two at once); returns a stop function. */
+export function scheduleGc(app: App, intervalMs: number, opts: Omit<GcOptions, 'dryRun'>, onDone: (r: GcReport) => void, onError: (e: unknown) => void): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = runGc(app, opts).then(onDone, onError).finally(() => { running = null; });
+  }, intervalMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}

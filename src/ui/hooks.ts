@@ -1,0 +1,35 @@
+// What the web page needs from features built elsewhere. This is the one file to edit when the
+// cache (prefetch) and push/auth (delete, sign-in) features land: the page shows their buttons
+// as soon as `features()` says they exist (contracts in README, "The web catalog").
+import type { App } from '../app.js';
+import { TOKEN_PATH } from '../http/auth.js';
+
+export interface UiFeatures {
+  /** Prefetch: POST {"name": "<as users type it>"} to url; NDJSON progress in ollama's /api/pull shape. */
+  prefetch: false | { url: string };
+  /** Delete a tag: DELETE url, with {host}, {namespace}, {model}, {tag} filled in (URL-encoded). */
+  delete: false | { url: string };
+  /** Sign-in: GET tokenUrl with Basic credentials → {"token": "..."}, sent as Bearer on prefetch/delete. */
+  signIn: false | { tokenUrl: string };
+}
+
+export function features(app: App): UiFeatures {
+  // Deletes a tag in every host folder (see DELETE …/manifests/<tag>).
+  const del = app.config.allowDelete ? { url: '/v2/{namespace}/{model}/manifests/{tag}' } : false;
+  return { prefetch: false, delete: del, signIn: del ? { tokenUrl: TOKEN_PATH } : false };
+}
+
+export interface Source {
+  /** 'pushed' for the folder pushes write to; 'upstream' for a folder of models from elsewhere. */
+  kind: 'pushed' | 'upstream';
+  /** Shown to users: "pushed", or the upstream's host name. */
+  label: string;
+}
+
+/**
+ * Where a host folder's models came from. A folder is named after the registry its models were
+ * pulled from (ollama's own layout); the push feature will name the folder it writes to here.
+ */
+export function sourceOf(app: App, host: string): Source {
+  return host === app.config.pushHost ? { kind: 'pushed', label: 'pushed' } : { kind: 'upstream', label: host };
+}

@@ -1,0 +1,106 @@
+// The web catalog's routes: the page and its assets (all served from here: no CDN, works offline)
+// and the small JSON API only the page uses (documented in README, "The web catalog").
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { App } from '../app.js';
+import { RegistryError } from '../errors.js';
+import { requireListAccess } from '../http/auth.js';
+import type { PlainHandler } from '../http/server.js';
+import { sendJson } from '../http/respond.js';
+import { buildCatalog } from './catalog.js';
+import { modelDetails } from './details.js';
+import { features as defaultFeatures, type UiFeatures } from './hooks.js';
+
+// Compiled from src/ui/client/app.ts next to this module; the rest is shipped as written.
+const CLIENT_DIR = new URL('./client/', import.meta.url);
+const STATIC_DIR = new URL('../../../src/ui/static/', import.meta.url);
+
+const ASSETS: Record<string, { file: URL; type: string }> = {
+  '/': { file: new URL('index.html', STATIC_DIR), type: 'text/html; charset=utf-8' },
+  '/ui/app.css': { file: new URL('app.css', STATIC_DIR), type: 'text/css; charset=utf-8' },
+  '/ui/app.js': { file: new URL('app.js', CLIENT_DIR), type: 'text/javascript; charset=utf-8' },
+  '/ui/model.js': { file: new URL('model.js', CLIENT_DIR), type: 'text/javascript; charset=utf-8' },
+  '/ui/actions.js': { file: new URL('actions.js', CLIENT_DIR), type: 'text/javascript; charset=utf-8' },
+  '/ui/util.js': { file: new URL('util.js', CLIENT_DIR), type: 'text/javascript; charset=utf-8' },
+  '/ui/favicon.svg': { file: new URL('favicon.svg', STATIC_DIR), type: 'image/svg+xml' },
+};
+
+// Model data is shown as text only; this policy also stops any injected markup from running.
+const SECURITY_HEADERS = {
+  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+};
+
+function onlyGet(req: IncomingMessage): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this endpoint`, { headers: { Allow: 'GET, HEAD' } });
+  }
+}
+
+const loaded = new Map<string, Promise<{ body: Buffer; etag: string }>>();
+
+function load(path: string): Promise<{ body: Buffer; etag: string }> {
+  let p = loaded.get(path);
+  if (!p) {
+    p = readFile(ASSETS[path]!.file).then((body) => ({ body, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 20)}"` }));
+    p.catch(() => loaded.delete(path));
+    loaded.set(path, p);
+  }
+  return p;
+}
+
+function asset(path: string): PlainHandler {
+  return async (_app, req, res) => {
+    onlyGet(req);
+    let file: { body: Buffer; etag: string };
+    try {
+      file = await load(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      throw new RegistryError('UNAVAILABLE', `the web page is not built (${path} is missing): run npm run build`);
+    }
+    const headers = { ...SECURITY_HEADERS, ETag: file.etag, 'Cache-Control': 'no-cache' };
+    if (req.headers['if-none-match'] === file.etag) {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { ...headers, 'Content-Type': ASSETS[path]!.type, 'Content-Length': file.body.length });
+    res.end(req.method === 'HEAD' ? undefined : file.body);
+  };
+}
+
+function param(url: URL, name: string): string {
+  const v = url.searchParams.get(name);
+  if (v === null || v === '') throw new RegistryError('NAME_INVALID', `the ${name} query parameter is required`);
+  return v;
+}
+
+const NO_STORE = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
+
+export interface UiOptions {
+  /** Overrides what features() reports (tests stand in for features not built yet). */
+  features?: (app: App) => UiFeatures;
+}
+
+/** The page's routes by exact path, for the server's plain map. */
+export function uiRoutes(opts: UiOptions = {}): Map<string, PlainHandler> {
+  const features = opts.features ?? defaultFeatures;
+  const routes = new Map<string, PlainHandler>(Object.keys(ASSETS).map((p) => [p, asset(p)]));
+  routes.set('/api/ui/models', async (app: App, req: IncomingMessage, res: ServerResponse) => {
+    onlyGet(req);
+    await requireListAccess(app, req);
+    const catalog = await buildCatalog(app);
+    sendJson(res, 200, { features: features(app), ...catalog, generated: new Date().toISOString() }, NO_STORE);
+  });
+  routes.set('/api/ui/model', async (app: App, req: IncomingMessage, res: ServerResponse, url: URL) => {
+    onlyGet(req);
+    await requireListAccess(app, req);
+    const tag = url.searchParams.get('tag');
+    const details = await modelDetails(app, param(url, 'host'), param(url, 'namespace'), param(url, 'model'), tag || null);
+    sendJson(res, 200, { features: features(app), ...details }, NO_STORE);
+  });
+  return routes;
+}

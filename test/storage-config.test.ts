@@ -1,0 +1,37 @@
+// The storage settings: sizes and durations as people write them, errors that name the key.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { isCachedHost } from '../src/registry/sources.js';
+import { parseDuration, parseSize } from '../src/units.js';
+
+test('sizes and durations', () => {
+  assert.equal(parseSize('500GB'), 500e9);
+  assert.equal(parseSize('1.5TiB'), 1.5 * 2 ** 40);
+  assert.equal(parseSize('150 kb'), 150_000);
+  assert.equal(parseSize(1234), 1234);
+  assert.equal(parseSize('12 parsecs'), null);
+  assert.equal(parseSize('-1'), null);
+  assert.equal(parseDuration('90m'), 5400);
+  assert.equal(parseDuration('1d'), 86400);
+  assert.equal(parseDuration('0.5'), 0.5);
+  assert.equal(parseDuration('soon'), null);
+});
+
+test('storage.* from the environment and flags; errors name the key', () => {
+  const d = loadConfig({ env: {} });
+  assert.deepEqual(d.storage, { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [] });
+  const c = loadConfig({ env: { OLLAMA_REGISTRY_MAX_SIZE: '2TB', OLLAMA_REGISTRY_GC_INTERVAL: '6h', OLLAMA_REGISTRY_CACHED_HOSTS: 'registry.ollama.ai, hf.co' }, flags: { 'storage.gcGrace': '10m' } });
+  assert.deepEqual(c.storage, { maxSize: 2e12, gcIntervalSeconds: 21600, gcGraceSeconds: 600, cachedHosts: ['registry.ollama.ai', 'hf.co'] });
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_GC_INTERVAL: 'hourly' } }), (e: Error) => e instanceof ConfigError && /storage\.gcInterval: expected a duration/.test(e.message));
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_CACHED_HOSTS: 'bad/host' } }), /storage\.cachedHosts: invalid host folder name/);
+});
+
+test('cached (evictable) vs local host folders: upstream hosts and storage.cachedHosts, never the push host', () => {
+  const c = loadConfig({ env: { OLLAMA_REGISTRY_CACHED_HOSTS: 'hf.co' } });
+  assert.equal(isCachedHost(c, 'HF.co'), true);
+  assert.equal(isCachedHost(c, 'registry.ollama.ai'), false);
+  const withFeatures = { ...c, upstreams: [{ host: 'registry.ollama.ai' }], pushHost: 'hf.co' };
+  assert.equal(isCachedHost(withFeatures, 'registry.ollama.ai'), true);
+  assert.equal(isCachedHost(withFeatures, 'hf.co'), false);
+});
