@@ -6,9 +6,9 @@ import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { BlobStore } from './registry/blobs.js';
 import { ManifestStore } from './registry/manifests.js';
-import { Uploads } from './registry/uploads.js';
 import { Policy } from './registry/policy.js';
 import { UsageTracker } from './registry/usage.js';
+import { Uploads } from './registry/uploads.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -18,13 +18,13 @@ export interface App {
   driver: FsDriver;
   blobs: BlobStore;
   manifests: ManifestStore;
-  uploads: Uploads;
-  auth: Auth;
   metrics: Metrics;
   /** Allow/deny rules; features call app.policy.check(action, namespace, model). */
   policy: Policy;
   /** Last pull of each tag (memory; flushed by `serve`). */
   usage: UsageTracker;
+  uploads: Uploads;
+  auth: Auth;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -42,11 +42,11 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     blobs,
     // Pushed models first: see the rule in registry/manifests.ts.
     manifests: new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]),
-    uploads: new Uploads(driver, blobs, log),
-    auth: Auth.open(driver, config, () => app.log),
     metrics,
     policy: new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) }),
     usage: new UsageTracker(driver),
+    uploads: new Uploads(driver, blobs, log),
+    auth: Auth.open(driver, config, () => app.log),
   };
   return app;
 }

@@ -18,20 +18,6 @@ export interface Config {
   log: { level: string; format: 'json' | 'text' | 'auto' };
   /** How long in-flight requests may finish after SIGTERM before they are cut. */
   shutdownTimeoutSeconds: number;
-  /** Host folder that pushed models are stored under; searched before every other host folder. */
-  pushHost: string;
-  /** Whether DELETE of tags and manifests is allowed (to principals with the delete right). */
-  allowDelete: boolean;
-  /** Push sessions untouched for this long are removed. */
-  uploadMaxAgeHours: number;
-  auth: {
-    /** Pulls need no credentials. Writes always do. */
-    anonymousRead: boolean;
-    /** Lifetime of the tokens the token endpoint issues. */
-    tokenTtlSeconds: number;
-    /** Lifetime of signed blob URLs (only used when reads need credentials). */
-    blobUrlTtlSeconds: number;
-  };
   /** Allow/deny rules for pull, pull-through and push (file only; reloaded when the file changes). */
   policy: PolicyRule[];
   /** The YAML file the settings came from, if any (watched for policy changes). */
@@ -46,6 +32,20 @@ export interface Config {
     gcGraceSeconds: number;
     /** Host folders whose models are a cache of an upstream (evictable), besides the upstreams' own. */
     cachedHosts: string[];
+  };
+  /** Host folder that pushed models are stored under; searched before every other host folder. */
+  pushHost: string;
+  /** Whether DELETE of tags and manifests is allowed (to principals with the delete right). */
+  allowDelete: boolean;
+  /** Push sessions untouched for this long are removed. */
+  uploadMaxAgeHours: number;
+  auth: {
+    /** Pulls need no credentials. Writes always do. */
+    anonymousRead: boolean;
+    /** Lifetime of the tokens the token endpoint issues. */
+    tokenTtlSeconds: number;
+    /** Lifetime of signed blob URLs (only used when reads need credentials). */
+    blobUrlTtlSeconds: number;
   };
 }
 
@@ -68,12 +68,12 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     hosts: [DEFAULT_HOST],
     log: { level: 'info', format: 'auto' },
     shutdownTimeoutSeconds: 30,
+    policy: [],
+    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [] },
     pushHost: DEFAULT_PUSH_HOST,
     allowDelete: false,
     uploadMaxAgeHours: 24,
     auth: { anonymousRead: true, tokenTtlSeconds: 900, blobUrlTtlSeconds: 86_400 },
-    policy: [],
-    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [] },
   };
 }
 
@@ -97,17 +97,17 @@ const ENV: Array<[string, string]> = [
   ['log.level', 'OLLAMA_REGISTRY_LOG_LEVEL'],
   ['log.format', 'OLLAMA_REGISTRY_LOG_FORMAT'],
   ['shutdownTimeoutSeconds', 'OLLAMA_REGISTRY_SHUTDOWN_TIMEOUT'],
+  ['policy', ''],
+  ['storage.maxSize', 'OLLAMA_REGISTRY_MAX_SIZE'],
+  ['storage.gcInterval', 'OLLAMA_REGISTRY_GC_INTERVAL'],
+  ['storage.gcGrace', 'OLLAMA_REGISTRY_GC_GRACE'],
+  ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
   ['pushHost', 'OLLAMA_REGISTRY_PUSH_HOST'],
   ['allowDelete', 'OLLAMA_REGISTRY_ALLOW_DELETE'],
   ['uploadMaxAgeHours', 'OLLAMA_REGISTRY_UPLOAD_MAX_AGE_HOURS'],
   ['auth.anonymousRead', 'OLLAMA_REGISTRY_ANONYMOUS_READ'],
   ['auth.tokenTtlSeconds', 'OLLAMA_REGISTRY_TOKEN_TTL'],
   ['auth.blobUrlTtlSeconds', 'OLLAMA_REGISTRY_BLOB_URL_TTL'],
-  ['policy', ''],
-  ['storage.maxSize', 'OLLAMA_REGISTRY_MAX_SIZE'],
-  ['storage.gcInterval', 'OLLAMA_REGISTRY_GC_INTERVAL'],
-  ['storage.gcGrace', 'OLLAMA_REGISTRY_GC_GRACE'],
-  ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
 ];
 
 type Flat = Record<string, unknown>;
@@ -184,6 +184,14 @@ function apply(cfg: Config, flat: Flat, source: string): void {
         cfg.shutdownTimeoutSeconds = n;
         break;
       }
+      case 'policy':
+        try {
+          cfg.policy = parsePolicy(raw, key);
+        } catch (e) {
+          if (e instanceof PolicyConfigError) throw new ConfigError(e.key, `${e.message} (in ${source})`);
+          throw e;
+        }
+        break;
       case 'pushHost': {
         const v = str(raw);
         if (!isValidPart('host', v)) throw new ConfigError(key, `invalid host folder name ${JSON.stringify(v)}`);
@@ -195,14 +203,6 @@ function apply(cfg: Config, flat: Flat, source: string): void {
       case 'auth.anonymousRead': cfg.auth = { ...cfg.auth, anonymousRead: bool(raw) }; break;
       case 'auth.tokenTtlSeconds': cfg.auth = { ...cfg.auth, tokenTtlSeconds: positive(raw) }; break;
       case 'auth.blobUrlTtlSeconds': cfg.auth = { ...cfg.auth, blobUrlTtlSeconds: positive(raw) }; break;
-      case 'policy':
-        try {
-          cfg.policy = parsePolicy(raw, key);
-        } catch (e) {
-          if (e instanceof PolicyConfigError) throw new ConfigError(e.key, `${e.message} (in ${source})`);
-          throw e;
-        }
-        break;
     }
   }
 }

@@ -25,13 +25,13 @@ const program = new Command('ollama-registry')
 
 registerServe(program);
 registerImport(program);
-registerKeys(program);
-registerUsers(program);
 registerLs(program);
 registerRm(program);
 registerPin(program);
 registerGc(program);
 registerVerify(program);
 registerExport(program);
+registerKeys(program);
+registerUsers(program);
 
 await program.parseAsync(process.argv);

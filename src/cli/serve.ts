@@ -23,7 +23,7 @@ export function registerServe(program: Command): void {
         const log = createLogger(config.log);
         const app = await openApp(config, log);
         const srv = await startServer(app, { ...config.listen, tls: config.tls });
-        log.info({ url: srv.url, data: config.data }, 'ollama-registry is serving');
+        log.info({ url: srv.url, data: config.data, startupMs: Math.round(process.uptime() * 1000) }, 'ollama-registry is serving');
         const housekeeping = startHousekeeping(app);
         let stopping = false;
         const stop = (signal: string) => {

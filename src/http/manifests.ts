@@ -1,8 +1,8 @@
+import { GATED_BODY, versionGate } from '../registry/gating.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { isDigest, isReservedTag } from '../names.js';
 import { parseManifest, referencedDigests } from '../registry/manifest-format.js';
-import { GATED_BODY, versionGate } from '../registry/gating.js';
 import type { Handler } from './context.js';
 import { absoluteUrl } from './context.js';
 

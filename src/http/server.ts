@@ -38,7 +38,7 @@ export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse,
 
 /** The plain routes served by default. Other features add entries here. */
 export function plainHandlers(): Map<string, PlainHandler> {
-  return new Map([...serviceRoutes(), ...uiRoutes()]);
+  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes()]);
 }
 
 export interface RegistryServer {
@@ -49,8 +49,8 @@ export interface RegistryServer {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-export function createHandler(app: App, table: HandlerTable = v2Handlers(), extraPlain: Map<string, PlainHandler> = plainHandlers()) {
-  const plain = new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...extraPlain]);
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), extraPlain: Map<string, PlainHandler> = new Map()) {
+  const plain = new Map<string, PlainHandler>([...plainHandlers(), ...extraPlain]);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeKind = 'none';
@@ -94,8 +94,11 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
       }
       const principal = await authorize(app, req, route, url);
       if (principal.kind === 'key' || principal.kind === 'user') who = principal.label;
-      // Policy: reading a repository is a pull, writing to it a push.
-      if ('namespace' in route) app.policy.check(WRITE_METHODS.has(req.method ?? '') ? 'push' : 'pull', route.namespace, route.model);
+      // Policy: writing to a repository (or any upload request) is a push, reading it a pull.
+      if ('namespace' in route) {
+        const push = route.kind === 'uploads' || WRITE_METHODS.has(req.method ?? '');
+        app.policy.check(push ? 'push' : 'pull', route.namespace, route.model);
+      }
       const ctx: Ctx = { app, req, res, url, route, principal };
       await handler(ctx);
     } catch (e) {

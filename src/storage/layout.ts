@@ -70,6 +70,10 @@ export function stagingKey(): string {
   return tmpKey(`${process.pid}-${randomBytes(8).toString('hex')}`);
 }
 
+export function uploadsDir(): string {
+  return `${STATE}/uploads`;
+}
+
 export function uploadDir(id: string): string {
   return `${uploadsDir()}/${checkToken(id)}`;
 }
@@ -80,10 +84,6 @@ export function uploadInfoKey(id: string): string {
 
 export function uploadDataKey(id: string): string {
   return `${uploadDir(id)}/data`;
-}
-
-export function uploadsDir(): string {
-  return `${STATE}/uploads`;
 }
 
 export function fillsDir(): string {
