@@ -181,6 +181,9 @@ test('protected reads: challenge on anonymous pulls, ollama pulls with its key, 
     await addUser(priv, 'auditor', 'auditor password', '*', ['pull']);
     const c = await request(priv.url, '/v2/_catalog', { headers: basic('auditor', 'auditor password') });
     assert.deepEqual(c.json().repositories, ['team/secret']);
+    // The web page's listing follows the same rule.
+    assert.equal((await request(priv.url, '/api/ui/models')).status, 401);
+    assert.equal((await request(priv.url, '/api/ui/models', { headers: basic('auditor', 'auditor password') })).status, 200);
   } finally {
     await priv.close();
   }

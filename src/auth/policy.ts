@@ -32,7 +32,7 @@ export class Auth {
   static open(driver: FsDriver, config: Config, log: () => Logger): Auth {
     const store = new AuthStore(driver.path(keysKey()), driver.path(usersKey()), (e) =>
       log().error({ err: e.message }, 'key/user file does not parse; keeping the previous contents'));
-    return new Auth(config.auth, store, new Tokens(loadSecret(driver.path(tokenSecretKey()))));
+    return new Auth(config.auth, store, new Tokens(() => loadSecret(driver.path(tokenSecretKey()))));
   }
 
   /** The current grants of a principal; null when it is no longer registered. */

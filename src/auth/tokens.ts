@@ -17,6 +17,8 @@ export interface TokenClaims {
   /** `key:<fingerprint>`, `user:<name>` or `anonymous`. */
   sub: string;
   access: Access[];
+  /** Asked for without any scope (the web page's sign-in): good for whatever the principal may do. */
+  any?: true;
   iat: number;
   exp: number;
 }
@@ -52,15 +54,19 @@ export function loadSecret(file: string): Buffer {
 }
 
 export class Tokens {
-  constructor(private readonly secret: Buffer) {}
+  private key?: Buffer;
+
+  /** The secret, or how to get it on first use (so commands that never sign write nothing). */
+  constructor(private readonly secret: Buffer | (() => Buffer)) {}
 
   private mac(data: string): Buffer {
-    return createHmac('sha256', this.secret).update(data).digest();
+    this.key ??= typeof this.secret === 'function' ? this.secret() : this.secret;
+    return createHmac('sha256', this.key).update(data).digest();
   }
 
-  issue(sub: string, access: Access[], ttlSeconds: number): { token: string; claims: TokenClaims } {
+  issue(sub: string, access: Access[], ttlSeconds: number, any = false): { token: string; claims: TokenClaims } {
     const iat = Math.floor(Date.now() / 1000);
-    const claims: TokenClaims = { sub, access, iat, exp: iat + Math.round(ttlSeconds) };
+    const claims: TokenClaims = { sub, access, iat, exp: iat + Math.round(ttlSeconds), ...(any ? { any: true as const } : {}) };
     const body = `${HEADER}.${b64url(JSON.stringify(claims))}`;
     return { token: `${body}.${this.mac(body).toString('base64url')}`, claims };
   }

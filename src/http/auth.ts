@@ -141,7 +141,7 @@ async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL):
   }
   const p = who.principal;
   const allowedNow = app.auth.may(p, namespace, action);
-  if (allowedNow && (!who.claims || tokenCovers(who.claims, namespace, model, action) || (action === 'pull' && app.config.auth.anonymousRead))) return p;
+  if (allowedNow && (!who.claims || who.claims.any || tokenCovers(who.claims, namespace, model, action) || (action === 'pull' && app.config.auth.anonymousRead))) return p;
   // A token for another scope (e.g. pull, now pushing): the client gets a new one.
   if (allowedNow || p.kind === 'anonymous') throw challenge(req, n, `this token does not cover ${action} on ${namespace}/${model}; get a new one`);
   throw deniedFor(app, p, action, namespace, model);
@@ -161,6 +161,14 @@ export async function authorize(app: App, req: IncomingMessage, route: V2Route, 
     }
     throw e;
   }
+}
+
+/**
+ * For listings outside /v2 (the web page's API): free when pulls are anonymous, else the same
+ * rule as _catalog (credentials with pull in namespace *).
+ */
+export async function requireListAccess(app: App, req: IncomingMessage): Promise<void> {
+  await authorize(app, req, { kind: 'catalog' }, new URL(req.url ?? '/', 'http://registry.invalid'));
 }
 
 /** Where ollama should fetch a blob's ranges from: this URL, signed when pulls need credentials. */
@@ -250,7 +258,10 @@ export async function tokenEndpoint(app: App, req: IncomingMessage, res: ServerR
     if (actions.length > 0) access.push({ type: 'repository', name: `${s.namespace}/${s.model}`, actions });
   }
   const ttl = app.config.auth.tokenTtlSeconds;
-  const { token, claims } = app.auth.tokens.issue(app.auth.subject(p), access, ttl);
+  // No scope at all (the web page's sign-in, a docker login): an identity token, good for what
+  // the principal may do at the time of each request.
+  const any = url.searchParams.getAll('scope').length === 0;
+  const { token, claims } = app.auth.tokens.issue(app.auth.subject(p), access, ttl, any);
   app.log.info({ audit: 'token', who: p.label, access: access.map((a) => `${a.name}:${a.actions.join(',')}`), ip: req.socket.remoteAddress }, 'token issued');
   sendJson(res, 200, { token, access_token: token, expires_in: ttl, issued_at: new Date(claims.iat * 1000).toISOString() });
 }

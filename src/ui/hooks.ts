@@ -2,6 +2,7 @@
 // cache (prefetch) and push/auth (delete, sign-in) features land: the page shows their buttons
 // as soon as `features()` says they exist (contracts in README, "The web catalog").
 import type { App } from '../app.js';
+import { TOKEN_PATH } from '../http/auth.js';
 
 export interface UiFeatures {
   /** Prefetch: POST {"name": "<as users type it>"} to url; NDJSON progress in ollama's /api/pull shape. */
@@ -12,8 +13,10 @@ export interface UiFeatures {
   signIn: false | { tokenUrl: string };
 }
 
-export function features(_app: App): UiFeatures {
-  return { prefetch: false, delete: false, signIn: false };
+export function features(app: App): UiFeatures {
+  // Deletes a tag in every host folder (see DELETE …/manifests/<tag>).
+  const del = app.config.allowDelete ? { url: '/v2/{namespace}/{model}/manifests/{tag}' } : false;
+  return { prefetch: false, delete: del, signIn: del ? { tokenUrl: TOKEN_PATH } : false };
 }
 
 export interface Source {
@@ -27,6 +30,6 @@ export interface Source {
  * Where a host folder's models came from. A folder is named after the registry its models were
  * pulled from (ollama's own layout); the push feature will name the folder it writes to here.
  */
-export function sourceOf(_app: App, host: string): Source {
-  return { kind: 'upstream', label: host };
+export function sourceOf(app: App, host: string): Source {
+  return host === app.config.pushHost ? { kind: 'pushed', label: 'pushed' } : { kind: 'upstream', label: host };
 }

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
+import { requireListAccess } from '../http/auth.js';
 import type { PlainHandler } from '../http/server.js';
 import { sendJson } from '../http/respond.js';
 import { buildCatalog } from './catalog.js';
@@ -90,11 +91,13 @@ export function uiRoutes(opts: UiOptions = {}): Map<string, PlainHandler> {
   const routes = new Map<string, PlainHandler>(Object.keys(ASSETS).map((p) => [p, asset(p)]));
   routes.set('/api/ui/models', async (app: App, req: IncomingMessage, res: ServerResponse) => {
     onlyGet(req);
+    await requireListAccess(app, req);
     const catalog = await buildCatalog(app);
     sendJson(res, 200, { features: features(app), ...catalog, generated: new Date().toISOString() }, NO_STORE);
   });
   routes.set('/api/ui/model', async (app: App, req: IncomingMessage, res: ServerResponse, url: URL) => {
     onlyGet(req);
+    await requireListAccess(app, req);
     const tag = url.searchParams.get('tag');
     const details = await modelDetails(app, param(url, 'host'), param(url, 'namespace'), param(url, 'model'), tag || null);
     sendJson(res, 200, { features: features(app), ...details }, NO_STORE);
