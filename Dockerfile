@@ -16,12 +16,13 @@ RUN npx tsc -p . && chmod +x dist/src/main.js \
 
 FROM ${BASE}
 WORKDIR /app
-RUN mkdir -p /data && chown node:node /data
+# /data belongs to uid 1000 before VOLUME, so a new named volume does too;
+# /usr/local/bin/ollama-registry makes `docker exec NAME ollama-registry …` work.
+RUN mkdir -p /data && chown node:node /data \
+ && ln -s /app/dist/src/main.js /usr/local/bin/ollama-registry
 COPY package.json package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
-# `docker exec NAME ollama-registry …` works on the running container.
-RUN ln -s /app/dist/src/main.js /usr/local/bin/ollama-registry
 ENV NODE_ENV=production \
     OLLAMA_REGISTRY_DATA=/data \
     OLLAMA_REGISTRY_LISTEN=0.0.0.0:8080

@@ -158,7 +158,7 @@ printf 'cafile=/etc/ssl/certs/host-ca.crt\nregistry=%s\nupdate-notifier=false\n'
 NPM_CACHE=$(npm config get cache)
 mkdir -p "$NPM_CACHE"
 T0=$(now)
-podman build -q --format docker --build-arg BASE=localhost/node:22-bookworm-slim \
+podman build -q --layers=false --format docker --build-arg BASE=localhost/node:22-bookworm-slim \
   -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/host-ca.crt:ro -v "$W/npmrc:/usr/local/etc/npmrc:ro" \
   -v "$NPM_CACHE:/root/.npm" -t "$IMAGE" . >/dev/null
 T_BUILD=$(( $(now) - T0 ))
@@ -173,7 +173,9 @@ T0=$(now)
 # (podman logs errors about systemd health timers where systemd is not PID 1: they go to podman.log.)
 podman run -d --name "$NAME" -p "127.0.0.1:$PORT:8080" -v "$W/data:/data" "$IMAGE" >/dev/null 2>>"$W/podman.log"
 FIRST_MS=$($HELPER wait "http://127.0.0.1:$PORT/v2/" "$T0" 60)
-say "run → first answer: $FIRST_MS ms"
+podman logs "$NAME" >"$W/server.log" 2>&1
+NODE_MS=$(awk -F'"startupMs":' 'NF > 1 { split($2, a, /[^0-9]/); print a[1]; exit }' "$W/server.log")
+say "run → first answer: $FIRST_MS ms (of which node start → listening: ${NODE_MS:-?} ms)"
 BASE_URL="http://127.0.0.1:$PORT"
 
 say "$($HELPER pull "$BASE_URL" library/smoke:latest "$W/pulled" "$W/data")"

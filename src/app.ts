@@ -1,5 +1,6 @@
 // What every command and request handler shares: the configuration and the stores of one data folder.
 import { mkdir } from 'node:fs/promises';
+import { Auth } from './auth/policy.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -8,6 +9,7 @@ import { PullThrough } from './registry/cache.js';
 import { ManifestStore } from './registry/manifests.js';
 import { Policy } from './registry/policy.js';
 import { UsageTracker } from './registry/usage.js';
+import { Uploads } from './registry/uploads.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -24,6 +26,8 @@ export interface App {
   usage: UsageTracker;
   /** Pull-through from upstream registries; absent when none is configured. */
   cache?: PullThrough;
+  uploads: Uploads;
+  auth: Auth;
 }
 
 /** Open (creating on first use) the data folder named by the config. */
@@ -34,10 +38,11 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
   const blobs = new BlobStore(driver);
   const metrics = createMetrics(driver, blobs);
-  const manifests = new ManifestStore(driver, config.hosts);
+  // Pushed models first: see the rule in registry/manifests.ts.
+  const manifests = new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
   const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy }) : undefined;
-  return {
+  const app: App = {
     config,
     log,
     driver,
@@ -47,5 +52,8 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     policy,
     usage: new UsageTracker(driver),
     cache,
+    uploads: new Uploads(driver, blobs, log),
+    auth: Auth.open(driver, config, () => app.log),
   };
+  return app;
 }

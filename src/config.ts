@@ -40,6 +40,20 @@ export interface Config {
     /** Host folders whose models are a cache of an upstream (evictable), besides the upstreams' own. */
     cachedHosts: string[];
   };
+  /** Host folder that pushed models are stored under; searched before every other host folder. */
+  pushHost: string;
+  /** Whether DELETE of tags and manifests is allowed (to principals with the delete right). */
+  allowDelete: boolean;
+  /** Push sessions untouched for this long are removed. */
+  uploadMaxAgeHours: number;
+  auth: {
+    /** Pulls need no credentials. Writes always do. */
+    anonymousRead: boolean;
+    /** Lifetime of the tokens the token endpoint issues. */
+    tokenTtlSeconds: number;
+    /** Lifetime of signed blob URLs (only used when reads need credentials). */
+    blobUrlTtlSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -66,8 +80,15 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     offline: false,
     policy: [],
     storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [] },
+    pushHost: DEFAULT_PUSH_HOST,
+    allowDelete: false,
+    uploadMaxAgeHours: 24,
+    auth: { anonymousRead: true, tokenTtlSeconds: 900, blobUrlTtlSeconds: 86_400 },
   };
 }
+
+/** The host folder of pushed models unless configured: a name no real registry has. */
+export const DEFAULT_PUSH_HOST = 'ollama-registry.local';
 
 export function parseListen(value: string, key = 'listen'): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
@@ -96,6 +117,12 @@ const ENV: Array<[string, string]> = [
   ['storage.gcInterval', 'OLLAMA_REGISTRY_GC_INTERVAL'],
   ['storage.gcGrace', 'OLLAMA_REGISTRY_GC_GRACE'],
   ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
+  ['pushHost', 'OLLAMA_REGISTRY_PUSH_HOST'],
+  ['allowDelete', 'OLLAMA_REGISTRY_ALLOW_DELETE'],
+  ['uploadMaxAgeHours', 'OLLAMA_REGISTRY_UPLOAD_MAX_AGE_HOURS'],
+  ['auth.anonymousRead', 'OLLAMA_REGISTRY_ANONYMOUS_READ'],
+  ['auth.tokenTtlSeconds', 'OLLAMA_REGISTRY_TOKEN_TTL'],
+  ['auth.blobUrlTtlSeconds', 'OLLAMA_REGISTRY_BLOB_URL_TTL'],
 ];
 
 type Flat = Record<string, unknown>;
@@ -115,6 +142,17 @@ function apply(cfg: Config, flat: Flat, source: string): void {
     const str = (v: unknown) => {
       if (typeof v !== 'string' || v === '') throw new ConfigError(key, `expected a non-empty string (in ${source})`);
       return v;
+    };
+    const bool = (v: unknown) => {
+      if (typeof v === 'boolean') return v;
+      if (typeof v === 'string' && /^(true|yes|1|on)$/i.test(v)) return true;
+      if (typeof v === 'string' && /^(false|no|0|off)$/i.test(v)) return false;
+      throw new ConfigError(key, `expected true or false, got ${JSON.stringify(v)} (in ${source})`);
+    };
+    const positive = (v: unknown) => {
+      const n = Number(v);
+      if (v === '' || typeof v === 'boolean' || !Number.isFinite(n) || n <= 0) throw new ConfigError(key, `expected a number > 0, got ${JSON.stringify(v)} (in ${source})`);
+      return n;
     };
     try {
       if (applyUpstreamKey(cfg, key, raw)) continue;
@@ -175,6 +213,17 @@ function apply(cfg: Config, flat: Flat, source: string): void {
           throw e;
         }
         break;
+      case 'pushHost': {
+        const v = str(raw);
+        if (!isValidPart('host', v)) throw new ConfigError(key, `invalid host folder name ${JSON.stringify(v)}`);
+        cfg.pushHost = v;
+        break;
+      }
+      case 'allowDelete': cfg.allowDelete = bool(raw); break;
+      case 'uploadMaxAgeHours': cfg.uploadMaxAgeHours = positive(raw); break;
+      case 'auth.anonymousRead': cfg.auth = { ...cfg.auth, anonymousRead: bool(raw) }; break;
+      case 'auth.tokenTtlSeconds': cfg.auth = { ...cfg.auth, tokenTtlSeconds: positive(raw) }; break;
+      case 'auth.blobUrlTtlSeconds': cfg.auth = { ...cfg.auth, blobUrlTtlSeconds: positive(raw) }; break;
     }
   }
 }

@@ -2,6 +2,8 @@
 // ollama-registry command line: one sub-command per file under cli/.
 import { Command, CommanderError } from 'commander';
 import { registerImport } from './cli/import.js';
+import { registerKeys } from './cli/keys.js';
+import { registerUsers } from './cli/users.js';
 import { registerPull } from './cli/pull.js';
 import { EXIT } from './cli/common.js';
 import { registerServe } from './cli/serve.js';
@@ -31,5 +33,7 @@ registerPin(program);
 registerGc(program);
 registerVerify(program);
 registerExport(program);
+registerKeys(program);
+registerUsers(program);
 
 await program.parseAsync(process.argv);

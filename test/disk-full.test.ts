@@ -11,6 +11,7 @@ import { sendJson } from '../src/http/respond.js';
 import { v2Handlers, type HandlerTable } from '../src/http/server.js';
 import { cli } from './support/cli.js';
 import { request } from './support/http.js';
+import { addUser } from './support/registry-auth.js';
 import { makeModel, sha256Hex } from './support/models.js';
 import { startTestRegistry, tempDir } from './support/server.js';
 
@@ -97,15 +98,18 @@ test('an HTTP blob write onto a full disk answers 507 with a one-line JSON error
     },
   };
   const reg = await startTestRegistry({ data, table });
+  await addUser(reg, 'writer', 'pw', '*');
+  const auth = `Basic ${Buffer.from('writer:pw').toString('base64')}`;
   try {
     const big = Buffer.alloc(12_000_000, 7);
-    const r = await request(reg.url, `/v2/library/m/blobs/uploads/?digest=sha256:${sha256Hex(big)}`, { method: 'POST', body: big, headers: { 'Content-Length': big.length } });
+    const r = await request(reg.url, `/v2/library/m/blobs/uploads/?digest=sha256:${sha256Hex(big)}`, { method: 'POST', body: big, headers: { 'Content-Length': big.length, Authorization: auth } });
     assert.equal(r.status, 507);
     assert.deepEqual(r.json(), { errors: [{ code: 'INSUFFICIENT_STORAGE', message: `no space left on the registry's disk for blob sha256:${sha256Hex(big)}; nothing of it was kept` }] });
-    assert.deepEqual(await allFiles(data), []);
+    // Only the auth state the test itself made (the user, the token secret) is on disk.
+    assert.deepEqual(await allFiles(data), ['.ollama-registry/token-secret', '.ollama-registry/users.json']);
     // The registry keeps working once there is room.
     const small = Buffer.from('fits');
-    const ok = await request(reg.url, `/v2/library/m/blobs/uploads/?digest=sha256:${sha256Hex(small)}`, { method: 'POST', body: small, headers: { 'Content-Length': small.length } });
+    const ok = await request(reg.url, `/v2/library/m/blobs/uploads/?digest=sha256:${sha256Hex(small)}`, { method: 'POST', body: small, headers: { 'Content-Length': small.length, Authorization: auth } });
     assert.equal(ok.status, 201);
   } finally {
     await reg.close();

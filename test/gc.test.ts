@@ -116,10 +116,12 @@ test('gc under load: pulls over HTTP, pushes and fills landing while gc runs aga
   const served = await makeModel(data, { model: 'served', layers: [{ mediaType: MODEL, size: 300_000, seed: 'served' }] });
   const cfg = served.blobs.find((x) => x.mediaType.includes('container'))!;
   const garbage = await Promise.all([1, 2, 3].map((i) => writeBlob(data, { content: `garbage ${i}` })));
-  await sleep(350);
+  // The grace period must cover a writer's gap between blob and manifest even on a loaded
+  // machine (a busy CI box stalls the event loop for hundreds of ms), so it is 2 s here.
+  await sleep(2100);
   const reg = await startTestRegistry({ data });
   const { app } = reg;
-  const graceMs = 300;
+  const graceMs = 2000;
   let stop = false;
   let gcRuns = 0;
   let landed = 0;

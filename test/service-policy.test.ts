@@ -9,6 +9,7 @@ import type { Handler } from '../src/http/context.js';
 import { v2Handlers } from '../src/http/server.js';
 import { parsePolicy, Policy } from '../src/registry/policy.js';
 import { request } from './support/http.js';
+import { addUser } from './support/registry-auth.js';
 import { makeModel } from './support/models.js';
 import { startTestRegistry, tempDir } from './support/server.js';
 
@@ -30,7 +31,7 @@ async function eventually(fn: () => Promise<void>, ms = 5000): Promise<void> {
   }
 }
 
-test('pull: a deny rule refuses manifests, blobs and tags of matching names with 403 DENIED naming the rule', async (t) => {
+test('pull: a deny rule refuses manifests, blobs and tags of matching names with 403 DENIED naming the rule, and hides them from the catalog', async (t) => {
   const data = await modelsIn([['private', 'secret'], ['library', 'open']]);
   const reg = await startTestRegistry({ data, config: { policy: parsePolicy([{ name: 'no-private', deny: 'pull', names: 'private/*' }]) } });
   t.after(reg.close);
@@ -43,6 +44,7 @@ test('pull: a deny rule refuses manifests, blobs and tags of matching names with
   assert.equal((await request(reg.url, '/v2/private/secret/tags/list')).status, 403);
   assert.equal((await request(reg.url, '/v2/library/open/manifests/latest')).status, 200);
   assert.equal((await reg.app.metrics.policyRefusals.get()).values.find((v) => v.labels.action === 'pull')!.value, 4);
+  assert.deepEqual((await request(reg.url, '/v2/_catalog')).json().repositories, ['library/open'], 'the catalog hides what may not be pulled');
 });
 
 test('pull: the first matching rule decides; an allow list ends with a catch-all deny', async (t) => {
@@ -74,12 +76,19 @@ test('push: writes to a repository are checked as pushes', async (t) => {
   const table = v2Handlers();
   const put: Handler = async ({ res }) => { res.writeHead(201); res.end(); };
   (table.manifest as Record<string, Handler>).PUT = put;
+  (table.uploads as Record<string, Handler>).GET = put;
   const reg = await startTestRegistry({ table, config: { policy: parsePolicy([{ name: 'read-only-library', deny: 'push', names: 'library/*' }]) } });
   t.after(reg.close);
-  const denied = await request(reg.url, '/v2/library/x/manifests/latest', { method: 'PUT', body: '{}' });
+  // Writes need credentials first (a user who may push everywhere); policy decides after that.
+  await addUser(reg, 'writer', 'pw', '*');
+  const headers = { Authorization: `Basic ${Buffer.from('writer:pw').toString('base64')}` };
+  const denied = await request(reg.url, '/v2/library/x/manifests/latest', { method: 'PUT', body: '{}', headers });
   assert.equal(denied.status, 403);
   assert.match(denied.json().errors[0].message, /^push of library\/x is refused by policy rule "read-only-library"/);
-  assert.equal((await request(reg.url, '/v2/team/x/manifests/latest', { method: 'PUT', body: '{}' })).status, 201);
+  assert.equal((await request(reg.url, '/v2/team/x/manifests/latest', { method: 'PUT', body: '{}', headers })).status, 201);
+  // Every request about an upload session is part of a push, GET included.
+  assert.match((await request(reg.url, '/v2/library/x/blobs/uploads/abc', { headers })).json().errors[0].message, /^push of library\/x/);
+  assert.equal((await request(reg.url, '/v2/team/x/blobs/uploads/abc', { headers })).status, 201);
 });
 
 test('check() for each action: pull, pull-through, push refuse and allow by rule', () => {

@@ -26,7 +26,7 @@ export function registerServe(program: Command): void {
         const log = createLogger(config.log);
         const app = await openApp(config, log);
         const srv = await startServer(app, { ...config.listen, tls: config.tls });
-        log.info({ url: srv.url, data: config.data, upstreams: config.upstreams.map((u) => u.url), offline: config.offline || undefined }, 'ollama-registry is serving');
+        log.info({ url: srv.url, data: config.data, startupMs: Math.round(process.uptime() * 1000), upstreams: config.upstreams.map((u) => u.url), offline: config.offline || undefined }, 'ollama-registry is serving');
         const housekeeping = startHousekeeping(app);
         if (app.cache) {
           const n = await app.cache.resumeFills();

@@ -4,7 +4,7 @@
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors.js';
 import type { Handler } from './context.js';
-import { absoluteUrl } from './context.js';
+import { blobLocation } from './auth.js';
 import { getBlobThroughCache } from './blob-fill.js';
 import { parseRange } from './range.js';
 import { isClientGone } from './respond.js';
@@ -37,7 +37,7 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
     res.writeHead(206, { ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': range.end - range.start + 1 });
   } else {
     // The Location is what ollama takes as the URL for its ranged part requests.
-    res.writeHead(200, { ...headers, 'Content-Length': size, Location: absoluteUrl(req, req.url ?? '/') });
+    res.writeHead(200, { ...headers, 'Content-Length': size, Location: blobLocation(app, req, route) });
   }
   if (size === 0) {
     res.end();

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { App } from '../app.js';
+import type { Principal } from '../auth/policy.js';
 import type { V2Route } from './routes.js';
 
 export interface Ctx<R extends V2Route = V2Route> {
@@ -10,6 +11,8 @@ export interface Ctx<R extends V2Route = V2Route> {
   /** Parsed request URL (query in url.searchParams). */
   url: URL;
   route: R;
+  /** Who sent the request (set by the auth gate before the handler runs). */
+  principal?: Principal;
 }
 
 export type Handler<R extends V2Route = V2Route> = (ctx: Ctx<R>) => Promise<void>;

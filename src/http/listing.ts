@@ -30,7 +30,12 @@ function page(list: string[], url: URL): { items: string[]; link?: string } {
 export const ping: Handler = async ({ res }) => sendJson(res, 200, {});
 
 export const catalog: Handler = async ({ app, res, url }) => {
-  const { items, link } = page(await app.manifests.repositories(), url);
+  // Repositories the policy refuses to pull are not listed either.
+  const visible = (await app.manifests.repositories()).filter((r) => {
+    const [namespace, model] = r.split('/') as [string, string];
+    return app.policy.decide('pull', namespace, model).allowed;
+  });
+  const { items, link } = page(visible, url);
   sendJson(res, 200, { repositories: items }, link ? { Link: link } : {});
 };
 

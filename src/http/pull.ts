@@ -1,20 +1,14 @@
 // POST /api/pull {"name": "gemma2:2b", "stream": true}: prefetch a model through the cache and
-// stream progress as NDJSON lines shaped like ollama's own /api/pull (for the web page).
+// stream progress as NDJSON lines shaped like ollama's own /api/pull (for the web page). Only
+// for credentials that may push in the model's namespace (Basic or a Bearer token).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { RegistryError, isRegistryError } from '../errors.js';
+import { parseModelName } from '../names.js';
 import { prefetch, type PullEvent } from '../registry/prefetch.js';
+import { authorize } from './auth.js';
 
 const MAX_BODY = 64 << 10;
-
-/**
- * Hook for the auth issue: starting a pull writes to the store, so it will need a user who may
- * write. Until auth exists every caller may pull (as every caller may read).
- */
-export let authorizeWrite: (app: App, req: IncomingMessage) => Promise<void> = async () => {};
-export function setAuthorizeWrite(fn: typeof authorizeWrite): void {
-  authorizeWrite = fn;
-}
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];
@@ -33,12 +27,14 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   throw new RegistryError('NAME_INVALID', 'expected a JSON body like {"name": "gemma2:2b"}');
 }
 
-export async function postPull(app: App, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function postPull(app: App, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   if (req.method !== 'POST') throw new RegistryError('UNSUPPORTED', 'use POST /api/pull with {"name": "…"}', { headers: { Allow: 'POST' } });
-  await authorizeWrite(app, req);
   const body = await readJson(req);
   const name = body.name ?? body.model;
   if (typeof name !== 'string' || name === '') throw new RegistryError('NAME_INVALID', 'expected a JSON body like {"name": "gemma2:2b"}');
+  // A prefetch writes into the store: it needs someone who may push in the model's namespace.
+  const n = parseModelName(name);
+  await authorize(app, req, { kind: 'uploads', namespace: n.namespace, model: n.model }, url);
   const stream = body.stream !== false;
   if (!stream) {
     const r = await prefetch(app, name, () => {});

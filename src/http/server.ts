@@ -10,7 +10,9 @@ import { bytesSource, countBodyBytes } from '../metrics.js';
 import { getBlob } from './blobs.js';
 import type { Ctx, Handler } from './context.js';
 import { catalog, ping, tagsList } from './listing.js';
-import { getManifest } from './manifests.js';
+import { authorize, TOKEN_PATH, tokenEndpoint } from './auth.js';
+import { deleteManifest, getManifest, putManifest } from './manifests.js';
+import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
 import { postPull } from './pull.js';
 import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
@@ -25,9 +27,9 @@ export function v2Handlers(): HandlerTable {
   return {
     ping: { GET: ping, HEAD: ping },
     catalog: { GET: catalog },
-    manifest: { GET: getManifest, HEAD: getManifest },
+    manifest: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
     blob: { GET: getBlob, HEAD: getBlob },
-    uploads: {},
+    uploads: { POST: postUpload, PATCH: patchUpload, PUT: putUpload, GET: getUpload, DELETE: deleteUpload },
     tags: { GET: tagsList },
   };
 }
@@ -37,7 +39,7 @@ export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse,
 
 /** The plain routes served by default. Other features add entries here. */
 export function plainHandlers(): Map<string, PlainHandler> {
-  return new Map([...serviceRoutes(), ...uiRoutes(), ['/api/pull', postPull]]);
+  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes(), ['/api/pull', postPull]]);
 }
 
 export interface RegistryServer {
@@ -48,10 +50,12 @@ export interface RegistryServer {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-export function createHandler(app: App, table: HandlerTable = v2Handlers(), plain: Map<string, PlainHandler> = plainHandlers()) {
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), extraPlain: Map<string, PlainHandler> = new Map()) {
+  const plain = new Map<string, PlainHandler>([...plainHandlers(), ...extraPlain]);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
     let routeKind = 'none';
+    let who: string | undefined;
     const sent = countBodyBytes(res);
     res.once('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -64,7 +68,7 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), plai
       app.log.info({
         method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 300), route: routeKind, status,
         bytes, ms: Math.round(ms * 10) / 10,
-        aborted: !res.writableFinished || undefined, ua: req.headers['user-agent']?.slice(0, 120),
+        aborted: !res.writableFinished || undefined, ua: req.headers['user-agent']?.slice(0, 120), who,
       }, 'request');
     });
     try {
@@ -89,9 +93,14 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), plai
           ? 'this registry does not accept pushes' : `${req.method} is not supported on this endpoint`;
         throw new RegistryError('UNSUPPORTED', why, { headers: { Allow: allow || 'GET, HEAD' } });
       }
-      // Policy: reading a repository is a pull, writing to it a push.
-      if ('namespace' in route) app.policy.check(WRITE_METHODS.has(req.method ?? '') ? 'push' : 'pull', route.namespace, route.model);
-      const ctx: Ctx = { app, req, res, url, route };
+      const principal = await authorize(app, req, route, url);
+      if (principal.kind === 'key' || principal.kind === 'user') who = principal.label;
+      // Policy: writing to a repository (or any upload request) is a push, reading it a pull.
+      if ('namespace' in route) {
+        const push = route.kind === 'uploads' || WRITE_METHODS.has(req.method ?? '');
+        app.policy.check(push ? 'push' : 'pull', route.namespace, route.model);
+      }
+      const ctx: Ctx = { app, req, res, url, route, principal };
       await handler(ctx);
     } catch (e) {
       sendError(req, res, e, app.log);
@@ -138,6 +147,8 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
       resolve();
     });
   });
+  const stopSweeper = app.uploads.startSweeper(app.config.uploadMaxAgeHours * 3600_000);
+  server.once('close', stopSweeper);
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;

@@ -72,6 +72,16 @@ export class BlobStore {
     }
   }
 
+  /**
+   * Publish a file whose sha256 the caller computed while it was written (a push session):
+   * an atomic move into place, or dropped when the blob is already there.
+   */
+  async publishVerified(key: string, digest: string): Promise<void> {
+    digestHex(digest);
+    if ((await this.size(digest)) === null) await this.driver.move(key, blobKey(digest));
+    else await this.driver.delete(key);
+  }
+
   /** sha256 of whatever is stored at a key. */
   async hashKey(key: string): Promise<{ digest: string; size: number }> {
     const hasher = new HashingStream();

@@ -1,9 +1,12 @@
 // Manifests by host/namespace/model/tag, stored verbatim in ollama's layout.
 //
 // A request names only <namespace>/<model>; which host folder answers is decided here, by one
-// rule: host folders are searched in the configured order (default: registry.ollama.ai), then
-// every other host folder in byte order of its name; the first folder holding the repository
-// (and, for a tag, that tag) wins. Names match case-insensitively; spelling is preserved.
+// rule: host folders are searched in the configured order, then every other host folder in byte
+// order of its name; the first folder holding the repository (and, for a tag, that tag) wins.
+// The configured order starts with the push host (`pushHost`, default ollama-registry.local), the
+// folder every push is stored in, so a pushed model wins over a cached or imported one of the same
+// name; then `hosts` (default registry.ollama.ai). Names match case-insensitively; spelling is
+// preserved, and a push to an existing name in the push host keeps that name's first spelling.
 import { RegistryError } from '../errors.js';
 import { isDigest, isValidPart } from '../names.js';
 import type { Driver } from '../storage/driver.js';
@@ -176,6 +179,37 @@ export class ManifestStore {
   async put(ref: ManifestRef, bytes: Buffer): Promise<{ digest: string }> {
     await this.driver.write(manifestKey(ref.host, ref.namespace, ref.model, ref.tag), bytes);
     return { digest: sha256Digest(bytes) };
+  }
+
+  /**
+   * Where a push of namespace/model:tag goes in `host`: the spelling already there for each part
+   * (case-folded match), else the spelling given.
+   */
+  async refForWrite(host: string, namespace: string, model: string, tag: string): Promise<ManifestRef> {
+    const ns = (await this.match(manifestDir(host), namespace, 'namespace'))[0] ?? namespace;
+    const m = (await this.match(manifestDir(host, ns), model, 'model'))[0] ?? model;
+    const t = (await this.match(manifestDir(host, ns, m), tag, 'tag'))[0] ?? tag;
+    return { host, namespace: ns, model: m, tag: t };
+  }
+
+  /**
+   * Remove a reference in every host folder: a tag (all its spellings), or every tag whose
+   * manifest has the given digest. Returns what was removed.
+   */
+  async deleteReference(namespace: string, model: string, reference: string): Promise<ManifestRef[]> {
+    const gone: ManifestRef[] = [];
+    for (const repo of await this.findRepos(namespace, model)) {
+      const tags = isDigest(reference)
+        ? await this.tagsOf(repo)
+        : await this.match(manifestDir(repo.host, repo.namespace, repo.model), reference, 'tag');
+      for (const tag of tags) {
+        const ref = { ...repo, tag };
+        if (isDigest(reference) && (await this.load(ref))?.digest !== reference) continue;
+        await this.delete(ref);
+        gone.push(ref);
+      }
+    }
+    return gone;
   }
 
   /** Remove a tag, then its model and namespace folders when they became empty. */

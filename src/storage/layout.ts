@@ -7,7 +7,10 @@
 //   .ollama-registry/                             the registry's own state:
 //     tmp/<pid>-<random>                          staging for atomic writes (removed at start-up
 //                                                 when the owning process is gone)
-//     uploads/<id>/...                            push sessions
+//     uploads/<id>/info.json                      push session: repository, times, commit marker
+//     uploads/<id>/data                           push session: the bytes received so far
+//     keys.json, users.json                       who may pull/push/delete (0600; see src/auth/store.ts)
+//     token-secret                                HMAC key of issued tokens and signed URLs (0600)
 //     fills/sha256-<hex>/...                      pull-through fills in progress
 //     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
 //     last-pulled.json, pins.json                 last use of each tag; tags kept from eviction
@@ -67,12 +70,20 @@ export function stagingKey(): string {
   return tmpKey(`${process.pid}-${randomBytes(8).toString('hex')}`);
 }
 
-export function uploadDir(id: string): string {
-  return `${STATE}/uploads/${checkToken(id)}`;
-}
-
 export function uploadsDir(): string {
   return `${STATE}/uploads`;
+}
+
+export function uploadDir(id: string): string {
+  return `${uploadsDir()}/${checkToken(id)}`;
+}
+
+export function uploadInfoKey(id: string): string {
+  return `${uploadDir(id)}/info.json`;
+}
+
+export function uploadDataKey(id: string): string {
+  return `${uploadDir(id)}/data`;
 }
 
 export function fillsDir(): string {
@@ -95,4 +106,16 @@ export function quarantineKey(digest: string): string {
 /** A file of the registry's own state, e.g. stateKey('keys.json'). */
 export function stateKey(...parts: string[]): string {
   return [STATE, ...parts.map(checkToken)].join('/');
+}
+
+export function keysKey(): string {
+  return stateKey('keys.json');
+}
+
+export function usersKey(): string {
+  return stateKey('users.json');
+}
+
+export function tokenSecretKey(): string {
+  return stateKey('token-secret');
 }

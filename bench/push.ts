@@ -1,0 +1,273 @@
+// Push benchmark (issue 4): pushing a model with a 1 GiB layer to this server with ollama's
+// requests (its part layout: 11 sequential PATCHes of ≤100 MB with Content-Range, then the commit
+// PUT, after the ed25519 token flow), against Debian's docker-registry (CNCF distribution 2.8)
+// with the usual monolithic upload (POST, then one PUT ?digest with the whole blob). Both on
+// loopback, rounds alternated, each round into an empty data folder. Throughput = pushed bytes /
+// wall time.
+//
+// Two clients: a lean one (the same small Node client for both servers, so the servers are
+// compared), and the full ollama client emulation of test/support (Go client behaviour, md5 of
+// every part for the etag), which costs the client a lot more CPU on a small machine.
+// Durability differs: this server fsyncs every blob before publishing it; distribution's
+// filesystem driver does not fsync.
+//
+//   node dist/bench/push.js [--rounds N] [--mib N]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeModel, type MadeModel } from '../test/support/models.js';
+import { makeOllamaKey, ollamaPush, OLLAMA_PARTS, signTokenRequest, type OllamaKey } from '../test/support/ollama-client.js';
+import { goEncodeValues } from '../test/support/ollama-http.js';
+import { layoutParts } from '../test/support/ollama-names.js';
+
+/** The same shape as the rows of bench/lib/table.ts. */
+export interface Row {
+  metric: string;
+  unit: string;
+  ours: number;
+  oursRuns?: number[];
+  baseline?: number;
+  baselineRuns?: number[];
+  baselineName?: string;
+  ratio?: number;
+  goal: string;
+  pass?: boolean;
+  note?: string;
+}
+
+export interface PushBenchOptions {
+  /** Rounds per server. Default 3. */
+  rounds?: number;
+  /** Size of the big layer. Default 1 GiB. */
+  blobBytes?: number;
+  log?: (line: string) => void;
+}
+
+const MAIN_JS = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const HOST = '127.0.0.1';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer().listen(0, HOST, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+function daemon(cmd: string, args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => { out = (out + b.toString()).slice(-4000); });
+  child.stderr!.on('data', (b: Buffer) => { out = (out + b.toString()).slice(-4000); });
+  return { child, output: () => out };
+}
+
+function status(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    http.get(url, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', () => resolve(0));
+  });
+}
+
+async function waitReady(url: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited: ${output()}`);
+    const s = await status(url);
+    if (s === 200 || s === 401) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${url} not ready: ${output()}`);
+}
+
+async function stopDaemon(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+function cli(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${args.join(' ')}: ${err}`))));
+  });
+}
+
+/**
+ * One push to this server with the ollama client emulation; seconds. ollama finds the model under
+ * manifests/<host:port>/…, and the port is known only here: the manifest is copied there first.
+ */
+async function pushOurs(fx: { clientDir: string; key: OllamaKey; model: MadeModel }, work: string, lean: boolean): Promise<number> {
+  const data = path.join(work, 'ours');
+  await cli(['keys', 'add', fx.key.publicKeyLine, '--namespace', 'bench', '--data', data]);
+  const port = await freePort();
+  const dst = path.join(fx.clientDir, 'manifests', `${HOST}:${port}`, 'bench', 'model', 'latest');
+  await mkdir(path.dirname(dst), { recursive: true });
+  await copyFile(path.join(fx.clientDir, 'manifests', 'bench', 'bench', 'model', 'latest'), dst);
+  const { child, output } = daemon(process.execPath, [MAIN_JS, 'serve', '--data', data, '--listen', `${HOST}:${port}`, '--log-level', 'warn']);
+  try {
+    await waitReady(`http://${HOST}:${port}/v2/`, child, output);
+    const t0 = process.hrtime.bigint();
+    if (lean) await leanPush(port, fx, 'parts', fx.key);
+    else await ollamaPush(`${HOST}:${port}/bench/model:latest`, { modelsDir: fx.clientDir, key: fx.key, partSize: OLLAMA_PARTS });
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  } finally {
+    await stopDaemon(child);
+    await rm(data, { recursive: true, force: true });
+    await rm(path.join(fx.clientDir, 'manifests', `${HOST}:${port}`), { recursive: true, force: true });
+  }
+}
+
+function send(port: number, method: string, target: string, body?: { file: string; start?: number; end?: number } | Buffer, headers: Record<string, string | number> = {}): Promise<{ status: number; location?: string; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: HOST, port, method, path: target, headers, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => { text += c.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location, text }));
+    });
+    req.on('error', reject);
+    if (!body) req.end();
+    else if (Buffer.isBuffer(body)) req.end(body);
+    else createReadStream(body.file, { highWaterMark: 1 << 20, start: body.start, end: body.end }).pipe(req);
+  });
+}
+
+/** One push to docker-registry: per blob POST + monolithic PUT, then the manifest; seconds. */
+async function pushDistribution(fx: { clientDir: string; model: MadeModel }, work: string): Promise<number> {
+  const root = path.join(work, 'distribution');
+  const port = await freePort();
+  const config = path.join(work, `distribution-${port}.yml`);
+  await writeFile(config, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${root}\nhttp:\n  addr: ${HOST}:${port}\n`);
+  const { child, output } = daemon('docker-registry', ['serve', config]);
+  try {
+    await waitReady(`http://${HOST}:${port}/v2/`, child, output);
+    const t0 = process.hrtime.bigint();
+    await leanPush(port, fx, 'monolithic');
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  } finally {
+    await stopDaemon(child);
+    await rm(root, { recursive: true, force: true });
+    await rm(config, { force: true });
+  }
+}
+
+/**
+ * A small client: per blob POST, then ollama's PATCH parts (Content-Range S-E, following each
+ * Location) and the commit PUT, or one monolithic PUT; then the manifest. With a key, it first
+ * gets a push token the way ollama does (signed GET of the token URL).
+ */
+async function leanPush(port: number, fx: { clientDir: string; model: MadeModel }, mode: 'parts' | 'monolithic', key?: OllamaKey): Promise<void> {
+  const h: Record<string, string> = {};
+  if (key) {
+    const q = goEncodeValues([['nonce', Math.random().toString(36).slice(2)], ['scope', 'repository:bench/model:pull,push'], ['service', `${HOST}:${port}`], ['ts', String(Math.floor(Date.now() / 1000))]]);
+    const t = await send(port, 'GET', `/v2/token?${q}`, undefined, { Authorization: signTokenRequest(key, `http://${HOST}:${port}/v2/token?${q}`) });
+    if (t.status !== 200) throw new Error(`token: ${t.status} ${t.text}`);
+    h.Authorization = `Bearer ${(JSON.parse(t.text) as { token: string }).token}`;
+  }
+  const target = (loc: string) => {
+    const u = new URL(loc, `http://${HOST}:${port}`);
+    return u.pathname + u.search;
+  };
+  for (const b of fx.model.blobs) {
+    const file = path.join(fx.clientDir, 'blobs', `sha256-${b.digest.slice(7)}`);
+    const post = await send(port, 'POST', '/v2/bench/model/blobs/uploads/', Buffer.alloc(0), { ...h, 'Content-Length': 0 });
+    if (post.status !== 202 || !post.location) throw new Error(`POST: ${post.status} ${post.text}`);
+    let loc = post.location;
+    let body: { file: string } | undefined = { file };
+    let length = b.size;
+    if (mode === 'parts') {
+      for (const p of layoutParts(b.size, OLLAMA_PARTS)) {
+        const end = p.offset + p.size - 1;
+        const r = await send(port, 'PATCH', target(loc), { file, start: p.offset, end }, { ...h, 'Content-Type': 'application/octet-stream', 'Content-Length': p.size, 'Content-Range': `${p.offset}-${end}` });
+        if (r.status !== 202 || !r.location) throw new Error(`PATCH: ${r.status} ${r.text}`);
+        loc = r.location;
+      }
+      body = undefined;
+      length = 0;
+    }
+    const u = new URL(loc, `http://${HOST}:${port}`);
+    u.searchParams.set('digest', b.digest);
+    const put = await send(port, 'PUT', u.pathname + u.search, body ?? Buffer.alloc(0), { ...h, 'Content-Type': 'application/octet-stream', 'Content-Length': length });
+    if (put.status !== 201) throw new Error(`PUT: ${put.status} ${put.text}`);
+  }
+  const m = await send(port, 'PUT', '/v2/bench/model/manifests/latest', fx.model.manifestBytes, { ...h, 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json', 'Content-Length': fx.model.manifestBytes.length });
+  if (m.status !== 201) throw new Error(`manifest PUT: ${m.status} ${m.text}`);
+}
+
+export async function benchPush(opts: PushBenchOptions = {}): Promise<Row[]> {
+  const rounds = opts.rounds ?? 3;
+  const size = opts.blobBytes ?? 1 << 30;
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const work = await mkdtemp(path.join(os.tmpdir(), 'oreg-bench-push-'));
+  try {
+    const clientDir = path.join(work, 'client');
+    const key = makeOllamaKey();
+    log(`push bench: making a model with a ${size}-byte layer`);
+    const model = await makeModel(clientDir, {
+      host: 'bench', namespace: 'bench', model: 'model', tag: 'latest',
+      layers: [
+        { mediaType: 'application/vnd.ollama.image.model', size, seed: 'bench-weights' },
+        { mediaType: 'application/vnd.ollama.image.params', content: '{"temperature":0.7}' },
+      ],
+    });
+    const bytes = model.blobs.reduce((n, b) => n + b.size, 0);
+    // The client reads the layer from the page cache in both cases.
+    for (const b of model.blobs) await stat(path.join(clientDir, 'blobs', `sha256-${b.digest.slice(7)}`));
+    const lean: number[] = [];
+    const emulated: number[] = [];
+    const theirs: number[] = [];
+    const gbps = (sec: number) => bytes / sec / 1e9;
+    for (let i = 0; i < rounds; i++) {
+      const l = gbps(await pushOurs({ clientDir, key, model }, work, true));
+      lean.push(l);
+      const d = gbps(await pushDistribution({ clientDir, model }, work));
+      theirs.push(d);
+      const e = gbps(await pushOurs({ clientDir, key, model }, work, false));
+      emulated.push(e);
+      log(`  round ${i + 1}: ours ${l.toFixed(3)} GB/s (lean client), ${e.toFixed(3)} GB/s (ollama emulation); docker-registry ${d.toFixed(3)} GB/s; load ${os.loadavg()[0]!.toFixed(1)}`);
+    }
+    const t = median(theirs);
+    const gib = (size / (1 << 30)).toFixed(2);
+    const row = (metric: string, runs: number[], note: string): Row => ({
+      metric, unit: 'GB/s', ours: median(runs), oursRuns: runs, baseline: t, baselineRuns: theirs, baselineName: 'docker-registry 2.8 (monolithic PUT)',
+      ratio: median(runs) / t, goal: '>= 5x', pass: median(runs) / t >= 5, note,
+    });
+    return [
+      row(`push ${gib} GiB: ollama's PATCH parts, lean client`, lean, 'same client code for both servers; ours fsyncs each blob, distribution does not'),
+      row(`push ${gib} GiB: ollama client emulation`, emulated, 'the emulation md5-hashes every part for the etag, as ollama does'),
+    ];
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const args = process.argv.slice(2);
+  const opt = (name: string) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? Number(args[i + 1]) : undefined;
+  };
+  const mib = opt('--mib');
+  const rows = await benchPush({ rounds: opt('--rounds'), blobBytes: mib ? mib << 20 : undefined });
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  for (const r of rows) {
+    console.log(`${r.metric}: ours ${r.ours.toFixed(3)} ${r.unit} [${r.oursRuns!.map((x) => x.toFixed(3)).join(', ')}], ` +
+      `${r.baselineName} ${r.baseline!.toFixed(3)} ${r.unit} [${r.baselineRuns!.map((x) => x.toFixed(3)).join(', ')}], ratio ${r.ratio!.toFixed(2)}x (goal ${r.goal}: ${r.pass ? 'pass' : 'FAIL'}); ${r.note}`);
+  }
+}

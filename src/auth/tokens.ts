@@ -1,0 +1,123 @@
+// Tokens the token endpoint issues (HS256 JWTs, opaque to clients), signed blob URLs for the
+// downloads that carry no Authorization, and the nonce memory that refuses replayed requests.
+// The HMAC key lives in .ollama-registry/token-secret (0600); deleting it revokes everything.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { keepOwner, type Action } from './store.js';
+
+export interface Access {
+  type: 'repository' | 'registry';
+  /** `<namespace>/<model>` (or `catalog`). */
+  name: string;
+  actions: Action[];
+}
+
+export interface TokenClaims {
+  /** `key:<fingerprint>`, `user:<name>` or `anonymous`. */
+  sub: string;
+  access: Access[];
+  iat: number;
+  exp: number;
+}
+
+const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
+const HEADER = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+
+/** Read the secret, creating it (0600) on first use. */
+export function loadSecret(file: string): Buffer {
+  try {
+    const hex = readFileSync(file, 'utf8').trim();
+    if (/^[0-9a-f]{64}$/.test(hex)) return Buffer.from(hex, 'hex');
+    throw new Error(`${file} is not 64 hex characters; delete it to make a new one (this ends every issued token)`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  mkdirSync(path.dirname(file), { recursive: true });
+  const secret = randomBytes(32);
+  try {
+    const fd = openSync(file, 'wx', 0o600);
+    try {
+      keepOwner(fd, path.dirname(file));
+      writeSync(fd, `${secret.toString('hex')}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    return secret;
+  } catch (e) {
+    // Another process made it first: use theirs.
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return loadSecret(file);
+    throw e;
+  }
+}
+
+export class Tokens {
+  constructor(private readonly secret: Buffer) {}
+
+  private mac(data: string): Buffer {
+    return createHmac('sha256', this.secret).update(data).digest();
+  }
+
+  issue(sub: string, access: Access[], ttlSeconds: number): { token: string; claims: TokenClaims } {
+    const iat = Math.floor(Date.now() / 1000);
+    const claims: TokenClaims = { sub, access, iat, exp: iat + Math.round(ttlSeconds) };
+    const body = `${HEADER}.${b64url(JSON.stringify(claims))}`;
+    return { token: `${body}.${this.mac(body).toString('base64url')}`, claims };
+  }
+
+  /** The claims of a genuine token, or why it is not one. */
+  verify(token: string): TokenClaims | { invalid: string } {
+    const parts = token.split('.');
+    if (parts.length !== 3 || token.length > 8192) return { invalid: 'malformed token' };
+    const sig = Buffer.from(parts[2]!, 'base64url');
+    const want = this.mac(`${parts[0]}.${parts[1]}`);
+    if (parts[0] !== HEADER || sig.length !== want.length || !timingSafeEqual(sig, want)) return { invalid: 'token signature does not match (forged, or issued before the secret changed)' };
+    let claims: TokenClaims;
+    try {
+      claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as TokenClaims;
+    } catch {
+      return { invalid: 'malformed token' };
+    }
+    if (typeof claims.exp !== 'number' || claims.exp * 1000 < Date.now()) return { invalid: 'token expired' };
+    if (typeof claims.sub !== 'string' || !Array.isArray(claims.access)) return { invalid: 'malformed token' };
+    return claims;
+  }
+
+  private blobMac(namespace: string, model: string, digest: string, exp: number): string {
+    return this.mac(`blob\n${namespace.toLowerCase()}/${model.toLowerCase()}\n${digest}\n${exp}`).toString('base64url');
+  }
+
+  /** The `sig` query value that lets anyone holding the URL download one blob until it expires. */
+  signBlob(namespace: string, model: string, digest: string, ttlSeconds: number): string {
+    const exp = Math.floor(Date.now() / 1000) + Math.round(ttlSeconds);
+    return `${exp}.${this.blobMac(namespace, model, digest, exp)}`;
+  }
+
+  verifyBlob(namespace: string, model: string, digest: string, sig: string): boolean {
+    const m = /^(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(sig);
+    if (!m) return false;
+    const exp = Number(m[1]);
+    if (exp * 1000 < Date.now()) return false;
+    const a = Buffer.from(m[2]!);
+    const b = Buffer.from(this.blobMac(namespace, model, digest, exp));
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+}
+
+/** Nonces seen within the accepted time window: a second use is a replay. */
+export class NonceMemory {
+  private seen = new Map<string, number>();
+  constructor(private readonly windowMs: number, private readonly max = 200_000) {}
+
+  /** Record a nonce; false when it was already used. */
+  use(nonce: string, now = Date.now()): boolean {
+    if (this.seen.size >= this.max / 2) {
+      for (const [n, t] of this.seen) if (now - t > 2 * this.windowMs) this.seen.delete(n);
+      // Still full (a flood): forget the oldest half; their ts are close to expiring anyway.
+      if (this.seen.size >= this.max) for (const n of [...this.seen.keys()].slice(0, this.max / 2)) this.seen.delete(n);
+    }
+    if (this.seen.has(nonce)) return false;
+    this.seen.set(nonce, now);
+    return true;
+  }
+}

@@ -1,0 +1,67 @@
+// `keys add|rm|ls`: the machine keys (ollama's ~/.ollama/id_ed25519.pub) allowed in. A running
+// server picks changes up within a second.
+import { readFileSync, statSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parseKeyLine } from '../auth/sshkey.js';
+import { formatGrants } from '../auth/store.js';
+import { CliError, EXIT, fail, withStoreOptions } from './common.js';
+import { grantsFrom, storeFrom, withGrantOptions } from './grants.js';
+
+/** A key line, or a .pub file holding one. */
+function keyLine(arg: string): string {
+  if (!arg.trim().startsWith('ssh-') && statSync(arg, { throwIfNoEntry: false })?.isFile()) return readFileSync(arg, 'utf8').trim();
+  return arg;
+}
+
+export function registerKeys(program: Command): void {
+  const keys = program.command('keys').description("machine keys allowed to pull and push (ollama's ~/.ollama/id_ed25519.pub)");
+
+  withGrantOptions(withStoreOptions(keys.command('add')))
+    .argument('<key>', 'the public key line "ssh-ed25519 AAAA…" (or a .pub file holding it)')
+    .option('--comment <text>', 'a label for logs and `keys ls` (default: the comment on the key line)')
+    .description('allow a machine key in the given namespaces (adding to, or changing, what it already has)')
+    .action((arg: string, opts) => {
+      try {
+        let k;
+        try {
+          k = parseKeyLine(keyLine(arg));
+        } catch (e) {
+          throw new CliError((e as Error).message, EXIT.USAGE);
+        }
+        const grants = grantsFrom(opts);
+        const comment = opts.comment ?? k.comment;
+        const store = storeFrom(opts);
+        const how = store.putKey({ key: `ssh-ed25519 ${k.blob}`, fingerprint: k.fingerprint, ...(comment ? { comment } : {}), grants });
+        const entry = store.keyByFingerprint(k.fingerprint)!;
+        process.stdout.write(`${how} key ${k.fingerprint}${entry.comment ? ` (${entry.comment})` : ''}: ${formatGrants(entry.grants)}\n`);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  withStoreOptions(keys.command('rm'))
+    .argument('<key>', 'the key line, its base64 part, or its fingerprint (SHA256:…)')
+    .description('remove a machine key (its tokens stop working at once)')
+    .action((arg: string, opts) => {
+      try {
+        const gone = storeFrom(opts).removeKey(arg);
+        if (!gone) throw new CliError(`no such key: ${arg.slice(0, 80)} (see: ollama-registry keys ls)`);
+        process.stdout.write(`removed key ${gone.fingerprint}${gone.comment ? ` (${gone.comment})` : ''}\n`);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  withStoreOptions(keys.command('ls'))
+    .option('--json', 'print JSON')
+    .description('list the machine keys and what each may do')
+    .action((opts) => {
+      try {
+        const list = storeFrom(opts).keys();
+        if (opts.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        else for (const k of list) process.stdout.write(`${k.fingerprint}  ${k.comment ?? '-'}  ${formatGrants(k.grants)}  added ${k.added}\n`);
+      } catch (e) {
+        fail(e);
+      }
+    });
+}

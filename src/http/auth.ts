@@ -1,0 +1,256 @@
+// Authentication on the wire (protocol §6). Every /v2 request passes `authorize` before its
+// handler. Without credentials where they are needed, the answer is 401 with a Bearer challenge
+// whose realm is this registry's own token endpoint on the request's own host:port (ollama
+// refuses any other host). The token endpoint, GET /v2/token, accepts ollama's signed request
+// (`<key>:<signature>` of `GET,<url>,<constant>`), Basic user:password (skopeo, docker), or
+// nothing (an anonymous token, for OCI clients reading an anonymous-read registry).
+//
+// Refusals of a *registered* principal are 403 DENIED with a message that says what to do, and
+// never contain "unauthorized"/"access denied": ollama replaces any push error containing those
+// words with a generic message of its own.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { App } from '../app.js';
+import { ANONYMOUS, keyPrincipal, TS_WINDOW_MS, type Principal } from '../auth/policy.js';
+import { parseKeyBlob, verifyTokenRequest } from '../auth/sshkey.js';
+import { ACTIONS, formatGrants, mayDo, type Action } from '../auth/store.js';
+import type { Access, TokenClaims } from '../auth/tokens.js';
+import { RegistryError } from '../errors.js';
+import { isValidPart } from '../names.js';
+import { absoluteUrl, origin } from './context.js';
+import { sendJson } from './respond.js';
+import type { V2Route } from './routes.js';
+
+export const TOKEN_PATH = '/v2/token';
+
+type Need = { action: Action; namespace: string; model: string } | { action: 'ping' | 'catalog' };
+
+export function needOf(route: V2Route, method: string): Need {
+  switch (route.kind) {
+    case 'ping':
+    case 'catalog':
+      return { action: route.kind };
+    case 'uploads':
+      return { action: 'push', namespace: route.namespace, model: route.model };
+    case 'manifest':
+    case 'blob':
+    case 'tags': {
+      const action: Action = method === 'PUT' ? 'push' : method === 'DELETE' ? 'delete' : 'pull';
+      return { action, namespace: route.namespace, model: route.model };
+    }
+  }
+}
+
+function scopeOf(n: Need): string | undefined {
+  if (!('namespace' in n)) return n.action === 'catalog' ? 'registry:catalog:*' : undefined;
+  const actions = n.action === 'push' ? 'pull,push' : n.action;
+  return `repository:${n.namespace}/${n.model}:${actions}`;
+}
+
+/** 401 with the Bearer challenge ollama and OCI tools follow (values quoted, nothing after the last). */
+export function challenge(req: IncomingMessage, n: Need, message: string): RegistryError {
+  const o = origin(req);
+  const scope = scopeOf(n);
+  // The host exactly as the client wrote it (ollama compares the realm's host:port as a string).
+  const header = `Bearer realm="${o}${TOKEN_PATH}",service="${o.slice(o.indexOf('//') + 2)}"${scope ? `,scope="${scope}"` : ''}`;
+  return new RegistryError('UNAUTHORIZED', message, { headers: { 'WWW-Authenticate': header } });
+}
+
+function denied(message: string): RegistryError {
+  return new RegistryError('DENIED', message);
+}
+
+interface Identity {
+  principal: Principal;
+  claims?: TokenClaims;
+}
+
+function decodeBasic(value: string): { name: string; password: string } | null {
+  const text = Buffer.from(value, 'base64').toString('utf8');
+  const i = text.indexOf(':');
+  return i > 0 ? { name: text.slice(0, i), password: text.slice(i + 1) } : null;
+}
+
+/** Who sent the request, from its Authorization header; null when there is none. */
+async function identify(app: App, req: IncomingMessage, n: Need): Promise<Identity | null> {
+  const h = req.headers.authorization;
+  if (!h) return null;
+  const sp = h.indexOf(' ');
+  const scheme = (sp < 0 ? h : h.slice(0, sp)).toLowerCase();
+  const value = sp < 0 ? '' : h.slice(sp + 1).trim();
+  if (scheme === 'bearer') {
+    const claims = app.auth.tokens.verify(value);
+    if ('invalid' in claims) throw challenge(req, n, `${claims.invalid}; get a new token`);
+    const principal = app.auth.fromSubject(claims.sub);
+    if (!principal) throw challenge(req, n, 'the key or user this token was issued to is no longer registered');
+    return { principal, claims };
+  }
+  if (scheme === 'basic') {
+    const cred = decodeBasic(value);
+    const principal = cred && (await app.auth.checkPassword(cred.name, cred.password));
+    if (!principal) throw challenge(req, n, 'wrong user name or password');
+    return { principal };
+  }
+  throw challenge(req, n, 'unsupported Authorization scheme: use a Bearer token from the token endpoint, or Basic with a user name and password');
+}
+
+function tokenCovers(claims: TokenClaims, namespace: string, model: string, action: Action): boolean {
+  const name = `${namespace}/${model}`.toLowerCase();
+  return claims.access.some((a) => a.type === 'repository' && a.name.toLowerCase() === name && a.actions.includes(action));
+}
+
+function deniedFor(app: App, p: Principal, action: Action, namespace: string, model: string): RegistryError {
+  const grants = app.auth.grants(p) ?? [];
+  let fix = `ask the registry's admin to grant ${action} in namespace ${namespace}`;
+  if (p.kind === 'key') {
+    const entry = app.auth.store.keyByFingerprint(p.id);
+    if (entry) fix = `on the registry, an admin can run: ollama-registry keys add "${entry.key}" --namespace ${namespace}${action === 'delete' ? ' --delete' : ''}`;
+  }
+  return denied(`${p.label} may not ${action} ${namespace}/${model} (it has: ${formatGrants(grants)}); ${fix}`);
+}
+
+async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL): Promise<Principal> {
+  const n = needOf(route, req.method ?? 'GET');
+  if (route.kind === 'blob' && (req.method === 'GET' || req.method === 'HEAD') && url.searchParams.has('sig')) {
+    if (app.auth.tokens.verifyBlob(route.namespace, route.model, route.digest, url.searchParams.get('sig')!)) {
+      return { kind: 'signed-url', id: 'signed-url', label: 'signed blob URL' };
+    }
+    if (!req.headers.authorization && !app.config.auth.anonymousRead) {
+      throw challenge(req, n, 'this download link expired or is not for this blob; pull again to get a fresh one');
+    }
+  }
+  const who = await identify(app, req, n);
+  if (!('namespace' in n) && n.action === 'ping') {
+    // docker and skopeo learn where to log in only from a 401 here. With nobody registered
+    // there is nothing to log in with, so an open registry answers 200 (health checks use this).
+    if (who) return who.principal;
+    if (app.config.auth.anonymousRead && app.auth.store.empty()) return ANONYMOUS;
+    throw challenge(req, n, 'credentials required: get a token from the token endpoint (anonymous tokens are free when pulls are anonymous)');
+  }
+  if (!('namespace' in n)) {
+    if (app.config.auth.anonymousRead) return who?.principal ?? ANONYMOUS;
+    if (!who) throw challenge(req, n, 'credentials required to list repositories');
+    if (mayDo(app.auth.grants(who.principal) ?? [], '*', 'pull')) return who.principal;
+    throw denied(`${who.principal.label} may not list every repository (that needs pull in namespace *)`);
+  }
+  const { action, namespace, model } = n;
+  if (!who) {
+    if (action === 'pull' && app.config.auth.anonymousRead) return ANONYMOUS;
+    throw challenge(req, n, action === 'pull'
+      ? 'credentials required to pull from this registry'
+      : `credentials required to ${action}: ollama signs in with its machine key, other tools with a user name and password`);
+  }
+  const p = who.principal;
+  const allowedNow = app.auth.may(p, namespace, action);
+  if (allowedNow && (!who.claims || tokenCovers(who.claims, namespace, model, action) || (action === 'pull' && app.config.auth.anonymousRead))) return p;
+  // A token for another scope (e.g. pull, now pushing): the client gets a new one.
+  if (allowedNow || p.kind === 'anonymous') throw challenge(req, n, `this token does not cover ${action} on ${namespace}/${model}; get a new one`);
+  throw deniedFor(app, p, action, namespace, model);
+}
+
+/** The gate before every /v2 handler: the principal, or a 401/403 (logged for the audit trail). */
+export async function authorize(app: App, req: IncomingMessage, route: V2Route, url: URL): Promise<Principal> {
+  try {
+    return await decide(app, req, route, url);
+  } catch (e) {
+    if (e instanceof RegistryError && (e.status === 401 || e.status === 403)) {
+      const quiet = e.status === 401 && !req.headers.authorization;
+      app.log[quiet ? 'info' : 'warn']({
+        audit: 'refused', status: e.status, reason: e.message, method: req.method,
+        path: (req.url ?? '').split('?')[0]!.slice(0, 300), ip: req.socket.remoteAddress,
+      }, 'refused');
+    }
+    throw e;
+  }
+}
+
+/** Where ollama should fetch a blob's ranges from: this URL, signed when pulls need credentials. */
+export function blobLocation(app: App, req: IncomingMessage, route: { namespace: string; model: string; digest: string }): string {
+  if (app.config.auth.anonymousRead) return absoluteUrl(req, req.url ?? '/');
+  const sig = app.auth.tokens.signBlob(route.namespace, route.model, route.digest, app.config.auth.blobUrlTtlSeconds);
+  return absoluteUrl(req, `${(req.url ?? '/').split('?')[0]}?sig=${sig}`);
+}
+
+// ---- the token endpoint ----
+
+interface Scope {
+  namespace: string;
+  model: string;
+  actions: Action[];
+}
+
+function parseScopes(url: URL): Scope[] {
+  const out: Scope[] = [];
+  for (const word of url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).slice(0, 20)) {
+    const m = /^repository:([^/:]+)\/([^/:]+):([a-z*,]+)$/.exec(word);
+    if (!m || !isValidPart('namespace', m[1]!) || !isValidPart('model', m[2]!)) continue;
+    const asked = m[3]!.split(',');
+    const actions = asked.includes('*') ? ACTIONS : ACTIONS.filter((a) => asked.includes(a));
+    out.push({ namespace: m[1]!, model: m[2]!, actions });
+  }
+  return out;
+}
+
+/** ollama's signed token request; throws 403 with the reason and the fix. */
+function verifyOllamaRequest(app: App, req: IncomingMessage, url: URL, header: string, scopes: Scope[]): Principal {
+  const i = header.indexOf(':');
+  const blob = header.slice(0, i);
+  const key = parseKeyBlob(blob);
+  if (!key) throw denied('the token request is not signed with an ed25519 key');
+  // The URL exactly as sent; the scheme is whatever the client used (https behind a TLS proxy).
+  const rest = `://${req.headers.host ?? ''}${req.url ?? ''}`;
+  const first = new URL(origin(req)).protocol === 'https:' ? 'https' : 'http';
+  const sig = header.slice(i + 1);
+  if (![first, first === 'https' ? 'http' : 'https'].some((s) => verifyTokenRequest(key.key, `${s}${rest}`, sig))) {
+    throw denied(`the signature of this token request does not match its URL (key ${key.fingerprint}); was the request changed on the way, e.g. by a proxy?`);
+  }
+  const ts = url.searchParams.get('ts') ?? '';
+  if (!/^\d{1,12}$/.test(ts)) throw denied('the token request has no valid ts');
+  const skew = Math.round((Number(ts) * 1000 - Date.now()) / 1000);
+  if (Math.abs(skew) * 1000 > TS_WINDOW_MS) {
+    throw denied(`the token request's time is ${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} the registry's clock (at most ${TS_WINDOW_MS / 1000} s allowed); fix the clock of one of the machines`);
+  }
+  const entry = app.auth.store.keyByBlob(blob);
+  if (!entry) {
+    const ns = scopes[0]?.namespace ?? 'NAMESPACE';
+    const none = app.auth.store.keys().length === 0 ? ' (it has no keys yet)' : '';
+    throw denied(`this machine's key ${key.fingerprint} is not registered on this registry${none}; to allow it, run on the registry: ollama-registry keys add "ssh-ed25519 ${blob}" --namespace ${ns}`);
+  }
+  const nonce = url.searchParams.get('nonce') ?? '';
+  if (nonce === '' || nonce.length > 128) throw denied('the token request has no nonce');
+  if (!app.auth.nonces.use(`${blob}:${nonce}`)) throw denied('this signed token request was already used once (a replay); sign a new one');
+  return keyPrincipal(entry.fingerprint, entry.comment);
+}
+
+export async function tokenEndpoint(app: App, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  const scopes = parseScopes(url);
+  let p: Principal;
+  try {
+    if (req.method !== 'GET') throw new RegistryError('UNSUPPORTED', 'the token endpoint answers GET', { headers: { Allow: 'GET' } });
+    const h = req.headers.authorization;
+    if (!h) p = ANONYMOUS;
+    else if (/^basic /i.test(h)) {
+      const cred = decodeBasic(h.slice(6).trim());
+      const found = cred && (await app.auth.checkPassword(cred.name, cred.password));
+      if (!found) throw new RegistryError('UNAUTHORIZED', 'wrong user name or password', { headers: { 'WWW-Authenticate': 'Basic realm="ollama-registry"' } });
+      p = found;
+    } else if (/^[A-Za-z0-9+/=]{1,200}:[A-Za-z0-9+/=]{1,200}$/.test(h)) {
+      p = verifyOllamaRequest(app, req, url, h, scopes);
+    } else {
+      throw new RegistryError('UNAUTHORIZED', 'unsupported Authorization on the token endpoint: send ollama\'s signed request, or Basic user:password', { headers: { 'WWW-Authenticate': 'Basic realm="ollama-registry"' } });
+    }
+  } catch (e) {
+    if (e instanceof RegistryError) {
+      app.log.warn({ audit: 'refused', status: e.status, reason: e.message, path: TOKEN_PATH, scope: url.searchParams.getAll('scope').join(' ').slice(0, 300), ip: req.socket.remoteAddress }, 'refused');
+    }
+    throw e;
+  }
+  const access: Access[] = [];
+  for (const s of scopes) {
+    const actions = s.actions.filter((a) => app.auth.may(p, s.namespace, a));
+    if (actions.length > 0) access.push({ type: 'repository', name: `${s.namespace}/${s.model}`, actions });
+  }
+  const ttl = app.config.auth.tokenTtlSeconds;
+  const { token, claims } = app.auth.tokens.issue(app.auth.subject(p), access, ttl);
+  app.log.info({ audit: 'token', who: p.label, access: access.map((a) => `${a.name}:${a.actions.join(',')}`), ip: req.socket.remoteAddress }, 'token issued');
+  sendJson(res, 200, { token, access_token: token, expires_in: ttl, issued_at: new Date(claims.iat * 1000).toISOString() });
+}

@@ -1,0 +1,347 @@
+// Push sessions (protocol §5). A session is a folder on the data folder's disk,
+// .ollama-registry/uploads/<id>/{info.json,data}, so it survives a restart; stale ones are purged.
+//
+// Bytes arrive in order (PATCH with Content-Range S-E, or docker-style chunks without a range)
+// and are hashed while they are written, so the commit needs no second pass over the data. A part
+// is all-or-nothing: when it fails, the file is cut back to where the part started. ollama retries
+// a failed part by re-sending the *same* range to the *same* URL, so a part may start anywhere up
+// to the current size: the data is truncated to its start (distribution answers 416 there). The
+// hash state at the start of the last part is kept, so retrying that part costs no re-hash; any
+// other case (a restart, an older part) re-hashes the kept prefix once.
+import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { close, createReadStream, open as openCb, writev } from 'node:fs';
+import { mkdir, open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { Writable, type Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { pipeline } from 'node:stream/promises';
+import { fromFsError, RegistryError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { FsDriver } from '../storage/fs.js';
+import { uploadDataKey, uploadDir, uploadInfoKey, uploadsDir } from '../storage/layout.js';
+import type { BlobStore } from './blobs.js';
+
+export interface UploadRepo {
+  namespace: string;
+  model: string;
+}
+
+export interface SessionInfo extends UploadRepo {
+  id: string;
+  createdMs: number;
+  /** The digest announced when the session was opened (`POST ?digest=`), if any. */
+  digest?: string;
+  /** Set once committed: the digest the bytes were published as. */
+  committed?: string;
+  size?: number;
+}
+
+interface HashState {
+  hash: Hash;
+  /** Bytes of the data file covered by `hash`. */
+  at: number;
+  /** Where the last part started, and the hash state there (to take a retried part cheaply). */
+  partStart: number;
+  partHash: Hash;
+}
+
+const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const CHUNK = 1 << 20;
+const fsOpen = promisify(openCb);
+const fsClose = promisify(close);
+
+/** The Range header distribution sends for an upload of `size` bytes. */
+export function uploadRange(size: number): string {
+  return `0-${Math.max(0, size - 1)}`;
+}
+
+export class Uploads {
+  private hashes = new Map<string, HashState>();
+  /** Background flushes of finished parts, so the commit's fsync has little left to wait for. */
+  private flushes = new Map<string, Promise<void>>();
+  private active = new Map<string, () => void>();
+  private locks = new Map<string, Promise<void>>();
+
+  constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger) {}
+
+  private dataPath(id: string): string {
+    return this.driver.path(uploadDataKey(id));
+  }
+
+  /** Runs `fn` alone on a session; `supersede` cuts a part still being received (its client gave up on it). */
+  private async exclusive<T>(id: string, supersede: boolean, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => { release = r; });
+    const chain = prev.then(() => mine);
+    this.locks.set(id, chain);
+    if (supersede) this.active.get(id)?.();
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.locks.get(id) === chain) this.locks.delete(id);
+    }
+  }
+
+  async create(repo: UploadRepo, digest?: string): Promise<SessionInfo> {
+    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), ...(digest ? { digest } : {}) };
+    try {
+      await mkdir(this.driver.path(uploadDir(info.id)), { recursive: true });
+      await writeFile(this.dataPath(info.id), '', { flag: 'wx' });
+      await this.driver.write(uploadInfoKey(info.id), Buffer.from(JSON.stringify(info)));
+    } catch (e) {
+      throw fromFsError(e, 'a new upload');
+    }
+    return info;
+  }
+
+  /** The session, checked to belong to the repository in the request URL. */
+  async info(id: string, repo: UploadRepo): Promise<SessionInfo> {
+    const unknown = (why: string) => new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id.slice(0, 40)} ${why}; start the upload again`);
+    if (!ID_RE.test(id)) throw unknown('is not an upload id of this registry');
+    let info: SessionInfo;
+    try {
+      info = JSON.parse((await this.driver.readAll(uploadInfoKey(id))).toString('utf8')) as SessionInfo;
+    } catch {
+      throw unknown('is unknown: it was cancelled, or expired, or never existed');
+    }
+    if (info.namespace.toLowerCase() !== repo.namespace.toLowerCase() || info.model.toLowerCase() !== repo.model.toLowerCase()) {
+      throw unknown(`belongs to another repository (${info.namespace}/${info.model})`);
+    }
+    return info;
+  }
+
+  /** Bytes received so far. */
+  async status(id: string, repo: UploadRepo): Promise<SessionInfo & { size: number }> {
+    const info = await this.info(id, repo);
+    if (info.committed) return { ...info, size: info.size ?? 0 };
+    const st = await stat(this.dataPath(id)).catch(() => null);
+    if (!st) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} has lost its data; start the upload again`);
+    return { ...info, size: st.size };
+  }
+
+  /**
+   * Write one part at `start` (default: the end). `length`, when known from Content-Range, must
+   * match the body. Returns the new size.
+   */
+  append(id: string, repo: UploadRepo, start: number | undefined, body: Readable, length?: number): Promise<number> {
+    return this.exclusive(id, true, async () => {
+      const info = await this.info(id, repo);
+      if (info.committed) throw new RegistryError('BLOB_UPLOAD_INVALID', `upload ${id} was already committed as ${info.committed}; start a new upload`);
+      return this.appendLocked(id, start, body, length);
+    });
+  }
+
+  private async appendLocked(id: string, start: number | undefined, body: Readable, length?: number): Promise<number> {
+    const file = this.dataPath(id);
+    const size = (await stat(file).catch(() => null))?.size;
+    if (size === undefined) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `upload ${id} has lost its data; start the upload again`);
+    const at = start ?? size;
+    if (at > size) {
+      throw new RegistryError('RANGE_INVALID',
+        `this upload has ${size} bytes so far; a part must start at byte ${size} or earlier (a retry may resend an earlier part), but this one starts at ${at}`,
+        { headers: { Range: uploadRange(size) } });
+    }
+    let hs = this.hashes.get(id);
+    if (hs && hs.partStart === at) {
+      hs.hash = hs.partHash.copy();
+      hs.at = at;
+    } else if (!hs || hs.at !== at) {
+      if (at > 0) this.log.debug({ upload: id, bytes: at }, 're-hashing the kept part of an upload');
+      const hash = await hashPrefix(file, at);
+      hs = { hash, at, partStart: at, partHash: hash.copy() };
+    }
+    hs.partStart = at;
+    hs.partHash = hs.hash.copy();
+    this.hashes.set(id, hs);
+    const state = hs;
+    let written = 0;
+    this.active.set(id, () => body.destroy(new Error('superseded by a newer request on the same upload')));
+    try {
+      if (size > at) await truncate(file, at);
+      const fd = await fsOpen(file, 'r+');
+      const out = new Appender(fd, at, (chunk) => {
+        written += chunk.length;
+        if (length !== undefined && written > length) throw new RegistryError('SIZE_INVALID', `the part is longer than its Content-Range (${length} bytes)`);
+        state.hash.update(chunk);
+      });
+      try {
+        await pipeline(body, out);
+      } finally {
+        await fsClose(fd);
+      }
+      if (length !== undefined && written !== length) {
+        throw new RegistryError('SIZE_INVALID', `the part has ${written} bytes but its Content-Range says ${length}`);
+      }
+    } catch (e) {
+      // All or nothing: back to where the part started, so the client can send it again.
+      await truncate(file, at).catch(() => {});
+      state.hash = state.partHash.copy();
+      state.at = at;
+      throw fromFsError(e, `upload ${id}`);
+    } finally {
+      this.active.delete(id);
+    }
+    state.at = at + written;
+    this.flushInBackground(id, file);
+    return state.at;
+  }
+
+  /**
+   * Verify the sha256 of everything received (after an optional last part) and publish the blob.
+   * A mismatch discards the session, so nothing of it stays.
+   */
+  commit(id: string, repo: UploadRepo, digest: string, last?: { start?: number; body: Readable; length?: number }): Promise<{ size: number; already: boolean }> {
+    return this.exclusive(id, true, async () => {
+      const info = await this.info(id, repo);
+      if (info.committed) {
+        // A commit retried after its answer was lost.
+        const size = await this.blobs.size(digest);
+        if (info.committed === digest && size !== null) return { size, already: true };
+        throw new RegistryError('BLOB_UPLOAD_INVALID', `upload ${id} was already committed as ${info.committed}; start a new upload`);
+      }
+      if (info.digest && info.digest !== digest) {
+        throw new RegistryError('DIGEST_INVALID', `this upload was opened for ${info.digest} but the commit names ${digest}`);
+      }
+      if (last) await this.appendLocked(id, last.start, last.body, last.length);
+      const file = this.dataPath(id);
+      const size = (await stat(file)).size;
+      const hs = this.hashes.get(id);
+      const got = hs && hs.at === size ? `sha256:${hs.hash.copy().digest('hex')}` : `sha256:${(await hashPrefix(file, size)).digest('hex')}`;
+      if (got !== digest) {
+        await this.removeLocked(id);
+        throw new RegistryError('DIGEST_INVALID', `digest mismatch: the ${size} bytes received hash to ${got}, but the commit names ${digest}; the upload was discarded, push the blob again`);
+      }
+      await this.flushes.get(id);
+      const fh = await open(file, 'r');
+      await fh.sync().finally(() => fh.close());
+      try {
+        await this.blobs.publishVerified(uploadDataKey(id), digest);
+        await this.driver.write(uploadInfoKey(id), Buffer.from(JSON.stringify({ ...info, committed: digest, size })));
+      } catch (e) {
+        throw fromFsError(e, `blob ${digest}`);
+      }
+      this.hashes.delete(id);
+      return { size, already: false };
+    });
+  }
+
+  /** Start writing a finished part to disk while the next one arrives (one flush at a time). */
+  private flushInBackground(id: string, file: string): void {
+    const prev = this.flushes.get(id) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      const fh = await open(file, 'r');
+      await fh.datasync().finally(() => fh.close());
+    }).catch(() => { /* the commit's own fsync reports real failures */ });
+    this.flushes.set(id, next);
+    void next.then(() => { if (this.flushes.get(id) === next) this.flushes.delete(id); });
+  }
+
+  cancel(id: string, repo: UploadRepo): Promise<void> {
+    return this.exclusive(id, true, async () => {
+      await this.info(id, repo);
+      await this.removeLocked(id);
+    });
+  }
+
+  private async removeLocked(id: string): Promise<void> {
+    this.hashes.delete(id);
+    await rm(this.driver.path(uploadDir(id)), { recursive: true, force: true });
+  }
+
+  /** Remove sessions (and commit markers) untouched for `maxAgeMs`. Returns how many went. */
+  async purge(maxAgeMs: number): Promise<number> {
+    let removed = 0;
+    const root = this.driver.path(uploadsDir());
+    const names = await readdir(root).catch(() => [] as string[]);
+    for (const id of names) {
+      if (this.locks.has(id)) continue;
+      const dir = `${root}/${id}`;
+      let newest = 0;
+      for (const f of await readdir(dir).catch(() => [] as string[])) {
+        const st = await stat(`${dir}/${f}`).catch(() => null);
+        if (st) newest = Math.max(newest, st.mtimeMs);
+      }
+      if (newest === 0) newest = (await stat(dir).catch(() => null))?.mtimeMs ?? 0;
+      if (Date.now() - newest > maxAgeMs) {
+        this.hashes.delete(id);
+        await rm(dir, { recursive: true, force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Purge now and then periodically; returns the function that stops it. */
+  startSweeper(maxAgeMs: number): () => void {
+    const sweep = () => {
+      this.purge(maxAgeMs).then(
+        (n) => { if (n > 0) this.log.info({ removed: n, maxAgeHours: maxAgeMs / 3600_000 }, 'removed stale upload sessions'); },
+        (e) => this.log.warn({ err: e }, 'could not purge stale upload sessions'),
+      );
+    };
+    sweep();
+    const timer = setInterval(sweep, Math.min(3600_000, Math.max(1000, maxAgeMs / 4)));
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+}
+
+/**
+ * Writes what it is given at consecutive positions of an open file, hashing (via `onChunk`)
+ * before writing; chunks that queue up while a write is in flight go out in one writev.
+ */
+class Appender extends Writable {
+  constructor(private readonly fd: number, private position: number, private readonly onChunk: (b: Buffer) => void) {
+    super({ highWaterMark: 8 * CHUNK });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null) => void): void {
+    this.put([chunk], done);
+  }
+
+  override _writev(items: Array<{ chunk: Buffer }>, done: (e?: Error | null) => void): void {
+    this.put(items.map((i) => i.chunk), done);
+  }
+
+  private put(bufs: Buffer[], done: (e?: Error | null) => void): void {
+    let total = 0;
+    try {
+      for (const b of bufs) {
+        this.onChunk(b);
+        total += b.length;
+      }
+    } catch (e) {
+      done(e as Error);
+      return;
+    }
+    const write = (list: Buffer[], left: number): void => {
+      writev(this.fd, list, this.position, (err, n) => {
+        if (err) return done(err);
+        this.position += n;
+        if (n === left) return done();
+        // A short write (rare on files): the rest again.
+        let skip = n;
+        const rest: Buffer[] = [];
+        for (const b of list) {
+          if (skip >= b.length) skip -= b.length;
+          else {
+            rest.push(b.subarray(skip));
+            skip = 0;
+          }
+        }
+        write(rest, left - n);
+      });
+    };
+    write(bufs, total);
+  }
+}
+
+async function hashPrefix(file: string, bytes: number): Promise<Hash> {
+  const h = createHash('sha256');
+  if (bytes > 0) {
+    for await (const c of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: CHUNK })) h.update(c as Buffer);
+  }
+  return h;
+}
