@@ -81,14 +81,14 @@ test('pull exit codes: 1 when a model fails, 2 for bad names and missing configu
   assert.match(otherHost.stdout, /no upstream is configured for host elsewhere\.example/);
 });
 
-test('POST /api/pull streams NDJSON progress and leaves the model cached', async () => {
+test('POST /api/pull (for users who may push) streams NDJSON progress and leaves the model cached', async () => {
   const m = await makeModel(s.upstream.data, { model: 'viaapi', tag: 'v1', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 3 << 20 }] });
-  // Starting a pull writes to the store: anonymous callers are refused, a user with push may.
-  const anon = await request(s.cache.url, '/api/pull', { method: 'POST', body: JSON.stringify({ name: 'viaapi:v1' }) });
-  assert.equal(anon.status, 401);
-  await addUser(s.cache, 'ops', 'pw', '*');
-  const headers = { Authorization: `Basic ${Buffer.from('ops:pw').toString('base64')}` };
-  const r = await request(s.cache.url, '/api/pull', { method: 'POST', body: JSON.stringify({ name: 'viaapi:v1' }), headers });
+  // Prefetching writes into the store: credentials that may push in the namespace are needed.
+  const anonymous = await request(s.cache.url, '/api/pull', { method: 'POST', body: JSON.stringify({ name: 'viaapi:v1' }) });
+  assert.equal(anonymous.status, 401);
+  await addUser(s.cache, 'admin', 'secret-pw', 'library');
+  const auth = { Authorization: `Basic ${Buffer.from('admin:secret-pw').toString('base64')}` };
+  const r = await request(s.cache.url, '/api/pull', { method: 'POST', body: JSON.stringify({ name: 'viaapi:v1' }), headers: auth });
   assert.equal(r.status, 200);
   assert.equal(r.headers['content-type'], 'application/x-ndjson');
   const lines = r.text().trim().split('\n').map((l) => JSON.parse(l));
@@ -97,9 +97,9 @@ test('POST /api/pull streams NDJSON progress and leaves the model cached', async
   const big = m.blobs[0]!;
   assert.ok(lines.some((l) => l.digest === big.digest && l.total === big.size && l.completed === big.size));
   await assertHas(s.cache.data, m);
-  const err = await request(s.cache.url, '/api/pull', { method: 'POST', body: JSON.stringify({ name: 'nothere:v1' }), headers });
+  const err = await request(s.cache.url, '/api/pull', { method: 'POST', body: JSON.stringify({ name: 'nothere:v1' }), headers: auth });
   assert.match(JSON.parse(err.text().trim().split('\n').at(-1)!).error, /nothere:v1 is neither here nor on upstream/);
-  const bad = await request(s.cache.url, '/api/pull', { method: 'POST', body: 'nope', headers });
+  const bad = await request(s.cache.url, '/api/pull', { method: 'POST', body: 'nope', headers: auth });
   assert.equal(bad.status, 400);
   assert.equal((await request(s.cache.url, '/api/pull')).status, 405);
 });

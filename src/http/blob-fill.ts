@@ -5,7 +5,8 @@ import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors.js';
 import { setBytesSource } from '../metrics.js';
 import type { BlobRoute } from './blobs.js';
-import { absoluteUrl, type Ctx, type Handler } from './context.js';
+import { blobLocation } from './auth.js';
+import type { Ctx, Handler } from './context.js';
 import { parseRange } from './range.js';
 import { isClientGone } from './respond.js';
 
@@ -41,7 +42,7 @@ export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<B
   if (range) {
     res.writeHead(206, { ...h, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': range.end - range.start + 1 });
   } else {
-    res.writeHead(200, { ...h, 'Content-Length': size, Location: absoluteUrl(req, req.url ?? '/') });
+    res.writeHead(200, { ...h, 'Content-Length': size, Location: blobLocation(app, req, route) });
   }
   if (size === 0) {
     res.end();

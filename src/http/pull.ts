@@ -1,5 +1,6 @@
 // POST /api/pull {"name": "gemma2:2b", "stream": true}: prefetch a model through the cache and
-// stream progress as NDJSON lines shaped like ollama's own /api/pull (for the web page).
+// stream progress as NDJSON lines shaped like ollama's own /api/pull (for the web page). Only
+// for credentials that may push in the model's namespace (Basic or a Bearer token).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { RegistryError, isRegistryError } from '../errors.js';

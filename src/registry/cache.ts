@@ -70,6 +70,7 @@ export class PullThrough {
   }
 
   private isCacheHost(host: string): boolean {
+    if (host.toLowerCase() === this.config.pushHost.toLowerCase()) return false;
     return this.upstreams.some((u) => u.host.toLowerCase() === host.toLowerCase());
   }
 

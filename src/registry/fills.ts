@@ -6,19 +6,11 @@ import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
+import { alive } from '../storage/fs.js';
 import { fillKey, fillsDir } from '../storage/layout.js';
 import { Fill, upstreamToRegistryError, type FillDeps, type FillSource, type FillState } from './fill.js';
 
 export { FILL_TUNING, Fill, upstreamToRegistryError, type FillSource } from './fill.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class Fills {
   private fills = new Map<string, Fill>();
