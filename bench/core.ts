@@ -1,0 +1,156 @@
+// Core benchmark (issue 2): this server against Caddy set up as the older Caddy+ollama registry,
+// alternating rounds on the same 1 GiB blob. See bench/lib/load.ts for the clients used.
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { caddyfile, makeFixture, warmPageCache, type Fixture } from './lib/fixture.js';
+import { concurrentFull, cpuSecondsOf, curlGet, ollamaParts, peakRssDuring, rangedDownload, timed, wrkRate } from './lib/load.js';
+import { freePort, installCleanupHandlers, removeFolder, run, startDaemon, stop, waitReady } from './lib/procs.js';
+import { median, type Row } from './lib/table.js';
+
+export interface CoreOptions {
+  /** Rounds per server (each round: plain GET, ranged download, manifest load). Default 3. */
+  rounds?: number;
+  /** Seconds of manifest load per round and server. Default 5. */
+  manifestSeconds?: number;
+  /** Connections for the manifest load. Default 64. */
+  connections?: number;
+  /** Blob size in bytes. Default 1 GiB. */
+  blobBytes?: number;
+  /** Concurrent full downloads while our peak RSS is measured. Default 16. */
+  rssDownloads?: number;
+  /** The server's compiled CLI (default: this checkout's dist/src/main.js), to compare builds. */
+  serverMain?: string;
+  /** Progress lines (default: stderr). */
+  log?: (line: string) => void;
+}
+
+interface Target {
+  name: 'ours' | 'caddy';
+  base: string;
+  child: ChildProcess;
+}
+
+const MAIN_JS = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const MiB = 1 << 20;
+
+async function startOurs(fx: Fixture, main: string): Promise<Target> {
+  const port = await freePort();
+  const { child, output } = startDaemon(process.execPath, [main, 'serve', '--data', fx.dir, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn']);
+  const base = `http://127.0.0.1:${port}`;
+  await waitReady(`${base}/v2/`, child, output);
+  return { name: 'ours', base, child };
+}
+
+async function startCaddy(fx: Fixture, state: string): Promise<Target> {
+  const port = await freePort();
+  const file = path.join(state, `Caddyfile-${port}`);
+  writeFileSync(file, caddyfile(fx.dir, port));
+  // Caddy's own state (autosave.json, certificate storage) goes to the temp folder, not $HOME.
+  const env = { ...process.env, HOME: state, XDG_CONFIG_HOME: state, XDG_DATA_HOME: state };
+  const { child, output } = startDaemon('caddy', ['run', '--config', file, '--adapter', 'caddyfile'], env);
+  const base = `http://127.0.0.1:${port}`;
+  await waitReady(`${base}${fx.manifestPath}`, child, output);
+  return { name: 'caddy', base, child };
+}
+
+async function requireTools(): Promise<void> {
+  const need: Array<[string, string[], string]> = [['caddy', ['version'], 'caddy'], ['curl', ['--version'], 'curl'], ['wrk', ['-v'], 'wrk']];
+  for (const [cmd, args, pkg] of need) {
+    try {
+      await run(cmd, args);
+    } catch (e) {
+      // wrk -v prints its version and exits 1; only a missing binary is fatal.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${cmd} is not installed: apt-get install ${pkg}`);
+    }
+  }
+}
+
+export async function benchCore(opts: CoreOptions = {}): Promise<Row[]> {
+  const rounds = opts.rounds ?? 3;
+  const manifestSeconds = opts.manifestSeconds ?? 5;
+  const connections = opts.connections ?? 64;
+  const size = opts.blobBytes ?? 1 << 30;
+  const rssDownloads = opts.rssDownloads ?? 16;
+  const main = opts.serverMain ?? MAIN_JS;
+  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  await requireTools();
+  installCleanupHandlers();
+
+  log(`core: writing a ${(size / MiB).toFixed(0)} MiB random blob`);
+  const fx = makeFixture(size);
+  const state = path.join(fx.dir, '.bench');
+  const running: Target[] = [];
+  try {
+    await run('mkdir', ['-p', state]);
+    const ours = await startOurs(fx, main);
+    running.push(ours);
+    const caddy = await startCaddy(fx, state);
+    running.push(caddy);
+    const targets = [ours, caddy];
+
+    log('core: warming up (page cache, one GET and 1 s of manifest load per server)');
+    warmPageCache(path.join(fx.dir, 'blobs', `sha256-${fx.digest.slice(7)}`));
+    for (const t of targets) {
+      await curlGet(t.base + fx.blobPath, { status: 200, bytes: size });
+      await wrkRate(t.base + fx.manifestPath, connections, 1);
+    }
+
+    const plain: Record<string, number[]> = { ours: [], caddy: [] };
+    const cpu: Record<string, number[]> = { ours: [], caddy: [] };
+    const ranged: Record<string, number[]> = { ours: [], caddy: [] };
+    const manifests: Record<string, number[]> = { ours: [], caddy: [] };
+    const parts = ollamaParts(size);
+    for (let r = 1; r <= rounds; r++) {
+      for (const t of targets) {
+        const cpu0 = cpuSecondsOf(t.child.pid!);
+        const p = await timed(() => curlGet(t.base + fx.blobPath, { status: 200, bytes: size }));
+        cpu[t.name]!.push((cpuSecondsOf(t.child.pid!) - cpu0) / (size / (1 << 30)));
+        plain[t.name]!.push(p.mbps);
+        const g = await timed(() => rangedDownload(t.base + fx.blobPath, size));
+        ranged[t.name]!.push(g.mbps);
+        const m = await wrkRate(t.base + fx.manifestPath, connections, manifestSeconds);
+        manifests[t.name]!.push(m);
+        log(`core: round ${r}/${rounds} ${t.name.padEnd(5)} plain ${p.mbps.toFixed(0)} MB/s, ${parts.length} ranges ${g.mbps.toFixed(0)} MB/s, manifests ${m.toFixed(0)}/s`);
+      }
+    }
+
+    // Peak RSS on fresh processes, so that VmHWM covers this load only.
+    const peaks: Record<string, number> = {};
+    for (const name of ['ours', 'caddy'] as const) {
+      const old = running.find((t) => t.name === name)!;
+      await stop(old.child);
+      running.splice(running.indexOf(old), 1);
+      const fresh = name === 'ours' ? await startOurs(fx, main) : await startCaddy(fx, state);
+      running.push(fresh);
+      const { result: bytes, hwm, sampledPeak } = await peakRssDuring(fresh.child.pid!, () => concurrentFull(fresh.base + fx.blobPath, size, rssDownloads));
+      peaks[name] = Math.max(hwm, sampledPeak);
+      log(`core: ${rssDownloads} concurrent full downloads from ${name}: ${(bytes / 2 ** 30).toFixed(0)} GiB, peak RSS ${(peaks[name]! / MiB).toFixed(1)} MiB`);
+    }
+
+    const row = (metric: string, unit: string, o: number[], c: number[], goal: number, note?: string): Row => {
+      const ratio = median(o) / median(c);
+      return { metric, unit, ours: median(o), oursRuns: o, baseline: median(c), baselineRuns: c, baselineName: 'caddy', ratio, goal: `>= ${goal.toFixed(1)}x`, pass: ratio >= goal, note };
+    };
+    const rssMiB = peaks.ours! / MiB;
+    return [
+      row('plain GET, 1 GiB', 'MB/s', plain.ours!, plain.caddy!, 1.0, 'one curl -o /dev/null, no Range'),
+      row(`ollama ranges (${parts.length} parts)`, 'MB/s', ranged.ours!, ranged.caddy!, 1.1,
+        `part layout of protocol §3.2 (${parts.length - 1} x ${parts[0]![1] + 1} B + ${parts.at(-1)![1] - parts.at(-1)![0] + 1} B), all at once, one curl and connection each`),
+      row(`manifests, ${connections} conns`, 'req/s', manifests.ours!, manifests.caddy!, 1.0, `wrk -t2 -c${connections} -d${manifestSeconds}s, keep-alive`),
+      {
+        metric: `peak RSS, ${rssDownloads} full GETs`, unit: 'MiB', ours: rssMiB, baseline: peaks.caddy! / MiB, baselineName: 'caddy',
+        goal: '<= 150 MiB', pass: rssMiB <= 150, note: 'fresh process each; max of VmHWM and VmRSS sampled every 20 ms (ratio not a goal)',
+      },
+      {
+        metric: 'server CPU per GiB (plain GET)', unit: 's', ours: median(cpu.ours!), oursRuns: cpu.ours, baseline: median(cpu.caddy!),
+        baselineRuns: cpu.caddy, baselineName: 'caddy', ratio: median(cpu.ours!) / median(cpu.caddy!), goal: 'info',
+        note: 'user+system CPU of the server process per GiB served (lower is better)',
+      },
+    ];
+  } finally {
+    await Promise.all(running.map((t) => stop(t.child)));
+    removeFolder(fx.dir);
+  }
+}

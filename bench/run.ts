@@ -1,0 +1,64 @@
+// `npm run bench [-- NAME... ] [--rounds N] [--server-main dist/src/main.js]`: runs the named benches (all by default) and prints one
+// table per bench. Benches register below as name → function returning rows.
+import os from 'node:os';
+import path from 'node:path';
+import { benchCache } from './cache.js';
+import { benchCore } from './core.js';
+import { benchPush } from './push.js';
+import { installCleanupHandlers } from './lib/procs.js';
+import { printTable, type Row } from './lib/table.js';
+
+interface Common {
+  rounds?: number;
+  /** Another build of the server to measure (its dist/src/main.js). */
+  serverMain?: string;
+}
+
+const BENCHES: Record<string, { title: string; run: (o: Common) => Promise<Row[]> }> = {
+  core: { title: 'core: this server vs Caddy (older Caddy+ollama setup), 1 GiB blob', run: (o) => benchCore(o) },
+  cache: { title: 'cache: cold 1 GiB pull through the cache vs direct from the upstream; distribution 2.8 proxy as the peer', run: () => benchCache() },
+  push: { title: 'push: 1 GiB model to this server (ollama PATCH parts) vs docker-registry (monolithic PUT)', run: () => benchPush() },
+};
+
+function usage(): never {
+  console.error(`usage: npm run bench -- [${Object.keys(BENCHES).join('|')}]... [--rounds N] [--server-main dist/src/main.js]`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const names: string[] = [];
+  const common: Common = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--rounds') {
+      common.rounds = Number(args[++i]);
+      if (!Number.isInteger(common.rounds) || common.rounds < 1) usage();
+    } else if (a === '--server-main') {
+      common.serverMain = path.resolve(args[++i] ?? usage());
+    } else if (a === '-h' || a === '--help') usage();
+    else if (BENCHES[a]) names.push(a);
+    else {
+      console.error(`unknown bench ${JSON.stringify(a)}`);
+      usage();
+    }
+  }
+  installCleanupHandlers();
+  const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${load()}${common.serverMain ? `, server ${common.serverMain}` : ''}`);
+  let failed = false;
+  for (const name of names.length ? names : Object.keys(BENCHES)) {
+    const b = BENCHES[name]!;
+    const t0 = Date.now();
+    try {
+      const rows = await b.run(common);
+      printTable(`${b.title} (${((Date.now() - t0) / 1000).toFixed(0)} s, load average after ${load()})`, rows);
+    } catch (e) {
+      failed = true;
+      console.error(`bench ${name} failed: ${(e as Error).stack ?? e}`);
+    }
+  }
+  process.exitCode = failed ? 1 : 0;
+}
+
+await main();
