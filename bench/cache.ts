@@ -14,18 +14,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeModel } from '../test/support/models.js';
+import type { Row } from './lib/table.js';
 
-export interface Row {
-  metric: string;
-  unit: string;
-  ours: number;
-  baseline?: number;
-  baselineName?: string;
-  ratio?: number;
-  goal: string;
-  pass?: boolean;
-  note?: string;
-}
+export type { Row };
 
 const MAIN_JS = fileURLToPath(new URL('../src/main.js', import.meta.url));
 const LINK_JS = fileURLToPath(new URL('./link.js', import.meta.url));

@@ -24,21 +24,10 @@ import { makeModel, type MadeModel } from '../test/support/models.js';
 import { makeOllamaKey, ollamaPush, OLLAMA_PARTS, signTokenRequest, type OllamaKey } from '../test/support/ollama-client.js';
 import { goEncodeValues } from '../test/support/ollama-http.js';
 import { layoutParts } from '../test/support/ollama-names.js';
+import type { Row } from './lib/table.js';
 
 /** The same shape as the rows of bench/lib/table.ts. */
-export interface Row {
-  metric: string;
-  unit: string;
-  ours: number;
-  oursRuns?: number[];
-  baseline?: number;
-  baselineRuns?: number[];
-  baselineName?: string;
-  ratio?: number;
-  goal: string;
-  pass?: boolean;
-  note?: string;
-}
+export type { Row };
 
 export interface PushBenchOptions {
   /** Rounds per server. Default 3. */
