@@ -13,7 +13,7 @@
 //
 //   node dist/bench/push.js [--rounds N] [--mib N]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -89,6 +89,16 @@ async function stopDaemon(child: ChildProcess): Promise<void> {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }
 
+/** CPU seconds (user + system) a process used so far, from /proc (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 function cli(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -102,7 +112,13 @@ function cli(args: string[]): Promise<void> {
  * One push to this server with the ollama client emulation; seconds. ollama finds the model under
  * manifests/<host:port>/…, and the port is known only here: the manifest is copied there first.
  */
-async function pushOurs(fx: { clientDir: string; key: OllamaKey; model: MadeModel }, work: string, lean: boolean): Promise<number> {
+interface Run {
+  seconds: number;
+  /** CPU seconds the server process used during the push. */
+  serverCpu: number;
+}
+
+async function pushOurs(fx: { clientDir: string; key: OllamaKey; model: MadeModel }, work: string, lean: boolean): Promise<Run> {
   const data = path.join(work, 'ours');
   await cli(['keys', 'add', fx.key.publicKeyLine, '--namespace', 'bench', '--data', data]);
   const port = await freePort();
@@ -112,10 +128,11 @@ async function pushOurs(fx: { clientDir: string; key: OllamaKey; model: MadeMode
   const { child, output } = daemon(process.execPath, [MAIN_JS, 'serve', '--data', data, '--listen', `${HOST}:${port}`, '--log-level', 'warn']);
   try {
     await waitReady(`http://${HOST}:${port}/v2/`, child, output);
+    const c0 = cpuSeconds(child.pid);
     const t0 = process.hrtime.bigint();
     if (lean) await leanPush(port, fx, 'parts', fx.key);
     else await ollamaPush(`${HOST}:${port}/bench/model:latest`, { modelsDir: fx.clientDir, key: fx.key, partSize: OLLAMA_PARTS });
-    return Number(process.hrtime.bigint() - t0) / 1e9;
+    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, serverCpu: cpuSeconds(child.pid) - c0 };
   } finally {
     await stopDaemon(child);
     await rm(data, { recursive: true, force: true });
@@ -138,7 +155,7 @@ function send(port: number, method: string, target: string, body?: { file: strin
 }
 
 /** One push to docker-registry: per blob POST + monolithic PUT, then the manifest; seconds. */
-async function pushDistribution(fx: { clientDir: string; model: MadeModel }, work: string): Promise<number> {
+async function pushDistribution(fx: { clientDir: string; model: MadeModel }, work: string): Promise<Run> {
   const root = path.join(work, 'distribution');
   const port = await freePort();
   const config = path.join(work, `distribution-${port}.yml`);
@@ -146,9 +163,10 @@ async function pushDistribution(fx: { clientDir: string; model: MadeModel }, wor
   const { child, output } = daemon('docker-registry', ['serve', config]);
   try {
     await waitReady(`http://${HOST}:${port}/v2/`, child, output);
+    const c0 = cpuSeconds(child.pid);
     const t0 = process.hrtime.bigint();
     await leanPush(port, fx, 'monolithic');
-    return Number(process.hrtime.bigint() - t0) / 1e9;
+    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, serverCpu: cpuSeconds(child.pid) - c0 };
   } finally {
     await stopDaemon(child);
     await rm(root, { recursive: true, force: true });
@@ -218,28 +236,41 @@ export async function benchPush(opts: PushBenchOptions = {}): Promise<Row[]> {
     const bytes = model.blobs.reduce((n, b) => n + b.size, 0);
     // The client reads the layer from the page cache in both cases.
     for (const b of model.blobs) await stat(path.join(clientDir, 'blobs', `sha256-${b.digest.slice(7)}`));
-    const lean: number[] = [];
-    const emulated: number[] = [];
-    const theirs: number[] = [];
-    const gbps = (sec: number) => bytes / sec / 1e9;
+    const lean: Run[] = [];
+    const emulated: Run[] = [];
+    const theirs: Run[] = [];
+    const gbps = (r: Run) => bytes / r.seconds / 1e9;
+    const cpuPerGiB = (r: Run) => r.serverCpu / (bytes / (1 << 30));
     for (let i = 0; i < rounds; i++) {
-      const l = gbps(await pushOurs({ clientDir, key, model }, work, true));
+      const l = await pushOurs({ clientDir, key, model }, work, true);
       lean.push(l);
-      const d = gbps(await pushDistribution({ clientDir, model }, work));
+      const d = await pushDistribution({ clientDir, model }, work);
       theirs.push(d);
-      const e = gbps(await pushOurs({ clientDir, key, model }, work, false));
+      const e = await pushOurs({ clientDir, key, model }, work, false);
       emulated.push(e);
-      log(`  round ${i + 1}: ours ${l.toFixed(3)} GB/s (lean client), ${e.toFixed(3)} GB/s (ollama emulation); docker-registry ${d.toFixed(3)} GB/s; load ${os.loadavg()[0]!.toFixed(1)}`);
+      log(`  round ${i + 1}: ours ${gbps(l).toFixed(3)} GB/s, ${cpuPerGiB(l).toFixed(2)} CPU s/GiB (lean client); ` +
+        `${gbps(e).toFixed(3)} GB/s (ollama emulation); docker-registry ${gbps(d).toFixed(3)} GB/s, ${cpuPerGiB(d).toFixed(2)} CPU s/GiB; load ${os.loadavg()[0]!.toFixed(1)}`);
     }
-    const t = median(theirs);
     const gib = (size / (1 << 30)).toFixed(2);
-    const row = (metric: string, runs: number[], note: string): Row => ({
-      metric, unit: 'GB/s', ours: median(runs), oursRuns: runs, baseline: t, baselineRuns: theirs, baselineName: 'docker-registry 2.8 (monolithic PUT)',
-      ratio: median(runs) / t, goal: '>= 5x', pass: median(runs) / t >= 5, note,
-    });
+    const theirRate = theirs.map(gbps);
+    const t = median(theirRate);
+    const row = (metric: string, runs: Run[], note: string): Row => {
+      const rates = runs.map(gbps);
+      return {
+        metric, unit: 'GB/s', ours: median(rates), oursRuns: rates, baseline: t, baselineRuns: theirRate, baselineName: 'docker-registry 2.8 (monolithic PUT)',
+        ratio: median(rates) / t, goal: '>= 5x', pass: median(rates) / t >= 5, note,
+      };
+    };
+    const oursCpu = lean.map(cpuPerGiB);
+    const theirCpu = theirs.map(cpuPerGiB);
     return [
       row(`push ${gib} GiB: ollama's PATCH parts, lean client`, lean, 'same client code for both servers; ours fsyncs each blob, distribution does not'),
       row(`push ${gib} GiB: ollama client emulation`, emulated, 'the emulation md5-hashes every part for the etag, as ollama does'),
+      {
+        metric: 'server CPU per GiB pushed (lean client)', unit: 'CPU s', ours: median(oursCpu), oursRuns: oursCpu,
+        baseline: median(theirCpu), baselineRuns: theirCpu, baselineName: 'docker-registry 2.8', ratio: median(oursCpu) / median(theirCpu),
+        goal: 'lower is better', note: 'user + system time of the server process, from /proc',
+      },
     ];
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -221,3 +221,25 @@ test('an upload session survives a restart (the hash is rebuilt from disk); stal
   const uploads = await readdir(path.join(data, '.ollama-registry', 'uploads'));
   assert.equal(uploads.includes(stale.split('/').pop()!), false);
 });
+
+test('a retried part while the first attempt still hangs mid-body: the retry wins, the stalled one is cut', async () => {
+  const bytes = Buffer.from('x'.repeat(100_000));
+  const loc = await open();
+  // The first attempt sends half its body, then stalls (a client that gave up on it).
+  const port = Number(new URL(reg.url).port);
+  const net = await import('node:net');
+  const stalled = net.connect(port, '127.0.0.1');
+  await new Promise((r) => stalled.once('connect', r));
+  const closed = new Promise((r) => stalled.once('close', r));
+  stalled.on('error', () => {});
+  stalled.write(`PATCH ${loc} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: ${AUTH.Authorization}\r\n` +
+    `Content-Range: 0-${bytes.length - 1}\r\nContent-Length: ${bytes.length}\r\n\r\n`);
+  stalled.write(bytes.subarray(0, 50_000));
+  await new Promise((r) => setTimeout(r, 200));
+  const r = await call(loc, 'PATCH', { 'Content-Range': `0-${bytes.length - 1}` }, bytes);
+  assert.equal(r.status, 202);
+  assert.equal(r.headers.range, `0-${bytes.length - 1}`);
+  stalled.destroy();
+  await closed;
+  assert.equal((await call(`${loc}?digest=${encodeURIComponent(digestOf(bytes))}`, 'PUT')).status, 201);
+});

@@ -157,7 +157,7 @@ export class Uploads {
     this.hashes.set(id, hs);
     const state = hs;
     let written = 0;
-    this.active.set(id, () => body.destroy(new Error('superseded by a newer request on the same upload')));
+    this.active.set(id, () => body.destroy(new RegistryError('BLOB_UPLOAD_INVALID', 'this part was superseded by a newer request on the same upload')));
     try {
       if (size > at) await truncate(file, at);
       const fd = await fsOpen(file, 'r+');
