@@ -16,7 +16,9 @@ export interface UiFeatures {
 export function features(app: App): UiFeatures {
   // Deletes a tag in every host folder (see DELETE …/manifests/<tag>).
   const del = app.config.allowDelete ? { url: '/v2/{namespace}/{model}/manifests/{tag}' } : false;
-  return { prefetch: false, delete: del, signIn: del ? { tokenUrl: TOKEN_PATH } : false };
+  // Prefetch exists when an upstream (or offline mode) is configured: POST /api/pull.
+  const prefetch = app.cache ? { url: '/api/pull' } : false;
+  return { prefetch, delete: del, signIn: del || prefetch ? { tokenUrl: TOKEN_PATH } : false };
 }
 
 export interface Source {
