@@ -1,7 +1,6 @@
 // Blob reads, shaped by what ollama's downloader needs (protocol §2.3, §3.3):
 // HEAD answers directly with the exact size; a GET without Range answers 200 *with* a Location
 // header (ollama's probe reads only the headers and hangs up); a ranged GET answers 206.
-import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors.js';
 import type { Handler } from './context.js';
 import { blobLocation } from './auth.js';
@@ -44,9 +43,8 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
     res.end();
     return;
   }
-  const body = await app.blobs.open(digest, range);
   try {
-    await pipeline(body, res);
+    await app.blobs.copyTo(digest, res, range);
   } catch (e) {
     if (!isClientGone(e, res)) throw e;
   }

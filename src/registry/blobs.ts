@@ -1,6 +1,6 @@
 // Blobs by sha256 digest. A blob becomes visible only after its bytes were hashed and matched.
 import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { fromFsError, isRegistryError, RegistryError } from '../errors.js';
 import { digestFromBlobFileName, digestHex } from '../names.js';
 import type { ByteRange, Driver } from '../storage/driver.js';
@@ -14,6 +14,13 @@ export class BlobStore {
   async size(digest: string): Promise<number | null> {
     const st = await this.driver.stat(blobKey(digest));
     return st && !st.isDir ? st.size : null;
+  }
+
+  /** Write a blob (or a range) into `out` and end it. */
+  async copyTo(digest: string, out: Writable, range?: ByteRange): Promise<void> {
+    const key = blobKey(digest);
+    if (this.driver.copyTo) return this.driver.copyTo(key, out, range);
+    await pipeline(await this.driver.read(key, range), out);
   }
 
   async open(digest: string, range?: ByteRange): Promise<Readable> {

@@ -14,6 +14,9 @@ import { MANIFESTS, manifestDir, manifestKey } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
 import { manifestContentType } from './manifest-format.js';
 
+const RECENT_MS = 1000;
+const RECENT_MAX = 1000;
+
 export interface ManifestRef {
   host: string;
   namespace: string;
@@ -123,8 +126,35 @@ export class ManifestStore {
     return null;
   }
 
+  /**
+   * Recently resolved manifests by the name as requested. A full lookup costs ~9 file system
+   * calls (4 readdir, stat, open/fstat/read/close) through libuv's thread pool; a hit costs one
+   * stat (bytes rewritten in place show at once). The name is resolved again after RECENT_MS,
+   * so folders created by other processes (a new host or spelling) show within that time.
+   */
+  private recent = new Map<string, { m: StoredManifest; at: number }>();
+  private generation = 0;
+
+  private forgetRecent(): void {
+    this.recent.clear();
+    this.generation++;
+  }
+
   async get(namespace: string, model: string, reference: string): Promise<StoredManifest> {
+    const k = `${namespace}/${model}/${reference}`;
+    const now = Date.now();
+    const hit = this.recent.get(k);
+    if (hit && now - hit.at < RECENT_MS) {
+      // One stat instead of a lookup: a tag rewritten in place (ollama, another registry process) shows at once.
+      const st = await this.driver.stat(manifestKey(hit.m.host, hit.m.namespace, hit.m.model, hit.m.tag));
+      if (st && !st.isDir && st.mtimeMs === hit.m.mtimeMs && st.size === hit.m.bytes.length) return hit.m;
+    }
+    const gen = this.generation;
     const m = await this.find(namespace, model, reference);
+    if (m && gen === this.generation) { // not when a put/delete ran meanwhile: m may be the old bytes
+      if (this.recent.size >= RECENT_MAX) this.recent.clear();
+      this.recent.set(k, { m, at: now });
+    }
     if (!m) {
       const sep = isDigest(reference) ? '@' : ':';
       throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${namespace}/${model}${sep}${reference} is not in this registry`);
@@ -178,6 +208,7 @@ export class ManifestStore {
   /** Store manifest bytes verbatim (atomically). */
   async put(ref: ManifestRef, bytes: Buffer): Promise<{ digest: string }> {
     await this.driver.write(manifestKey(ref.host, ref.namespace, ref.model, ref.tag), bytes);
+    this.forgetRecent();
     return { digest: sha256Digest(bytes) };
   }
 
@@ -215,6 +246,7 @@ export class ManifestStore {
   /** Remove a tag, then its model and namespace folders when they became empty. */
   async delete(ref: ManifestRef): Promise<void> {
     await this.driver.delete(manifestKey(ref.host, ref.namespace, ref.model, ref.tag));
+    this.forgetRecent();
     await this.driver.delete(manifestDir(ref.host, ref.namespace, ref.model));
     await this.driver.delete(manifestDir(ref.host, ref.namespace));
   }

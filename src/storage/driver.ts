@@ -1,6 +1,6 @@
 // The storage driver: bytes by key, nothing more. It knows no digests, names or HTTP, so a
 // second driver (S3) only has to implement this interface and pass the conformance suite.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 export interface Stat {
   size: number;
@@ -22,6 +22,8 @@ export interface Driver {
   stat(key: string): Promise<Stat | null>;
   /** Stream a file (or one byte range of it). Rejects with ENOENT when absent. */
   read(key: string, range?: ByteRange): Promise<Readable>;
+  /** Optional fast path for read + pipe: write a file (or a range) into `out` and end it. */
+  copyTo?(key: string, out: Writable, range?: ByteRange): Promise<void>;
   /** Small files only (manifests, state). */
   readAll(key: string): Promise<Buffer>;
   /** All-or-nothing: readers see the old content or the whole new content, never a part. */
