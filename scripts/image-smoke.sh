@@ -26,16 +26,8 @@ skip() {
 # Debian packages: podman (and buildah under it), runc (crun 1.8 refuses hybrid cgroups),
 # debootstrap (the base image), iptables (port publishing).
 APT_PACKAGES=(podman runc debootstrap iptables)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. "$(dirname "$0")/apt-packages.sh"
+ensure_apt_packages "${APT_PACKAGES[@]}"
 [ "$(id -u)" -eq 0 ] || skip "run as root (rootful podman with overlay storage and debootstrap)"
 
 W=$(mktemp -d /tmp/image-smoke.XXXXXX)

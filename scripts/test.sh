@@ -8,16 +8,8 @@ cd "$(dirname "$0")/.."
 # distribution 2.8, as an upstream), chromium (the web page, driven by playwright-core).
 APT_PACKAGES=(skopeo docker-registry chromium)
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. scripts/apt-packages.sh
+ensure_apt_packages --no-install-recommends "${APT_PACKAGES[@]}"
 # distribution's Debian package starts a system service on install; the tests run their own.
 if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true

@@ -1,25 +1,18 @@
 // The registry's own outbound traffic: an HTTPS upstream trusted through an extra CA file, and
 // HTTP_PROXY/NO_PROXY honoured (a CONNECT proxy written here counts what goes through it).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import path from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { upstreamConfig } from './support/cache.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
 import { startTestRegistry, tempDir } from './support/server.js';
-
-const run = promisify(execFile);
+import { makeLocalCert } from './support/tls.js';
 
 test('an HTTPS upstream with a private CA: trusted with `ca`, refused (clearly) without', async () => {
   const dir = await tempDir();
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  const { cert, key } = await makeLocalCert(dir);
   const upstream = await startTestRegistry({ config: { tls: { cert, key } } });
   const m = await makeModel(upstream.data, { model: 'secure', tag: 'v1' });
   const trusting = await startTestRegistry({ config: upstreamConfig(upstream.url, { ca: cert }) });

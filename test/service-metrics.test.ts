@@ -9,6 +9,7 @@ import { createLogger } from '../src/log.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
 import { spawnRegistry, startTestRegistry, tempDir } from './support/server.js';
+import { eventually } from './support/eventually.js';
 
 /** The value of one sample in Prometheus text: the line whose labels include all of `labels`. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -26,19 +27,6 @@ async function scrape(base: string): Promise<string> {
   assert.equal(r.status, 200);
   assert.match(String(r.headers['content-type']), /^text\/plain; version=0\.0\.4/);
   return r.text();
-}
-
-/** Metrics are counted when a response closes, which can be a moment after the client has it. */
-async function eventually(fn: () => Promise<void>, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() > end) throw e;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
 }
 
 test('metrics move as requests happen: requests by route and status, bytes served, durations, disk', async (t) => {

@@ -12,23 +12,12 @@ import { request } from './support/http.js';
 import { addUser } from './support/registry-auth.js';
 import { makeModel } from './support/models.js';
 import { startTestRegistry, tempDir } from './support/server.js';
+import { eventually } from './support/eventually.js';
 
 async function modelsIn(names: Array<[string, string]>): Promise<string> {
   const data = await tempDir();
   for (const [namespace, model] of names) await makeModel(data, { namespace, model });
   return data;
-}
-
-async function eventually(fn: () => Promise<void>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() > end) throw e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 test('pull: a deny rule refuses manifests, blobs and tags of matching names with 403 DENIED naming the rule, and hides them from the catalog', async (t) => {

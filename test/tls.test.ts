@@ -1,22 +1,16 @@
 // HTTPS when given --tls-cert and --tls-key; the Location of a blob probe says https.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { makeModel } from './support/models.js';
 import { spawnRegistry, tempDir } from './support/server.js';
-
-const run = promisify(execFile);
+import { makeLocalCert } from './support/tls.js';
 
 test('serve --tls-cert/--tls-key serves HTTPS', async () => {
   const dir = await tempDir();
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  const { cert, key } = await makeLocalCert(dir);
   const data = path.join(dir, 'data');
   const m = await makeModel(data, { model: 'tiny' });
   const reg = await spawnRegistry(['--data', data, '--tls-cert', cert, '--tls-key', key]);

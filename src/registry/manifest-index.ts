@@ -2,7 +2,7 @@
 // export share it. refresh() re-reads only files whose stat changed, so gc can call it again
 // right before each delete without re-parsing the whole tree.
 import { isValidPart } from '../names.js';
-import type { Driver } from '../storage/driver.js';
+import { readAllIfExists, type Driver } from '../storage/driver.js';
 import { MANIFESTS, manifestTreeKey } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
 import { parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
@@ -72,13 +72,8 @@ export class ManifestIndex {
     if (size > MAX_MANIFEST_BYTES) {
       return { ...base, digest: '', blobs: [], size: 0, digests: [], error: `larger than ${MAX_MANIFEST_BYTES} bytes: not a manifest` };
     }
-    let bytes: Buffer;
-    try {
-      bytes = await this.driver.readAll(key);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
+    const bytes = await readAllIfExists(this.driver, key);
+    if (!bytes) return null;
     const digest = sha256Digest(bytes);
     try {
       const blobs = referencedDigests(parseManifest(bytes));

@@ -9,7 +9,7 @@
 // preserved, and a push to an existing name in the push host keeps that name's first spelling.
 import { RegistryError } from '../errors.js';
 import { isDigest, isValidPart } from '../names.js';
-import type { Driver } from '../storage/driver.js';
+import { readAllIfExists, type Driver } from '../storage/driver.js';
 import { MANIFESTS, manifestDir, manifestKey } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
 import { manifestContentType } from './manifest-format.js';
@@ -74,13 +74,8 @@ export class ManifestStore {
     const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
     const st = await this.driver.stat(key);
     if (!st || st.isDir) return null;
-    let bytes: Buffer;
-    try {
-      bytes = await this.driver.readAll(key);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
+    const bytes = await readAllIfExists(this.driver, key);
+    if (!bytes) return null;
     let cached = this.digests.get(key);
     if (!cached || cached.mtimeMs !== st.mtimeMs || cached.size !== bytes.length) {
       cached = { mtimeMs: st.mtimeMs, size: bytes.length, digest: sha256Digest(bytes) };

@@ -42,3 +42,13 @@ export interface Driver {
   /** Bytes used and free on the storage, where the driver can tell. */
   space?(): Promise<{ total: number; free: number } | null>;
 }
+
+/** `readAll`, or null when the key is absent (a file removed between listing and reading is not an error). */
+export async function readAllIfExists(driver: Driver, key: string): Promise<Buffer | null> {
+  try {
+    return await driver.readAll(key);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
