@@ -4,16 +4,19 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { formatPrivateKey, parsePrivateKey, publicKeyBlob } from '../src/auth/openssh.js';
+import { goEncodeQuery } from '../src/upstream/key.js';
 import { upstreamConfig } from './support/cache.js';
 import { hasDistribution, pushToDistribution, startDistribution } from './support/distribution.js';
 import { cli } from './support/cli.js';
 import { request } from './support/http.js';
 import { makeModel, type MadeModel } from './support/models.js';
 import { ollamaPull } from './support/ollama-client.js';
+import { goEncodeValues } from './support/ollama-http.js';
 import { addUser, captureLog } from './support/registry-auth.js';
 import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
 
@@ -115,7 +118,7 @@ test('a user name and password for the upstream (Basic at its token endpoint); a
   await addUser(upstream, 'branch', 'a long password', 'team', ['pull']);
   const good = await startCache({ username: 'branch', password: 'a long password' });
   await pullAndCheck(good);
-  assert.equal(spawnSync('ls', [path.join(good.data, '.ollama-registry')]).stdout.toString().includes('id_ed25519'), false, 'no key is made when a user is configured');
+  assert.equal(existsSync(path.join(good.data, '.ollama-registry', 'id_ed25519')), false, 'no key is made when a user is configured');
   const bad = await startCache({ name: 'up', username: 'branch', password: 'wrong' });
   const msg = await assertRefused(bad, /refused user branch \(401: wrong user name or password\): no token for repository:team\/secret:pull; check the username and password/);
   assert.doesNotMatch(msg, /wrong"|a long password/);
@@ -187,3 +190,10 @@ async function configFile(dir: string, text: string): Promise<string> {
   await writeFile(f, text);
   return f;
 }
+
+test('the signed token URL is encoded as ollama encodes it (Go url.Values.Encode)', () => {
+  const pairs: Array<[string, string]> = [['service', '10.0.0.5:8080'], ['scope', 'repository:team/m:pull'], ['scope', ''], ['ts', '1700000000'],
+    ['nonce', 'Ab-_0123456789abcdefgh'], ['extra', "a b!'()*~.é/?&="], ['Service', 'x']];
+  assert.equal(goEncodeQuery(pairs), goEncodeValues(pairs));
+  assert.equal(goEncodeQuery([['scope', 'repository:a/b:pull'], ['nonce', 'x y']]), 'nonce=x+y&scope=repository%3Aa%2Fb%3Apull');
+});

@@ -168,12 +168,8 @@ export class UpstreamAuth {
       url = u.href;
       if (way === 'basic') h.authorization = this.basicValue();
     }
-    let res;
-    try {
-      res = await request(url, { method: 'GET', headers: h, dispatcher: this.dispatcher });
-    } catch (e) {
-      throw new UpstreamError(this.up.name, 'unreachable', `${this.up.describe()} token endpoint ${realm.origin}${realm.pathname} is unreachable: ${(e as Error).message}`, { cause: e });
-    }
+    // A network error propagates as it is: the caller retries it like any other.
+    const res = await request(url, { method: 'GET', headers: h, dispatcher: this.dispatcher });
     const body = await readSmall({ body: res.body });
     if (res.statusCode >= 400 && res.statusCode < 500) return { refused: `${res.statusCode}: ${upstreamMessage(body)}` };
     if (res.statusCode < 200 || res.statusCode >= 300) {

@@ -13,7 +13,6 @@ import { header, oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErr
 import type { UpstreamConfig } from './config.js';
 import type { KeySource } from './key.js';
 
-export { parseChallenge } from './auth.js';
 export { oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 
 const MAX_REDIRECTS = 10;
