@@ -23,6 +23,12 @@ export interface Config {
   upstreams: UpstreamConfig[];
   /** Which namespaces use which upstreams, first match wins (default: all upstreams, in order). */
   routes: RouteConfig[];
+  /**
+   * The registry's own ed25519 key (OpenSSH format, as ollama's ~/.ollama/id_ed25519) for
+   * upstreams that want ollama's signed sign-in. Default: .ollama-registry/id_ed25519 in the
+   * data folder, made on first need. An upstream's own `key:` wins.
+   */
+  upstreamKey?: string;
   /** Never contact an upstream: serve what is cached, say so when it is stale. */
   offline: boolean;
   /** Allow/deny rules for pull, pull-through and push (file only; reloaded when the file changes). */
@@ -110,6 +116,7 @@ const ENV: Array<[string, string]> = [
   // `upstream: URL` is the one-setting form: URL is the upstream for every namespace.
   ['upstream', 'OLLAMA_REGISTRY_UPSTREAM'],
   ['upstreams', ''],
+  ['upstreamKey', 'OLLAMA_REGISTRY_UPSTREAM_KEY'],
   ['routes', ''],
   ['offline', 'OLLAMA_REGISTRY_OFFLINE'],
   ['policy', ''],
@@ -236,6 +243,10 @@ function applyUpstreamKey(cfg: Config, key: string, raw: unknown): boolean {
       cfg.routes = [];
       return true;
     case 'upstreams': cfg.upstreams = parseUpstreams(raw, key); return true;
+    case 'upstreamKey':
+      if (typeof raw !== 'string' || raw === '') throw new UpstreamConfigError(key, 'expected the path of an ed25519 private key file');
+      cfg.upstreamKey = path.resolve(raw);
+      return true;
     case 'routes': cfg.routes = parseRoutes(raw, key); return true;
     case 'offline': {
       const v = typeof raw === 'string' ? raw.toLowerCase() : raw;

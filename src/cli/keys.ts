@@ -1,10 +1,13 @@
 // `keys add|rm|ls`: the machine keys (ollama's ~/.ollama/id_ed25519.pub) allowed in. A running
-// server picks changes up within a second.
+// server picks changes up within a second. `keys own`: this registry's own key, to register on
+// upstreams that want ollama's key sign-in.
 import { readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseKeyLine } from '../auth/sshkey.js';
 import { formatGrants } from '../auth/store.js';
-import { CliError, EXIT, fail, withStoreOptions } from './common.js';
+import { FsDriver } from '../storage/fs.js';
+import { keySourceFor, loadOwnKey } from '../upstream/key.js';
+import { CliError, configFrom, EXIT, fail, withStoreOptions } from './common.js';
 import { grantsFrom, storeFrom, withGrantOptions } from './grants.js';
 
 /** A key line, or a .pub file holding one. */
@@ -60,6 +63,22 @@ export function registerKeys(program: Command): void {
         const list = storeFrom(opts).keys();
         if (opts.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         else for (const k of list) process.stdout.write(`${k.fingerprint}  ${k.comment ?? '-'}  ${formatGrants(k.grants)}  added ${k.added}\n`);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  withStoreOptions(keys.command('own'))
+    .option('--upstream <name>', 'the key this upstream signs in with (when it has its own `key:`)')
+    .description("print this registry's own public key line (made on first use), to register it on an upstream: ollama.com's keys page, or `keys add` on another ollama-registry")
+    .action((opts) => {
+      try {
+        const config = configFrom(opts);
+        const up = opts.upstream === undefined ? undefined : config.upstreams.find((u) => u.name === opts.upstream);
+        if (opts.upstream !== undefined && !up) throw new CliError(`no upstream is named ${JSON.stringify(opts.upstream)} (known: ${config.upstreams.map((u) => u.name).join(', ') || 'none'})`, EXIT.USAGE);
+        const { key, created } = loadOwnKey(keySourceFor(new FsDriver(config.data), config, up));
+        if (created) process.stderr.write(`made a new key: ${key.file}\n`);
+        process.stdout.write(`${key.line}\n`);
       } catch (e) {
         fail(e);
       }

@@ -12,6 +12,7 @@ export function registerServe(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)')
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
     .option('--upstream <url>', 'pull through from this registry for every namespace, e.g. https://registry.ollama.ai (env OLLAMA_REGISTRY_UPSTREAM)')
+    .option('--upstream-key <file>', "the registry's ed25519 key for upstreams that want ollama's key sign-in (env OLLAMA_REGISTRY_UPSTREAM_KEY; default: made in the data folder)")
     .option('--offline', 'never contact upstreams: serve what is cached (env OLLAMA_REGISTRY_OFFLINE)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .option('--log-format <format>', 'json|text|auto (auto: text on a terminal)')
@@ -21,7 +22,7 @@ export function registerServe(program: Command): void {
         const config = configFrom(opts, {
           listen: opts.listen, 'tls.cert': opts.tlsCert, 'tls.key': opts.tlsKey,
           'log.level': opts.logLevel, 'log.format': opts.logFormat, 'storage.maxSize': opts.maxSize,
-          upstream: opts.upstream, offline: opts.offline,
+          upstream: opts.upstream, upstreamKey: opts.upstreamKey, offline: opts.offline,
         });
         const log = createLogger(config.log);
         const app = await openApp(config, log);

@@ -11,6 +11,7 @@
 //     uploads/<id>/data                           push session: the bytes received so far
 //     keys.json, users.json                       who may pull/push/delete (0600; see src/auth/store.ts)
 //     token-secret                                HMAC key of issued tokens and signed URLs (0600)
+//     id_ed25519                                  the registry's own key for signing in to upstreams (0600)
 //     fills/sha256-<hex>/...                      pull-through fills in progress
 //     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
 //     last-pulled.json, pins.json                 last use of each tag; tags kept from eviction
@@ -118,4 +119,9 @@ export function usersKey(): string {
 
 export function tokenSecretKey(): string {
   return stateKey('token-secret');
+}
+
+/** The registry's own ed25519 key (OpenSSH format), for signing in to upstreams as ollama does. */
+export function ownKeyKey(): string {
+  return stateKey('id_ed25519');
 }

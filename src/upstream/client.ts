@@ -1,54 +1,25 @@
 // An HTTP client for one upstream registry of the ollama/OCI API (registry.ollama.ai, hf.co,
 // another ollama-registry, a CNCF distribution). It follows redirects itself (registry.ollama.ai
-// answers blob requests with a 307 to a CDN host), fetches anonymous Bearer tokens, retries
-// with backoff, cuts the upstream off after repeated failures, and honours HTTPS_PROXY/NO_PROXY.
+// answers blob requests with a 307 to a CDN host), signs in after a 401 (auth.ts: the registry's
+// own ollama key, Basic, or anonymous tokens), retries with backoff, cuts the upstream off after
+// repeated failures, and honours HTTPS_PROXY/NO_PROXY.
 // undici: its EnvHttpProxyAgent gives proxy support with per-origin keep-alive pools, and its
 // request() streams bodies with low overhead.
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { UpstreamAuth, type SignIn } from './auth.js';
+import { header, oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 import type { UpstreamConfig } from './config.js';
-import { VERSION } from '../version.js';
+import type { KeySource } from './key.js';
 
-export const USER_AGENT = `ollama-registry/${VERSION}`;
-
-export type UpstreamErrorKind = 'not-found' | 'status' | 'unreachable' | 'cut-off' | 'invalid';
-
-/** A failure talking to an upstream. `status`/`body` carry the upstream's own answer when there was one. */
-export class UpstreamError extends Error {
-  constructor(readonly upstream: string, readonly kind: UpstreamErrorKind, message: string,
-    readonly extra: { status?: number; body?: Buffer; contentType?: string; cause?: unknown } = {}) {
-    super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
-    this.name = 'UpstreamError';
-  }
-}
-
-export interface UpstreamResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData['body'];
-  /** The URL that answered, after redirects. */
-  url: string;
-}
+export { oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 
 const MAX_REDIRECTS = 10;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-function header(h: UpstreamResponse['headers'], name: string): string | undefined {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-/** Parse `Bearer realm="…",service="…",scope="…"` (quoted or not). */
-export function parseChallenge(v: string | undefined): Record<string, string> | null {
-  if (!v || !/^bearer\s/i.test(v)) return null;
-  const out: Record<string, string> = {};
-  for (const m of v.slice(7).matchAll(/([A-Za-z]+)=(?:"([^"]*)"|([^,\s]*))/g)) out[m[1]!.toLowerCase()] = m[2] ?? m[3] ?? '';
-  return out.realm ? out : null;
 }
 
 export class Upstream {
@@ -57,11 +28,12 @@ export class Upstream {
   private readonly dispatcher: Dispatcher;
   private failures = 0;
   private cutOffUntil = 0;
-  private tokens = new Map<string, { token: string; expires: number }>();
+  private readonly auth: UpstreamAuth;
   /** Body bytes received from this upstream (all requests), for logs and tests. */
   bytesIn = 0;
 
-  constructor(readonly config: UpstreamConfig, private readonly onFailure?: (reason: UpstreamErrorKind) => void) {
+  /** `key`: the registry's own key, for upstreams that want ollama's signed sign-in (none: never signs). */
+  constructor(readonly config: UpstreamConfig, private readonly onFailure?: (reason: UpstreamErrorKind) => void, key?: KeySource) {
     this.name = config.name;
     this.base = new URL(config.url + '/');
     const timeout = config.timeoutSeconds * 1000;
@@ -73,6 +45,8 @@ export class Upstream {
       requestTls: tls,
       keepAliveTimeout: 30_000,
     });
+    this.auth = new UpstreamAuth(this, this.dispatcher, key);
+    this.auth.checkKey();
   }
 
   get host(): string {
@@ -135,7 +109,12 @@ export class Upstream {
       } catch (e) {
         lastErr = e;
         if (opts.signal?.aborted) throw e;
-        // A malformed answer or a refused token will not get better by asking again.
+        // Refused credentials: the upstream is up, so this is not a failure that cuts it off.
+        if (e instanceof UpstreamError && e.kind === 'auth') {
+          this.onFailure?.('auth');
+          throw e;
+        }
+        // A malformed answer will not get better by asking again.
         if (e instanceof UpstreamError) break;
       }
     }
@@ -149,14 +128,14 @@ export class Upstream {
 
   private async once(method: 'GET' | 'HEAD', target: string, headers: Record<string, string>, direct: boolean, signal?: AbortSignal): Promise<UpstreamResponse> {
     let url = target;
-    let authTried = false;
+    let signedIn: SignIn | undefined;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const u = new URL(url);
-      const ours = u.host === this.base.host;
-      const h: Record<string, string> = { 'user-agent': USER_AGENT, ...headers };
       // Credentials go to the registry's own host only, never to a CDN it redirects to.
-      const token = ours && !direct ? this.tokenFor(u.pathname) : undefined;
-      if (token) h.authorization = `Bearer ${token}`;
+      const ours = u.host === this.base.host && !direct;
+      const h: Record<string, string> = { 'user-agent': USER_AGENT, ...headers };
+      const auth = ours ? this.auth.authorization(u.pathname) : undefined;
+      if (auth) h.authorization = auth;
       const res = await request(url, { method, headers: h, dispatcher: this.dispatcher, signal, highWaterMark: 1 << 20 });
       const out: UpstreamResponse = { status: res.statusCode, headers: res.headers, body: res.body, url };
       if (REDIRECTS.has(res.statusCode)) {
@@ -166,54 +145,17 @@ export class Upstream {
         url = new URL(loc, url).href;
         continue;
       }
-      if (res.statusCode === 401 && ours && !authTried && !direct) {
-        const ch = parseChallenge(header(res.headers, 'www-authenticate'));
-        if (ch) {
-          res.body.resume();
-          authTried = true;
-          await this.fetchToken(ch, u.pathname);
+      if (ours && (res.statusCode === 401 || res.statusCode === 403)) {
+        const body = await readSmall(res).catch(() => Buffer.alloc(0));
+        if (res.statusCode === 401 && signedIn === undefined) {
+          signedIn = await this.auth.answer(header(res.headers, 'www-authenticate'), u.pathname);
           continue;
         }
+        throw this.auth.refused(method, u.pathname, res.statusCode, body, signedIn);
       }
       return out;
     }
     throw new UpstreamError(this.name, 'invalid', `${this.describe()} redirected more than ${MAX_REDIRECTS} times`);
-  }
-
-  private scopeOf(pathname: string): string {
-    const m = /^\/v2\/(.+?)\/(manifests|blobs|tags)\//.exec(pathname);
-    return m ? `repository:${m[1]}:pull` : '';
-  }
-
-  private tokenFor(pathname: string): string | undefined {
-    const t = this.tokens.get(this.scopeOf(pathname));
-    return t && t.expires > Date.now() ? t.token : undefined;
-  }
-
-  /** Docker token protocol: GET realm?service=…&scope=… → {token|access_token}. */
-  private async fetchToken(ch: Record<string, string>, pathname: string): Promise<void> {
-    const scope = ch.scope || this.scopeOf(pathname);
-    const realm = new URL(ch.realm!);
-    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw new UpstreamError(this.name, 'invalid', `${this.describe()} asked for a token from an unusable realm ${ch.realm}`);
-    if (ch.service) realm.searchParams.set('service', ch.service);
-    if (scope) realm.searchParams.set('scope', scope);
-    const h: Record<string, string> = { 'user-agent': USER_AGENT };
-    if (this.config.username) h.authorization = `Basic ${Buffer.from(`${this.config.username}:${this.config.password ?? ''}`).toString('base64')}`;
-    const res = await request(realm.href, { method: 'GET', headers: h, dispatcher: this.dispatcher });
-    const body = await readSmall({ body: res.body } as UpstreamResponse);
-    if (res.statusCode !== 200) {
-      throw new UpstreamError(this.name, 'status', `${this.describe()} refused an anonymous token (${res.statusCode}); set username/password for it if it needs credentials`, { status: res.statusCode, body });
-    }
-    let parsed: { token?: string; access_token?: string; expires_in?: number };
-    try {
-      parsed = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw new UpstreamError(this.name, 'invalid', `${this.describe()} token endpoint answered something that is not JSON`);
-    }
-    const token = parsed.token ?? parsed.access_token;
-    if (!token) throw new UpstreamError(this.name, 'invalid', `${this.describe()} token endpoint answered no token`);
-    const ttl = Math.max(30, (parsed.expires_in ?? 60) - 10) * 1000;
-    this.tokens.set(this.scopeOf(pathname), { token, expires: Date.now() + ttl });
   }
 
   /** GET a manifest by tag or digest; resolves with its bytes or rejects with UpstreamError. */
@@ -275,24 +217,4 @@ export class Upstream {
     throw new UpstreamError(this.name, res.status === 200 || res.status === 206 ? 'invalid' : 'status',
       `${this.describe()} answered ${res.status}${cr ? ` (${cr[0]})` : ''} to a request for bytes ${start}-${end - 1} of ${digest}${res.status >= 400 && body.length ? `: ${oneLine(body)}` : ''}`, { status: res.status });
   }
-}
-
-/** Read a small body whole (manifests, errors, tokens), refusing more than `max` bytes. */
-export async function readSmall(res: Pick<UpstreamResponse, 'body'>, max = 64 << 10): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of res.body) {
-    n += (c as Buffer).length;
-    if (n > max) {
-      res.body.destroy();
-      throw new Error(`response body larger than ${max} bytes`);
-    }
-    chunks.push(c as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-export function oneLine(b: Buffer, max = 200): string {
-  const s = b.toString('utf8').replace(/\s+/g, ' ').trim();
-  return s.length > max ? `${s.slice(0, max)}…` : s;
 }

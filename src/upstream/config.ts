@@ -23,7 +23,9 @@ export interface UpstreamConfig {
   failTimeoutSeconds: number;
   /** Extra CA certificates (PEM file) trusted for this upstream, on top of the system's. */
   ca?: string;
-  /** Credentials for the token realm of a CNCF registry (anonymous when absent). */
+  /** This upstream's own ed25519 key file, instead of the registry's `upstreamKey`. */
+  key?: string;
+  /** Credentials for the token realm of a CNCF registry, or its htpasswd (anonymous when absent). */
   username?: string;
   password?: string;
 }
@@ -41,7 +43,7 @@ export class UpstreamConfigError extends Error {
   }
 }
 
-const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'username', 'password']);
+const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'key', 'username', 'password']);
 
 /** A duration (`30s`, `10m`, `2h`, or seconds) with an error naming the key. */
 export function parseDuration(v: unknown, key: string): number {
@@ -79,11 +81,11 @@ export function upstreamFromUrl(url: string, key: string, extra: Record<string, 
     failTimeoutSeconds: extra.failTimeout === undefined ? 30 : parseDuration(extra.failTimeout, `${key}.failTimeout`),
   };
   if (up.timeoutSeconds <= 0) throw new UpstreamConfigError(`${key}.timeout`, 'must be more than 0');
-  for (const k of ['ca', 'username', 'password'] as const) {
+  for (const k of ['ca', 'key', 'username', 'password'] as const) {
     const v = extra[k];
     if (v === undefined) continue;
     if (typeof v !== 'string' || v === '') throw new UpstreamConfigError(`${key}.${k}`, 'expected a non-empty string');
-    up[k] = k === 'ca' ? path.resolve(v) : v;
+    up[k] = k === 'ca' || k === 'key' ? path.resolve(v) : v;
   }
   return up;
 }

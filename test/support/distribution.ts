@@ -28,16 +28,19 @@ export interface Distribution {
   close(): Promise<void>;
 }
 
-export async function startDistribution(opts: { proxy?: string; data?: string } = {}): Promise<Distribution> {
+/** `htpasswd`: lines `user:<bcrypt hash>`; the registry then wants Basic on every request. */
+export async function startDistribution(opts: { proxy?: string; data?: string; htpasswd?: string } = {}): Promise<Distribution> {
   const dir = opts.data ?? (await tempDir('oreg-dist-'));
   const port = await freePort();
   const cfg = path.join(dir, 'config.yml');
+  if (opts.htpasswd) await writeFile(path.join(dir, 'htpasswd'), opts.htpasswd);
   await writeFile(cfg, [
     'version: 0.1',
     'log:', '  level: error', '  accesslog:', '    disabled: true',
     'storage:', `  filesystem:`, `    rootdirectory: ${path.join(dir, 'store')}`, '  delete:', '    enabled: true',
     'http:', `  addr: 127.0.0.1:${port}`,
     ...(opts.proxy ? ['proxy:', `  remoteurl: ${opts.proxy}`] : []),
+    ...(opts.htpasswd ? ['auth:', '  htpasswd:', '    realm: test', `    path: ${path.join(dir, 'htpasswd')}`] : []),
   ].join('\n') + '\n');
   const child = spawn(DISTRIBUTION_BIN, ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
@@ -45,7 +48,7 @@ export async function startDistribution(opts: { proxy?: string; data?: string } 
   const url = `http://127.0.0.1:${port}`;
   const end = Date.now() + 15_000;
   for (;;) {
-    const ok = await new Promise<boolean>((r) => http.get(`${url}/v2/`, (res) => { res.resume(); r(res.statusCode === 200); }).on('error', () => r(false)));
+    const ok = await new Promise<boolean>((r) => http.get(`${url}/v2/`, (res) => { res.resume(); r(res.statusCode === 200 || (!!opts.htpasswd && res.statusCode === 401)); }).on('error', () => r(false)));
     if (ok) break;
     if (child.exitCode !== null || Date.now() > end) throw new Error(`docker-registry did not start: ${err}`);
     await new Promise((r) => setTimeout(r, 100));
