@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers used by the tests (never mocked): skopeo (OCI client), docker-registry (CNCF
-# distribution 2.8, as an upstream), chromium (the web page, driven by playwright-core).
-APT_PACKAGES=(skopeo docker-registry chromium)
+# distribution 2.8, as an upstream), chromium (the web page, driven by playwright-core), openssh-client
+# (ssh-keygen reads the keys the registry writes).
+APT_PACKAGES=(skopeo docker-registry chromium openssh-client)
 
 . scripts/apt-packages.sh
 ensure_apt_packages --no-install-recommends "${APT_PACKAGES[@]}"
