@@ -8,6 +8,7 @@ import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
+import { defaults } from '../src/config.js';
 import { artifact, launchBrowser } from './support/browser.js';
 import { upstreamConfig } from './support/cache.js';
 import { startFaultUpstream, type FaultUpstream } from './support/fault-upstream.js';
@@ -188,4 +189,29 @@ test('signed in, deleting a tag removes it; an account without the delete right 
   assert.equal(gone.json().errors[0].code, 'MANIFEST_UNKNOWN');
   await page.locator('#account', { hasText: 'Signed in as alice' }).waitFor();
   await page.screenshot({ path: await artifact('actions-deleted.png') });
+});
+
+test('when reads need credentials, the page asks to sign in and then lists what the user may pull', async () => {
+  const priv = await startTestRegistry({ config: { auth: { ...defaults().auth, anonymousRead: false } } });
+  try {
+    await makeModel(priv.data, { namespace: 'team', model: 'tool', tag: 'v1' });
+    await makeModel(priv.data, { model: 'gemma2', tag: '2b' });
+    await addUser(priv, 'dora', 'pw-dora', 'team', ['pull']);
+    // A link to a model, signed out: the reason and a way to sign in.
+    await page.goto(`${priv.url}/#/m/registry.ollama.ai/team/tool/v1`);
+    await page.locator('#status.error', { hasText: 'Sign in to see this model (credentials required to pull from this registry).' }).waitFor();
+    await goHash('#/');
+    await page.locator('#count', { hasText: 'This registry shows its models to signed-in users: sign in to see them.' }).waitFor();
+    await page.click('#sign-in');
+    await fillSignIn('dora', 'pw-dora');
+    await page.locator('#count', { hasText: '1 model' }).waitFor();
+    assert.deepEqual(await page.locator('#catalog .row .name').allTextContents(), ['team/tool']);
+    await page.click('#catalog .row .name');
+    await page.locator('h1').filter({ hasText: 'team/tool:v1' }).waitFor();
+    await goHash('#/');
+    await page.locator('#sign-out').click();
+    await page.locator('#count', { hasText: 'sign in to see them' }).waitFor();
+  } finally {
+    await priv.close();
+  }
 });
