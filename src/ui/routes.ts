@@ -11,7 +11,7 @@ import { sendJson } from '../http/respond.js';
 import { checkPart } from '../names.js';
 import { buildCatalog } from './catalog.js';
 import { modelDetails } from './details.js';
-import { features as defaultFeatures, type UiFeatures } from './hooks.js';
+import { features } from './hooks.js';
 
 // Compiled from src/ui/client/app.ts next to this module; the rest is shipped as written.
 const CLIENT_DIR = new URL('./client/', import.meta.url);
@@ -81,14 +81,8 @@ function param(url: URL, name: string): string {
 
 const NO_STORE = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
 
-export interface UiOptions {
-  /** Overrides what features() reports (tests stand in for features not built yet). */
-  features?: (app: App) => UiFeatures;
-}
-
 /** The page's routes by exact path, for the server's plain map. */
-export function uiRoutes(opts: UiOptions = {}): Map<string, PlainHandler> {
-  const features = opts.features ?? defaultFeatures;
+export function uiRoutes(): Map<string, PlainHandler> {
   const routes = new Map<string, PlainHandler>(Object.keys(ASSETS).map((p) => [p, asset(p)]));
   routes.set('/api/ui/models', async (app: App, req: IncomingMessage, res: ServerResponse) => {
     onlyGet(req);
