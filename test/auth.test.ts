@@ -181,9 +181,12 @@ test('protected reads: challenge on anonymous pulls, ollama pulls with its key, 
     await addUser(priv, 'auditor', 'auditor password', '*', ['pull']);
     const c = await request(priv.url, '/v2/_catalog', { headers: basic('auditor', 'auditor password') });
     assert.deepEqual(c.json().repositories, ['team/secret']);
-    // The web page's listing follows the same rule.
-    assert.equal((await request(priv.url, '/api/ui/models')).status, 401);
-    assert.equal((await request(priv.url, '/api/ui/models', { headers: basic('auditor', 'auditor password') })).status, 200);
+    // The web page's listing shows what the requester may pull: nothing to anonymous (the page
+    // asks to sign in), this repository to the auditor.
+    const anon = (await request(priv.url, '/api/ui/models')).json();
+    assert.deepEqual([anon.models, anon.signInToRead], [[], true]);
+    const ui = await request(priv.url, '/api/ui/models', { headers: basic('auditor', 'auditor password') });
+    assert.deepEqual(ui.json().models.map((x: { namespace: string; model: string }) => `${x.namespace}/${x.model}`), ['team/secret']);
   } finally {
     await priv.close();
   }

@@ -1,92 +1,48 @@
-// The page's write actions (prefetch with live progress, delete a tag, sign-in) in a real
-// browser. The endpoints behind them come with the cache and push/auth features; until those
-// land, small stand-ins here speak the contracts the page documents (README, "The web
-// catalog"): ollama's /api/pull NDJSON progress, a Basic-auth token endpoint, a DELETE that
-// needs the token. What is tested is the page: its requests, progress, refusals and results.
+// The page's write actions in a real browser against the real endpoints: sign-in through
+// /v2/token with a registered user, prefetch through POST /api/pull from an upstream (a second
+// instance of this server), delete through DELETE /v2/<name>/manifests/<tag>. The upstream sits
+// behind the fault front throttled to a WAN-like rate: on loopback a few MB would arrive in
+// milliseconds, and the test wants to see the progress mid-way.
 import assert from 'node:assert/strict';
-import { access } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { access, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import type { App } from '../src/app.js';
-import type { PlainHandler } from '../src/http/server.js';
-import { parseModelName } from '../src/names.js';
-import { uiRoutes } from '../src/ui/routes.js';
+import { defaults } from '../src/config.js';
 import { artifact, launchBrowser } from './support/browser.js';
-import { makeModel } from './support/models.js';
+import { upstreamConfig } from './support/cache.js';
+import { startFaultUpstream, type FaultUpstream } from './support/fault-upstream.js';
+import { request } from './support/http.js';
+import { makeModel, sha256File, type MadeModel } from './support/models.js';
+import { addUser } from './support/registry-auth.js';
 import { startTestRegistry, type TestRegistry } from './support/server.js';
 
+const MiB = 1 << 20;
+const RATE = 2 * MiB;
+let upstream: TestRegistry;
+let front: FaultUpstream;
 let reg: TestRegistry;
 let browser: Browser;
 let page: Page;
-let gemma2b: string;
-let openGate: () => void = () => {};
-const requests: string[] = [];
-
-function authorized(req: IncomingMessage): boolean {
-  return req.headers.authorization === 'Bearer good-token';
-}
-
-function refuse(res: ServerResponse, message: string): void {
-  res.writeHead(401, { 'Content-Type': 'application/json' });
-  res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message }] }));
-}
-
-const token: PlainHandler = async (_app, req, res) => {
-  requests.push(`token ${req.headers.authorization}`);
-  if (req.headers.authorization !== `Basic ${Buffer.from('alice:sécret').toString('base64')}`) return refuse(res, 'wrong user or password');
-  res.writeHead(200, { 'Content-Type': 'application/json' });
-  res.end(JSON.stringify({ token: 'good-token' }));
-};
-
-const del: PlainHandler = async (app: App, req, res, url) => {
-  requests.push(`${req.method} ${url.search} ${req.headers.authorization ?? '-'}`);
-  if (!authorized(req)) return refuse(res, 'sign in to delete tags');
-  const q = Object.fromEntries(url.searchParams) as Record<string, string>;
-  await app.manifests.delete({ host: q.host!, namespace: q.namespace!, model: q.model!, tag: q.tag! });
-  res.writeHead(202).end();
-};
-
-/** Streams progress in ollama's /api/pull shape; halfway it waits for the test to look. */
-const pull: PlainHandler = async (app: App, req, res) => {
-  let body = '';
-  for await (const c of req) body += c;
-  const { name } = JSON.parse(body) as { name: string };
-  requests.push(`pull ${name} ${req.headers.authorization ?? '-'}`);
-  if (!authorized(req)) return refuse(res, 'sign in to prefetch');
-  res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-  const send = (o: object) => res.write(`${JSON.stringify(o)}\n`);
-  if (name === 'nope:latest') {
-    send({ status: 'pulling manifest' });
-    send({ error: 'pull model manifest: file does not exist' });
-    return void res.end();
-  }
-  const blobs = [{ digest: `sha256:${'a'.repeat(64)}`, total: 3_000_000 }, { digest: `sha256:${'b'.repeat(64)}`, total: 1_000_000 }];
-  send({ status: 'pulling manifest' });
-  for (let step = 1; step <= 10; step++) {
-    for (const b of blobs) send({ status: `pulling ${b.digest.slice(7, 19)}`, digest: b.digest, total: b.total, completed: Math.round((b.total * step) / 10) });
-    if (step === 5) await new Promise<void>((r) => { openGate = r; });
-    else await new Promise((r) => setTimeout(r, 30));
-  }
-  send({ status: 'verifying sha256 digest' });
-  send({ status: 'writing manifest' });
-  const n = parseModelName(name);
-  await makeModel(app.config.data, { host: 'registry.ollama.ai', namespace: n.namespace, model: n.model, tag: n.tag });
-  send({ status: 'success' });
-  res.end();
-};
+let tiny: MadeModel;
+let gemma2b: MadeModel;
 
 before(async () => {
-  const plain = uiRoutes({
-    features: () => ({
-      prefetch: { url: '/test/pull' },
-      delete: { url: '/test/tags?host={host}&namespace={namespace}&model={model}&tag={tag}' },
-      signIn: { tokenUrl: '/test/token' },
-    }),
+  upstream = await startTestRegistry();
+  tiny = await makeModel(upstream.data, {
+    model: 'tinyllama', tag: '1b', layers: [
+      { mediaType: 'application/vnd.ollama.image.model', size: 4 * MiB },
+      { mediaType: 'application/vnd.ollama.image.projector', size: 2 * MiB },
+      { mediaType: 'application/vnd.ollama.image.template', content: '<|user|>{{ .Prompt }}' },
+      { mediaType: 'application/vnd.ollama.image.params', content: '{"stop":["</s>"]}' },
+      { mediaType: 'application/vnd.ollama.image.license', content: 'Apache-2.0' },
+    ],
   });
-  plain.set('/test/pull', pull).set('/test/tags', del).set('/test/token', token);
-  reg = await startTestRegistry({ plain });
-  gemma2b = (await makeModel(reg.data, { model: 'gemma2', tag: '2b' })).manifestPath;
+  front = await startFaultUpstream(upstream.url, { rate: RATE });
+  reg = await startTestRegistry({ config: { ...upstreamConfig(front.url), allowDelete: true } });
+  await addUser(reg, 'alice', 'sécret', '*', ['pull', 'push', 'delete']);
+  await addUser(reg, 'carol', 'carol-pw', 'library', ['pull', 'push']);
+  gemma2b = await makeModel(reg.data, { model: 'gemma2', tag: '2b' });
   await makeModel(reg.data, { model: 'gemma2', tag: 'latest' });
   browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
@@ -94,65 +50,168 @@ before(async () => {
 });
 after(async () => {
   await browser?.close();
+  await reg?.app.cache?.close();
   await reg?.close();
+  await front?.close();
+  await upstream?.close();
 });
 
-async function signIn(password: string): Promise<void> {
-  await page.locator('dialog.signin').waitFor();
-  await page.fill('#user', 'alice');
-  await page.fill('#pass', password);
-  await page.locator('dialog.signin button[type=submit]').click();
+const dialog = () => page.locator('dialog.signin');
+const blobPath = (data: string, digest: string) => path.join(data, 'blobs', `sha256-${digest.slice(7)}`);
+
+/** Navigate inside the page (a reload would sign out: the token lives in memory only). */
+async function goHash(hash: string): Promise<void> {
+  await page.evaluate((h) => { location.hash = h; }, hash);
 }
 
-test('delete is refused signed out, and works signed in', async () => {
-  await page.goto(`${reg.url}/#/m/registry.ollama.ai/library/gemma2/2b`);
-  await page.locator('#delete-tag').waitFor();
-  page.once('dialog', (d) => void d.accept());
+async function fillSignIn(user: string, password: string): Promise<void> {
+  await dialog().waitFor();
+  await page.fill('#user', user);
+  await page.fill('#pass', password);
+  await dialog().locator('button[type=submit]').click();
+}
+
+test('signed out, prefetch and delete are refused with a clear message, by the page and by the endpoints', async () => {
+  await page.goto(`${reg.url}/`);
+  await page.locator('#catalog').waitFor();
+  await page.locator('#pf-hint', { hasText: 'Sign in with an account that may push to start a prefetch.' }).waitFor();
+  await page.fill('#prefetch-name', 'tinyllama:1b');
+  await page.keyboard.press('Enter');
+  await dialog().waitFor();
+  assert.match(String(await dialog().textContent()), /Prefetching needs an account with the push right\./);
+  await dialog().locator('button', { hasText: 'Cancel' }).click();
+  await page.locator('.pf-status.error', { hasText: 'Not started: sign in with an account that may push first.' }).waitFor();
+
+  await goHash('#/m/registry.ollama.ai/library/gemma2/2b');
   await page.click('#delete-tag');
-  // Refused: the page offers to sign in; cancelling leaves the tag and says why.
-  await page.locator('dialog.signin').waitFor();
-  assert.match(String(await page.locator('dialog.signin').textContent()), /sign in to delete tags/);
-  await page.locator('dialog.signin button', { hasText: 'Cancel' }).click();
-  await page.locator('.actions .error', { hasText: 'Not deleted: sign in to delete tags' }).waitFor();
-  await access(gemma2b);
-  // A wrong password is refused in the dialog; the right one signs in.
+  await dialog().waitFor();
+  assert.match(String(await dialog().textContent()), /Deleting a tag needs an account with the delete right\./);
+  await page.screenshot({ path: await artifact('actions-signed-out-delete.png') });
+  await dialog().locator('button', { hasText: 'Cancel' }).click();
+  await page.locator('.actions .error', { hasText: 'Not deleted: sign in with an account that may delete first.' }).waitFor();
+
+  // The endpoints refuse on their own, whatever a page does.
+  const pull = await request(reg.url, '/api/pull', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"name":"tinyllama:1b"}' });
+  assert.equal(pull.status, 401);
+  assert.match(pull.json().errors[0].message, /credentials required to push/);
+  const del = await request(reg.url, '/v2/library/gemma2/manifests/2b', { method: 'DELETE' });
+  assert.equal(del.status, 401);
+  assert.equal((await request(reg.url, '/v2/library/gemma2/manifests/2b')).status, 200);
+  await access(gemma2b.manifestPath);
+  assert.equal(front.blobBytes(), 0, 'nothing was fetched from the upstream');
+});
+
+test('a wrong password gives a readable error in the dialog; the right one signs in', async () => {
   await page.click('#sign-in');
-  await signIn('wrong');
-  await page.locator('dialog.signin .error', { hasText: 'wrong user or password' }).waitFor();
-  await signIn('sécret');
+  await fillSignIn('alice', 'wrong');
+  await page.locator('dialog.signin .error', { hasText: 'Sign-in failed: wrong user name or password' }).waitFor();
+  await page.screenshot({ path: await artifact('actions-wrong-password.png') });
+  await fillSignIn('alice', 'sécret');
   await page.locator('#account', { hasText: 'Signed in as alice' }).waitFor();
+  assert.equal(await dialog().count(), 0);
+});
+
+test('signed in, a prefetch shows progress per blob and in total with a rate, then done; the blobs are the upstream\'s bytes', async () => {
+  await goHash('#/');
+  await page.locator('#catalog').waitFor();
+  assert.equal(await page.locator('#pf-hint').isVisible(), false);
+  assert.equal(await page.locator('#catalog .row', { hasText: 'library/tinyllama' }).count(), 0);
+  const totalBytes = tiny.blobs.reduce((n, b) => n + b.size, 0);
+  await page.fill('#prefetch-name', 'tinyllama:1b');
+  await page.keyboard.press('Enter');
+  // Mid-way: a bar for every blob, a third to most of the total there, and a rate.
+  const mid = await page.waitForFunction((n) => {
+    const total = document.getElementById('pf-total') as HTMLProgressElement | null;
+    const text = document.querySelector('.pf-total')?.textContent ?? '';
+    const ok = document.querySelectorAll('.pf-blobs li').length === n && !!total && !total.hidden
+      && total.value > total.max * 0.3 && total.value < total.max * 0.8 && text.endsWith('/s');
+    return ok && { max: total.max, text, status: document.querySelector('.pf-status')?.textContent };
+  }, tiny.blobs.length, { polling: 50 }).then((h) => h.jsonValue());
+  await page.screenshot({ path: await artifact('prefetch-progress.png') });
+  assert.ok(mid);
+  assert.equal(mid.max, totalBytes);
+  assert.match(mid.text, /^[\d.]+ MB of 6\.29 MB \([3-7]\d%\) · [\d.]+ (kB|MB)\/s$/);
+  assert.match(String(mid.status), /^pulling [0-9a-f]{12}$/);
+  const rows = await page.locator('.pf-blobs li').allTextContents();
+  assert.ok(rows.some((r) => r.startsWith(tiny.blobs[0]!.digest.slice(7, 19)) && r.endsWith('/ 4.19 MB')), rows.join('\n'));
+
+  await page.locator('.pf-status', { hasText: 'Done: tinyllama:1b is in the registry.' }).waitFor({ timeout: 30_000 });
+  assert.match(String(await page.locator('.pf-total').textContent()), /^6\.29 MB of 6\.29 MB \(100%\)/);
+  assert.deepEqual(await page.locator('.pf-blobs progress').evaluateAll((bars) => bars.map((b) => (b as HTMLProgressElement).value === (b as HTMLProgressElement).max)), tiny.blobs.map(() => true));
+  await page.locator('#catalog .row', { hasText: 'library/tinyllama' }).waitFor();
+  await page.screenshot({ path: await artifact('prefetch-done.png') });
+
+  // Really in the data folder, byte for byte what the upstream holds.
+  for (const b of tiny.blobs) {
+    assert.equal(await sha256File(blobPath(reg.data, b.digest)), b.digest);
+    assert.equal(await sha256File(blobPath(upstream.data, b.digest)), b.digest);
+  }
+  const stored = await reg.app.manifests.find('library', 'tinyllama', '1b');
+  assert.ok(stored, 'the manifest is stored');
+  assert.deepEqual(await readFile(path.join(reg.data, 'manifests', stored.host, 'library', 'tinyllama', '1b')), tiny.manifestBytes);
+  assert.ok(front.blobBytes() >= 6 * MiB, `${front.blobBytes()} bytes came through the upstream link`);
+});
+
+test('signed in, deleting a tag removes it; an account without the delete right is told why and can switch', async () => {
+  // Another tag remains: the page shows it.
+  await goHash('#/m/registry.ollama.ai/library/gemma2/2b');
   page.once('dialog', (d) => void d.accept());
   await page.click('#delete-tag');
   await page.locator('h1').filter({ hasText: 'gemma2:latest' }).waitFor();
   assert.deepEqual(await page.locator('.tags .chip').allTextContents(), ['latest 1.25 kB']);
-  await assert.rejects(access(gemma2b), /ENOENT/);
-  assert.ok(requests.includes('DELETE ?host=registry.ollama.ai&namespace=library&model=gemma2&tag=2b Bearer good-token'), requests.join('\n'));
-  // Signing out drops the token.
+  await assert.rejects(access(gemma2b.manifestPath), /ENOENT/);
+  // Not on the upstream either, so a GET answers 404 (a cached model would be fetched again).
+  assert.equal((await request(reg.url, '/v2/library/gemma2/manifests/2b')).status, 404);
+
+  // carol may push, not delete: the registry's refusal is shown, and nothing is deleted.
   await page.click('#sign-out');
-  assert.equal(await page.locator('#sign-in').count(), 1);
+  await page.click('#sign-in');
+  await fillSignIn('carol', 'carol-pw');
+  await page.locator('#account', { hasText: 'Signed in as carol' }).waitFor();
+  page.once('dialog', (d) => void d.accept());
+  await page.click('#delete-tag');
+  await dialog().waitFor();
+  assert.match(String(await dialog().textContent()), /Your account may not do this: user carol may not delete library\/gemma2 \(it has: library:pull,push\); ask the registry's admin to grant delete in namespace library/);
+  await dialog().locator('button', { hasText: 'Cancel' }).click();
+  await page.locator('.actions .error', { hasText: 'Not deleted: user carol may not delete library/gemma2' }).waitFor();
+  await page.screenshot({ path: await artifact('actions-delete-refused.png') });
+  assert.equal((await request(reg.url, '/v2/library/gemma2/manifests/latest')).status, 200);
+
+  // Signing in as alice from the refusal deletes it; its last tag gone, the catalog no longer lists it.
+  page.once('dialog', (d) => void d.accept());
+  await page.click('#delete-tag');
+  await fillSignIn('alice', 'sécret');
+  await page.locator('#status', { hasText: 'Deleted library/gemma2:latest.' }).waitFor();
+  await page.locator('#catalog .row', { hasText: 'library/tinyllama' }).waitFor();
+  assert.equal(await page.locator('#catalog .row', { hasText: 'library/gemma2' }).count(), 0);
+  const gone = await request(reg.url, '/v2/library/gemma2/manifests/latest');
+  assert.equal(gone.status, 404);
+  assert.equal(gone.json().errors[0].code, 'MANIFEST_UNKNOWN');
+  await page.locator('#account', { hasText: 'Signed in as alice' }).waitFor();
+  await page.screenshot({ path: await artifact('actions-deleted.png') });
 });
 
-test('a prefetch shows live progress per blob and in total, then the model is listed', async () => {
-  await page.goto(`${reg.url}/`);
-  await page.locator('#catalog').waitFor();
-  await page.click('#sign-in');
-  await signIn('sécret');
-  await page.fill('#prefetch-name', 'qwen2.5:0.5b');
-  await page.keyboard.press('Enter');
-  // Halfway: both blobs have bars, the total is at 50%, with a rate.
-  await page.locator('.pf-blobs li').nth(1).waitFor();
-  await page.waitForFunction(() => (document.getElementById('pf-total') as HTMLProgressElement | null)?.value === 2_000_000);
-  assert.equal(await page.locator('#pf-total').getAttribute('max'), '4000000');
-  assert.match(String(await page.locator('.pf-total').textContent()), /^2\.00 MB of 4\.00 MB \(50%\)/);
-  assert.deepEqual(await page.locator('.pf-blobs li span').allTextContents(), ['1.50 MB / 3.00 MB', '500 kB / 1.00 MB']);
-  await page.screenshot({ path: await artifact('prefetch-progress.png') });
-  openGate();
-  await page.locator('.pf-status', { hasText: 'Done: qwen2.5:0.5b is in the registry.' }).waitFor();
-  assert.match(String(await page.locator('.pf-total').textContent()), /^4\.00 MB of 4\.00 MB \(100%\)/);
-  await page.locator('#catalog .row', { hasText: 'library/qwen2.5' }).waitFor();
-  assert.ok(requests.includes('pull qwen2.5:0.5b Bearer good-token'));
-  // An error line from the stream is shown as the reason.
-  await page.fill('#prefetch-name', 'nope:latest');
-  await page.keyboard.press('Enter');
-  await page.locator('.pf-status.error', { hasText: 'Prefetch failed: pull model manifest: file does not exist' }).waitFor();
+test('when reads need credentials, the page asks to sign in and then lists what the user may pull', async () => {
+  const priv = await startTestRegistry({ config: { auth: { ...defaults().auth, anonymousRead: false } } });
+  try {
+    await makeModel(priv.data, { namespace: 'team', model: 'tool', tag: 'v1' });
+    await makeModel(priv.data, { model: 'gemma2', tag: '2b' });
+    await addUser(priv, 'dora', 'pw-dora', 'team', ['pull']);
+    // A link to a model, signed out: the reason and a way to sign in.
+    await page.goto(`${priv.url}/#/m/registry.ollama.ai/team/tool/v1`);
+    await page.locator('#status.error', { hasText: 'Sign in to see this model (credentials required to pull from this registry).' }).waitFor();
+    await goHash('#/');
+    await page.locator('#count', { hasText: 'This registry shows its models to signed-in users: sign in to see them.' }).waitFor();
+    await page.click('#sign-in');
+    await fillSignIn('dora', 'pw-dora');
+    await page.locator('#count', { hasText: '1 model' }).waitFor();
+    assert.deepEqual(await page.locator('#catalog .row .name').allTextContents(), ['team/tool']);
+    await page.click('#catalog .row .name');
+    await page.locator('h1').filter({ hasText: 'team/tool:v1' }).waitFor();
+    await goHash('#/');
+    await page.locator('#sign-out').click();
+    await page.locator('#count', { hasText: 'sign in to see them' }).waitFor();
+  } finally {
+    await priv.close();
+  }
 });

@@ -1,10 +1,13 @@
 // The web catalog's JSON API (/api/ui/*) and its assets, through real HTTP on loopback.
 import assert from 'node:assert/strict';
-import { mkdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { defaults } from '../src/config.js';
+import { parsePolicy } from '../src/registry/policy.js';
 import { request } from './support/http.js';
 import { makeModel, type MadeModel } from './support/models.js';
+import { basicToken, addUser } from './support/registry-auth.js';
 import { startTestRegistry, type TestRegistry } from './support/server.js';
 
 let reg: TestRegistry;
@@ -264,5 +267,67 @@ test('an empty registry has an empty catalog', async () => {
     assert.equal(body.disk.bytes, 0);
   } finally {
     await empty.close();
+  }
+});
+
+test('the catalog lists only what the requester may pull (rights, then policy rules); disk use stays the whole store\'s', async () => {
+  const policy = parsePolicy([{ name: 'no-secret', deny: 'pull', names: 'team/secret*' }]);
+  const priv = await startTestRegistry({ config: { policy, auth: { ...defaults().auth, anonymousRead: false } } });
+  let open: TestRegistry | undefined;
+  try {
+    await makeModel(priv.data, { model: 'gemma2', tag: '2b' });
+    await makeModel(priv.data, { namespace: 'team', model: 'tool', tag: 'v1' });
+    await makeModel(priv.data, { namespace: 'Team', model: 'secret', tag: 'v1' });
+    await makeModel(priv.data, { host: 'hf.co', namespace: 'bartowski', model: 'phi', tag: 'Q4_K_M' });
+    await addUser(priv, 'alice', 'pw-alice', 'team', ['pull']);
+    await addUser(priv, 'root', 'pw-root', '*', ['pull', 'push']);
+    const files = await readdir(path.join(priv.data, 'blobs'));
+    const disk = { bytes: (await Promise.all(files.map(async (f) => (await stat(path.join(priv.data, 'blobs', f))).size))).reduce((a, b) => a + b, 0), blobs: files.length };
+    const basic = (u: string, p: string) => ({ Authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
+    const list = async (base: string, headers: Record<string, string> = {}) => {
+      const r = await request(base, '/api/ui/models', { headers });
+      assert.equal(r.status, 200, r.text());
+      const b = r.json();
+      assert.deepEqual({ bytes: b.disk.bytes, blobs: b.disk.blobs }, disk, 'the disk figures are the whole store\'s, for everyone');
+      return { names: b.models.map((m: any) => `${m.namespace}/${m.model}`).sort(), signInToRead: b.signInToRead, features: b.features };
+    };
+    const one = (base: string, namespace: string, model: string, headers: Record<string, string> = {}) =>
+      request(base, `/api/ui/model?${new URLSearchParams({ host: namespace === 'bartowski' ? 'hf.co' : 'registry.ollama.ai', namespace, model })}`, { headers });
+
+    // Reads need credentials: anonymous sees nothing and is asked to sign in.
+    assert.deepEqual(await list(priv.url), { names: [], signInToRead: true, features: { prefetch: false, delete: false, signIn: { tokenUrl: '/v2/token' } } });
+    // alice may pull in team only; team/secret is refused by the policy for everyone.
+    assert.deepEqual((await list(priv.url, basic('alice', 'pw-alice'))).names, ['team/tool']);
+    const aliceAny = (await request(priv.url, '/v2/token', { headers: basic('alice', 'pw-alice') })).json().token as string;
+    assert.deepEqual((await list(priv.url, { Authorization: `Bearer ${aliceAny}` })).names, ['team/tool']);
+    // A token scoped to other repositories (an OCI tool's) lists only what it covers.
+    const scoped = await basicToken(priv, 'root', 'pw-root', 'repository:library/gemma2:pull');
+    assert.deepEqual((await list(priv.url, { Authorization: `Bearer ${scoped}` })).names, ['library/gemma2']);
+    const root = await list(priv.url, basic('root', 'pw-root'));
+    assert.deepEqual(root, { names: ['bartowski/phi', 'library/gemma2', 'team/tool'], signInToRead: false, features: { prefetch: false, delete: false, signIn: { tokenUrl: '/v2/token' } } });
+    // Wrong credentials are refused, not treated as anonymous.
+    const wrong = await request(priv.url, '/api/ui/models', { headers: basic('alice', 'nope') });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.json().errors[0].message, 'wrong user name or password');
+
+    // A model's page is gated like a pull of it.
+    assert.equal((await one(priv.url, 'team', 'tool')).status, 401);
+    assert.equal((await one(priv.url, 'team', 'tool', basic('alice', 'pw-alice'))).status, 200);
+    const other = await one(priv.url, 'library', 'gemma2', basic('alice', 'pw-alice'));
+    assert.equal(other.status, 403);
+    assert.match(other.json().errors[0].message, /^user alice may not pull library\/gemma2/);
+    const secret = await request(priv.url, `/api/ui/model?${new URLSearchParams({ host: 'registry.ollama.ai', namespace: 'Team', model: 'secret' })}`, { headers: basic('root', 'pw-root') });
+    assert.equal(secret.status, 403);
+    assert.match(secret.json().errors[0].message, /refused by policy rule "no-secret"/);
+
+    // Anonymous reads (the default) on the same store: everything but what the policy refuses.
+    await priv.close();
+    open = await startTestRegistry({ data: priv.data, config: { policy } });
+    assert.deepEqual(await list(open.url), { names: ['bartowski/phi', 'library/gemma2', 'team/tool'], signInToRead: false, features: { prefetch: false, delete: false, signIn: false } });
+    assert.equal((await one(open.url, 'bartowski', 'phi')).status, 200);
+    assert.equal((await request(open.url, `/api/ui/model?${new URLSearchParams({ host: 'registry.ollama.ai', namespace: 'Team', model: 'secret' })}`)).status, 403);
+  } finally {
+    await open?.close();
+    await priv.close().catch(() => {});
   }
 });

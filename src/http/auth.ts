@@ -149,8 +149,12 @@ async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL):
 
 /** The gate before every /v2 handler: the principal, or a 401/403 (logged for the audit trail). */
 export async function authorize(app: App, req: IncomingMessage, route: V2Route, url: URL): Promise<Principal> {
+  return audited(app, req, () => decide(app, req, route, url));
+}
+
+async function audited<T>(app: App, req: IncomingMessage, fn: () => Promise<T>): Promise<T> {
   try {
-    return await decide(app, req, route, url);
+    return await fn();
   } catch (e) {
     if (e instanceof RegistryError && (e.status === 401 || e.status === 403)) {
       const quiet = e.status === 401 && !req.headers.authorization;
@@ -163,12 +167,26 @@ export async function authorize(app: App, req: IncomingMessage, route: V2Route, 
   }
 }
 
+export interface Reader {
+  /** Null when the request carried no credentials. */
+  principal: Principal | null;
+  /** Whether a pull of this repository would pass authentication (the policy rules are apart). */
+  mayPull(namespace: string, model: string): boolean;
+}
+
 /**
- * For listings outside /v2 (the web page's API): free when pulls are anonymous, else the same
- * rule as _catalog (credentials with pull in namespace *).
+ * For listings outside /v2 (the web page's API): who asks, and which repositories they may
+ * pull, decided as a pull of each would be. Wrong credentials are a 401, as on /v2.
  */
-export async function requireListAccess(app: App, req: IncomingMessage): Promise<void> {
-  await authorize(app, req, { kind: 'catalog' }, new URL(req.url ?? '/', 'http://registry.invalid'));
+export async function readerOf(app: App, req: IncomingMessage): Promise<Reader> {
+  const who = await audited(app, req, () => identify(app, req, { action: 'catalog' }));
+  const p = who?.principal ?? ANONYMOUS;
+  const c = who?.claims;
+  return {
+    principal: who?.principal ?? null,
+    mayPull: (namespace, model) => app.auth.may(p, namespace, 'pull')
+      && (!c || c.any === true || app.config.auth.anonymousRead || tokenCovers(c, namespace, model, 'pull')),
+  };
 }
 
 /** Where ollama should fetch a blob's ranges from: this URL, signed when pulls need credentials. */

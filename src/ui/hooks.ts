@@ -1,6 +1,5 @@
-// What the web page needs from features built elsewhere. This is the one file to edit when the
-// cache (prefetch) and push/auth (delete, sign-in) features land: the page shows their buttons
-// as soon as `features()` says they exist (contracts in README, "The web catalog").
+// What the web page may offer besides reading: the write features and sign-in. The page shows
+// their controls as soon as `features()` says they exist (contracts in README, "The web catalog").
 import type { App } from '../app.js';
 import { TOKEN_PATH } from '../http/auth.js';
 
@@ -18,7 +17,9 @@ export function features(app: App): UiFeatures {
   const del = app.config.allowDelete ? { url: '/v2/{namespace}/{model}/manifests/{tag}' } : false;
   // Prefetch exists when an upstream (or offline mode) is configured: POST /api/pull.
   const prefetch = app.cache ? { url: '/api/pull' } : false;
-  return { prefetch, delete: del, signIn: del || prefetch ? { tokenUrl: TOKEN_PATH } : false };
+  // Sign-in is offered whenever it can unlock something: a write, or reads that need credentials.
+  const signIn = del || prefetch || !app.config.auth.anonymousRead ? { tokenUrl: TOKEN_PATH } : false;
+  return { prefetch, delete: del, signIn };
 }
 
 export interface Source {

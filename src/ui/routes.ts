@@ -5,12 +5,13 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
-import { requireListAccess } from '../http/auth.js';
+import { authorize, readerOf } from '../http/auth.js';
 import type { PlainHandler } from '../http/server.js';
 import { sendJson } from '../http/respond.js';
+import { checkPart } from '../names.js';
 import { buildCatalog } from './catalog.js';
 import { modelDetails } from './details.js';
-import { features as defaultFeatures, type UiFeatures } from './hooks.js';
+import { features } from './hooks.js';
 
 // Compiled from src/ui/client/app.ts next to this module; the rest is shipped as written.
 const CLIENT_DIR = new URL('./client/', import.meta.url);
@@ -80,26 +81,30 @@ function param(url: URL, name: string): string {
 
 const NO_STORE = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
 
-export interface UiOptions {
-  /** Overrides what features() reports (tests stand in for features not built yet). */
-  features?: (app: App) => UiFeatures;
-}
-
 /** The page's routes by exact path, for the server's plain map. */
-export function uiRoutes(opts: UiOptions = {}): Map<string, PlainHandler> {
-  const features = opts.features ?? defaultFeatures;
+export function uiRoutes(): Map<string, PlainHandler> {
   const routes = new Map<string, PlainHandler>(Object.keys(ASSETS).map((p) => [p, asset(p)]));
   routes.set('/api/ui/models', async (app: App, req: IncomingMessage, res: ServerResponse) => {
     onlyGet(req);
-    await requireListAccess(app, req);
+    const reader = await readerOf(app, req);
     const catalog = await buildCatalog(app);
-    sendJson(res, 200, { features: features(app), ...catalog, generated: new Date().toISOString() }, NO_STORE);
+    // Only what the requester may pull (their rights, then the policy rules), as _catalog
+    // lists; the disk figures stay the whole store's.
+    const models = catalog.models.filter((m) => reader.mayPull(m.namespace, m.model) && app.policy.decide('pull', m.namespace, m.model).allowed);
+    const signInToRead = !reader.principal && !app.config.auth.anonymousRead;
+    sendJson(res, 200, { features: features(app), ...catalog, models, signInToRead, generated: new Date().toISOString() }, NO_STORE);
   });
   routes.set('/api/ui/model', async (app: App, req: IncomingMessage, res: ServerResponse, url: URL) => {
     onlyGet(req);
-    await requireListAccess(app, req);
-    const tag = url.searchParams.get('tag');
-    const details = await modelDetails(app, param(url, 'host'), param(url, 'namespace'), param(url, 'model'), tag || null);
+    const host = checkPart('host', param(url, 'host'));
+    const namespace = checkPart('namespace', param(url, 'namespace'));
+    const model = checkPart('model', param(url, 'model'));
+    const tag = url.searchParams.get('tag') || null;
+    // The gate of a pull of this manifest: 401 without the credentials reads need, 403 for
+    // missing rights or a policy rule.
+    await authorize(app, req, { kind: 'manifest', namespace, model, reference: tag ?? 'latest' }, url);
+    app.policy.check('pull', namespace, model);
+    const details = await modelDetails(app, host, namespace, model, tag);
     sendJson(res, 200, { features: features(app), ...details }, NO_STORE);
   });
   return routes;

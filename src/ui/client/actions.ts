@@ -1,13 +1,6 @@
 // Writes, shown only when the server reports the feature (see src/ui/hooks.ts): sign-in,
 // prefetch with live progress, and deleting a tag. The contracts are in README, "The web catalog".
-import { el, errorOf, formatBytes, type Features, type ModelSummary } from './util.js';
-
-/** Kept in memory only: a reload signs out. */
-let session: { user: string; token: string } | null = null;
-
-function authHeaders(): Record<string, string> {
-  return session ? { Authorization: `Bearer ${session.token}` } : {};
-}
+import { authHeaders, currentSession, el, errorOf, formatBytes, onSessionChange, setSession, type Features, type ModelSummary } from './util.js';
 
 function basic(user: string, pass: string): string {
   const bytes = new TextEncoder().encode(`${user}:${pass}`);
@@ -27,10 +20,11 @@ export function renderAccount(features: Features): void {
     slot.replaceChildren();
     return;
   }
+  const session = currentSession();
   if (session) {
     const out = el('button', { type: 'button', class: 'link', id: 'sign-out' }, 'Sign out');
     out.addEventListener('click', () => {
-      session = null;
+      setSession(null);
       renderAccount(features);
     });
     slot.replaceChildren(el('span', { class: 'muted' }, `Signed in as ${session.user} `), out);
@@ -65,17 +59,19 @@ export function signIn(reason?: string): Promise<boolean> {
       resolve(ok);
     };
     cancel.addEventListener('click', () => finish(false));
-    dialog.addEventListener('close', () => finish(!!session));
+    dialog.addEventListener('close', () => finish(!!currentSession()));
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       msg.hidden = true;
       try {
-        const res = await fetch(f.tokenUrl, { headers: { Authorization: basic(user.value, pass.value), Accept: 'application/json' } });
+        // credentials: 'omit' keeps the browser from answering the token endpoint's Basic
+        // challenge with its own password prompt; the Authorization header is still sent.
+        const res = await fetch(f.tokenUrl, { credentials: 'omit', headers: { Authorization: basic(user.value, pass.value), Accept: 'application/json' } });
         if (!res.ok) throw await errorOf(res);
         const body = await res.json() as { token?: string; access_token?: string };
         const token = body.token ?? body.access_token;
         if (!token) throw new Error('the registry answered without a token');
-        session = { user: user.value, token };
+        setSession({ user: user.value, token });
         finish(true);
       } catch (err) {
         msg.textContent = `Sign-in failed: ${(err as Error).message}`;
@@ -88,13 +84,18 @@ export function signIn(reason?: string): Promise<boolean> {
   });
 }
 
-/** fetch with the session's token; on 401/403 offer to sign in once and retry. */
+/** Signed in already, or after the sign-in dialog; false when the user cancels. */
+async function ensureSignedIn(reason: string): Promise<boolean> {
+  return !!currentSession() || await signIn(reason);
+}
+
+/** fetch with the session's token; on 401/403 offer to sign in (again) once and retry. */
 async function authedFetch(url: string, init: RequestInit): Promise<Response> {
   const go = () => fetch(url, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), ...authHeaders() } });
   let res = await go();
   if ((res.status === 401 || res.status === 403) && accountFeatures?.signIn) {
     const why = (await errorOf(res.clone())).message;
-    if (await signIn(session ? `Your account may not do this: ${why}` : `Sign in to do this (${why}).`)) res = await go();
+    if (await signIn(res.status === 403 ? `Your account may not do this: ${why}` : `Please sign in again (${why}).`)) res = await go();
   }
   return res;
 }
@@ -106,11 +107,17 @@ export function deleteButton(features: Features, m: ModelSummary, tag: string, a
   const msg = el('span', { class: 'error', role: 'alert' });
   const btn = el('button', { type: 'button', class: 'danger', id: 'delete-tag' }, `Delete tag ${tag}`);
   btn.addEventListener('click', async () => {
-    if (!confirm(`Delete ${m.namespace}/${m.model}:${tag} from the ${m.host} folder? Blobs other tags use are kept.`)) return;
+    msg.textContent = '';
+    if (!await ensureSignedIn('Deleting a tag needs an account with the delete right.')) {
+      msg.textContent = 'Not deleted: sign in with an account that may delete first.';
+      return;
+    }
+    // The registry deletes a name:tag in every host folder that holds it (as DELETE on /v2 does).
+    const also = m.tags.find((t) => t.tag === tag)?.shadowedBy ?? null;
+    if (!confirm(`Delete ${m.namespace}/${m.model}:${tag}? It is removed from every host folder that holds it${also ? ` (also ${also})` : ''}; its blobs stay until a garbage collection.`)) return;
     const fill: Record<string, string> = { host: m.host, namespace: m.namespace, model: m.model, tag };
     const url = f.url.replace(/\{(host|namespace|model|tag)\}/g, (_, k: string) => encodeURIComponent(fill[k]!));
     btn.disabled = true;
-    msg.textContent = '';
     try {
       const res = await authedFetch(url, { method: 'DELETE' });
       if (!res.ok) throw await errorOf(res);
@@ -140,14 +147,25 @@ export function renderPrefetch(features: Features, done: () => void): HTMLElemen
   const total = el('progress', { id: 'pf-total', max: 1, value: 0, hidden: true });
   const totalText = el('p', { class: 'pf-total muted', 'aria-live': 'off' });
   const blobs = el('ul', { class: 'pf-blobs' });
+  const hint = el('p', { class: 'note', id: 'pf-hint' }, 'Sign in with an account that may push to start a prefetch.');
+  const showHint = () => { hint.hidden = !!currentSession(); };
+  showHint();
+  onSessionChange(showHint);
   const form = el('form', { class: 'prefetch', 'aria-label': 'Prefetch a model from an upstream' },
-    el('label', { for: 'prefetch-name' }, 'Prefetch from upstream'), el('div', { class: 'row' }, name, go), state, total, totalText, blobs);
+    el('label', { for: 'prefetch-name' }, 'Prefetch from upstream'), hint, el('div', { class: 'row' }, name, go), state, total, totalText, blobs);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
+    state.classList.remove('error');
+    if (!await ensureSignedIn('Prefetching needs an account with the push right.')) {
+      state.textContent = 'Not started: sign in with an account that may push first.';
+      state.classList.add('error');
+      return;
+    }
     go.disabled = true;
     blobs.replaceChildren();
+    total.hidden = true;
+    totalText.textContent = '';
     state.textContent = 'Starting…';
-    state.classList.remove('error');
     const bars = new Map<string, { bar: HTMLProgressElement; text: HTMLElement; total: number; completed: number }>();
     const samples: Array<[number, number]> = [];
     let finished = false;

@@ -3,7 +3,7 @@
 // reorder them, so 500 models stay instant.
 import { renderAccount, renderPrefetch } from './actions.js';
 import { renderModel } from './model.js';
-import { el, formatAgo, formatBytes, getJson, modelHash, nav, type CatalogResponse, type ModelSummary } from './util.js';
+import { ApiError, el, formatAgo, formatBytes, getJson, modelHash, nav, onSessionChange, type CatalogResponse, type ModelSummary } from './util.js';
 
 type SortKey = 'name' | 'size' | 'date';
 
@@ -150,7 +150,7 @@ async function showCatalog(): Promise<void> {
       dir.setAttribute('aria-pressed', String(desc));
     }
     const total = rows.length;
-    count.textContent = total === 0 ? 'No models yet.' : visible === total ? `${total} model${total === 1 ? '' : 's'}` : `${visible} of ${total} models`;
+    count.textContent = total === 0 ? (data.signInToRead ? 'This registry shows its models to signed-in users: sign in to see them.' : 'No models yet.') : visible === total ? `${total} model${total === 1 ? '' : 's'}` : `${visible} of ${total} models`;
     const p = new URLSearchParams();
     if (search.value) p.set('q', search.value);
     if (source.value) p.set('source', source.value);
@@ -189,24 +189,43 @@ async function showCatalog(): Promise<void> {
   document.title = 'Models · ollama-registry';
 }
 
+/** What is on screen: the catalog and error views depend on who is signed in. */
+let view: 'catalog' | 'model' | 'error' = 'catalog';
+
 async function route(): Promise<void> {
   const hash = location.hash.replace(/^#/, '');
   try {
     if (hash.startsWith('/m/')) {
       const parts = hash.slice(3).split('/').map(decodeURIComponent);
       if (parts.length < 3) throw new Error('That link does not name a model.');
+      view = 'model';
       main.replaceChildren();
       setStatus('Loading model…');
       await renderModel(main, parts[0]!, parts[1]!, parts[2]!, parts[3] ?? null, () => setStatus(''));
     } else {
+      view = 'catalog';
       await showCatalog();
     }
+    if (nav.flash) setStatus(nav.flash);
   } catch (e) {
+    view = 'error';
     main.replaceChildren();
-    setStatus((e as Error).message || 'Something went wrong.', true);
+    let msg = (e as Error).message || 'Something went wrong.';
+    if (e instanceof ApiError && e.status === 401) {
+      // Reads need credentials: the catalog's features say how to sign in.
+      const cat = await getJson<CatalogResponse>('/api/ui/models').catch(() => null);
+      if (cat) renderAccount(cat.features);
+      msg = `Sign in to see this model (${msg}).`;
+    }
+    setStatus(msg, true);
     main.append(el('p', null, el('a', { href: '#/' }, 'Back to all models')));
   }
+  nav.flash = '';
 }
+
+onSessionChange(() => {
+  if (view !== 'model') void route();
+});
 
 // The filter's own query changes use replaceState, which fires no hashchange.
 window.addEventListener('hashchange', () => void route().then(() => main.focus({ preventScroll: true })));

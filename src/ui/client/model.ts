@@ -1,6 +1,6 @@
 // A model's page: its tags, the commands to pull it, and the chosen tag's details and texts.
 import { deleteButton, renderAccount } from './actions.js';
-import { commands, copyLine, el, formatBytes, getJson, modelHash, nav, timeEl, type DetailsResponse, type TextLayer } from './util.js';
+import { commands, copyLine, el, go, formatBytes, getJson, modelHash, nav, timeEl, type DetailsResponse, type TextLayer } from './util.js';
 
 function blobUrl(d: DetailsResponse, digest: string): string {
   return `/v2/${encodeURIComponent(d.model.namespace)}/${encodeURIComponent(d.model.model)}/blobs/${digest}`;
@@ -83,7 +83,10 @@ export async function renderModel(main: HTMLElement, host: string, ns: string, m
       ` host folder ${m.host} · updated `, timeEl(t.modified)),
     ...warnings.map((w) => el('p', { class: 'warn', role: 'alert' }, w)),
     el('nav', { 'aria-label': 'Tags' }, tags),
-    d.features.delete ? deleteButton(d.features, m, t.tag, () => { location.hash = modelHash(m); }) : null,
+    d.features.delete ? deleteButton(d.features, m, t.tag, () => {
+      nav.flash = `Deleted ${m.namespace}/${m.model}:${t.tag}.`;
+      go(m.tags.length > 1 ? modelHash(m) : nav.catalog);
+    }) : null,
     commandsSection(d),
     el('section', { 'aria-labelledby': 'details-h' }, el('h2', { id: 'details-h' }, 'Details'), dl([
       ['Family', t.family ?? (Array.isArray(cfg.model_families) ? cfg.model_families.join(', ') : null) ?? '—'],

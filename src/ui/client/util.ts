@@ -37,7 +37,10 @@ export interface ModelSummary {
 
 export interface CatalogResponse {
   features: Features;
+  /** Only the models the requester may pull. */
   models: ModelSummary[];
+  /** Reads need credentials and none were sent: the page asks to sign in. */
+  signInToRead: boolean;
   disk: { bytes: number; blobs: number; free: number | null; total: number | null };
 }
 
@@ -93,15 +96,42 @@ export async function errorOf(res: Response): Promise<ApiError> {
   return new ApiError(res.status, msg);
 }
 
+/** Who is signed in; kept in memory only (a reload signs out). */
+let session: { user: string; token: string } | null = null;
+const sessionListeners: Array<() => void> = [];
+
+export const currentSession = () => session;
+
+export function setSession(s: { user: string; token: string } | null): void {
+  session = s;
+  for (const f of sessionListeners) f();
+}
+
+export function onSessionChange(f: () => void): void {
+  sessionListeners.push(f);
+}
+
+export function authHeaders(): Record<string, string> {
+  return session ? { Authorization: `Bearer ${session.token}` } : {};
+}
+
+/** GET with the session's token: listings show what the signed-in user may pull. */
 export async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url, { headers: { Accept: 'application/json' } });
+  const go = () => fetch(url, { headers: { Accept: 'application/json', ...authHeaders() } });
+  let res = await go();
+  if (res.status === 401 && session) {
+    // The token expired (or the user was removed): carry on signed out; the view being
+    // built shows the sign-in button again.
+    session = null;
+    res = await go();
+  }
   if (!res.ok) throw await errorOf(res);
   return await res.json() as T;
 }
 
 /** Decimal units, as `ollama list` prints sizes. */
 export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
+  if (n < 1000) return `${Math.round(n)} B`;
   const units = ['kB', 'MB', 'GB', 'TB', 'PB'];
   let v = n;
   let i = -1;
@@ -199,5 +229,11 @@ export function copyLine(label: string, text: string): HTMLElement {
 export const modelHash = (m: { host: string; namespace: string; model: string }, tag?: string) =>
   `#/m/${[m.host, m.namespace, m.model, ...(tag ? [tag] : [])].map(encodeURIComponent).join('/')}`;
 
-/** Where "All models" goes back to: the catalog with the filter last used. */
-export const nav = { catalog: '#/' };
+/** Where "All models" goes back to (the catalog with the filter last used), and a message for the next view. */
+export const nav = { catalog: '#/', flash: '' };
+
+/** Go to a hash, rendering it again when the page is already there. */
+export function go(hash: string): void {
+  if (location.hash === hash) window.dispatchEvent(new HashChangeEvent('hashchange'));
+  else location.hash = hash;
+}
