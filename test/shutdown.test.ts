@@ -14,9 +14,12 @@ test('SIGTERM finishes in-flight downloads, then exits cleanly', async () => {
   const reg = await spawnRegistry(['--data', data]);
   const url = new URL(`/v2/library/big/blobs/${digest}`, reg.url);
   let received = 0;
+  let started!: () => void;
+  const inFlight = new Promise<void>((r) => (started = r));
   const done = new Promise<number>((resolve, reject) => {
     http.get(url, { agent: false }, (res) => {
       res.pause();
+      started();
       // Read slowly at first so the download is still running when the signal comes.
       setTimeout(() => {
         res.on('data', (c: Buffer) => { received += c.length; });
@@ -26,7 +29,9 @@ test('SIGTERM finishes in-flight downloads, then exits cleanly', async () => {
       }, 500);
     }).on('error', reject);
   });
-  await sleep(200);
+  // The download is in flight once its response has begun (a connection whose request has not
+  // arrived yet is idle, and closing idle connections is part of shutting down).
+  await inFlight;
   const stopped = reg.stop('SIGTERM');
   await sleep(100);
   await assert.rejects(request(reg.url, '/v2/'), /ECONNREFUSED/);
