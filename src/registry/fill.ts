@@ -21,6 +21,7 @@ import { UpstreamError, type Upstream } from '../upstream/client.js';
 import type { BlobStore } from './blobs.js';
 import { PrefixHash } from './fill-hash.js';
 import { copyFill, RecentBytes, type ReadableFill } from './fill-reader.js';
+import { receive, type Fetch } from './fill-receive.js';
 import { IntervalSet } from './intervals.js';
 
 const MiB = 1 << 20;
@@ -28,8 +29,6 @@ const MiB = 1 << 20;
 export const FILL_TUNING = { firstChunk: 8 * MiB, maxChunk: 64 * MiB, minSplit: 2 * MiB };
 const MAX_LANES = 32; // upstream connections per fill at most
 const BACKGROUND_LANES = 16;
-const FLUSH_BYTES = 1 * MiB; // write (and wake readers) at least every MiB…
-const FLUSH_MS = 50; // …or every 50 ms
 const RECENT_BYTES = 32 * MiB; // the last batches written, kept for readers near the frontier
 const MAX_ATTEMPTS = 4; // per upstream, without progress, before the fill fails
 const PERSIST_MS = 1000;
@@ -43,7 +42,6 @@ export interface FillSource {
   model: string;
 }
 
-interface Fetch { start: number; pos: number; end: number; abort: AbortController }
 interface Lane { next: number; end: number; chunk: number }
 
 export interface FillState { version: 1; digest: string; size: number; namespace: string; model: string; upstream: string; have: Array<[number, number]> }
@@ -239,7 +237,14 @@ export class Fill implements ReadableFill {
         const before = f.pos;
         try {
           const res = await up.blobRange(this.src.namespace, this.src.model, this.digest, f.pos, f.end, this.direct, this.size, f.abort.signal);
-          await this.receive(f, res.body as unknown as Readable, up);
+          await receive(f, res.body as unknown as Readable, {
+            write: (bufs, len, at) => this.writeAt(bufs, len, at),
+            landed: (at, bufs, len) => {
+              up.bytesIn += len;
+              this.landed(at, bufs, len);
+            },
+            stopped: () => !!this.error,
+          });
           if (f.pos < f.end && !this.error) throw new Error(`the response ended at byte ${f.pos}, before ${f.end}`);
         } catch (e) {
           if (this.error) return;
@@ -267,96 +272,24 @@ export class Fill implements ReadableFill {
     }
   }
 
-  /**
-   * Copy a response body into the staging file at f.pos, in batches, with up to two writes in
-   * flight (a slow disk round trip does not stall the socket); keeps what arrived on errors.
-   * 'data' events rather than async iteration: no concatenation copy of every chunk.
-   */
-  private receive(f: Fetch, body: Readable, up: Upstream): Promise<void> {
-    let batch: Buffer[] = [];
-    let n = 0;
-    let t0 = 0;
-    let queued = 0; // handed to a write, not yet on disk
-    let failed: unknown;
-    let chain: Promise<void> = Promise.resolve();
-    let inFlight = 0;
-    const write = async (bufs: Buffer[], len: number, at: number) => {
-      if (failed !== undefined || this.error) return;
-      try {
-        const { bytesWritten } = await this.fh.writev(bufs, at);
-        if (bytesWritten < len) {
-          const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
-          let off = 0;
-          while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, at + bytesWritten + off)).bytesWritten;
-        }
-      } catch (e) {
-        failed = e;
-        return;
-      }
-      if (!this.finishing) this.hash.written(at, bufs, len);
-      if (!this.error) this.recent.add(at, bufs, len);
-      queued -= len;
-      f.pos = at + len;
-      this.have.add(at, f.pos);
-      this.received += len;
-      up.bytesIn += len;
-      this.dirty = true;
-      this.notify();
-      this.hashMore();
-    };
-    const flush = () => {
-      if (n === 0) return;
-      const bufs = batch;
-      const len = n;
-      const at = f.pos + queued;
-      batch = [];
-      n = 0;
-      queued += len;
-      inFlight++;
-      chain = chain.then(() => write(bufs, len, at)).finally(() => {
-        inFlight--;
-        if (inFlight < 2 && body.isPaused()) body.resume();
-      });
-    };
-    return new Promise<void>((resolve, reject) => {
-      let done = false;
-      const finish = (err?: unknown) => {
-        if (done) return;
-        done = true;
-        body.off('data', onData);
-        flush();
-        void chain.then(() => {
-          if (failed !== undefined) reject(failed);
-          else if (err !== undefined) reject(err);
-          else resolve();
-        });
-      };
-      const onData = (c: Buffer) => {
-        if (this.error || failed !== undefined) {
-          body.destroy();
-          return finish();
-        }
-        let chunk = c;
-        const room = f.end - (f.pos + queued + n);
-        if (chunk.length > room) chunk = chunk.subarray(0, room); // never past the range we own
-        if (n === 0) t0 = Date.now();
-        batch.push(chunk);
-        n += chunk.length;
-        // The first bytes of a range go out at once (time to first byte), then in batches.
-        if (n >= FLUSH_BYTES || Date.now() - t0 >= FLUSH_MS || f.pos + queued === f.start) {
-          flush();
-          if (inFlight >= 2) body.pause();
-        }
-        if (f.pos + queued + n >= f.end) {
-          body.destroy();
-          finish();
-        }
-      };
-      body.on('data', onData);
-      body.once('end', () => finish());
-      body.once('error', (e) => finish(e));
-      body.once('close', () => finish());
-    });
+  /** Put a batch at `at` in the staging file (a short write is finished by hand). */
+  private async writeAt(bufs: Buffer[], len: number, at: number): Promise<void> {
+    const { bytesWritten } = await this.fh.writev(bufs, at);
+    if (bytesWritten >= len) return;
+    const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
+    let off = 0;
+    while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, at + bytesWritten + off)).bytesWritten;
+  }
+
+  /** A batch is on disk: record it, hash it if it continues the prefix, keep it for readers. */
+  private landed(at: number, bufs: Buffer[], len: number): void {
+    if (!this.finishing) this.hash.written(at, bufs, len);
+    if (!this.error) this.recent.add(at, bufs, len);
+    this.have.add(at, at + len);
+    this.received += len;
+    this.dirty = true;
+    this.notify();
+    this.hashMore();
   }
 
   private hashMore(): void {
