@@ -300,12 +300,14 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
     for (const c of children) c.kill('SIGKILL');
     process.exit(130);
   });
+  const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  const loadBefore = load();
   const rows = await benchCache({
     size: opt('--size') ? Number(opt('--size')) : undefined,
     rate: opt('--rate') ? Number(opt('--rate')) : undefined,
     only: onlyArg === 'throttled' || onlyArg === 'unthrottled' ? onlyArg : undefined,
     peer: !args.includes('--no-peer'),
   });
-  console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${loadBefore} before, ${load()} after (timings are distorted by other work on the machine; CPU per GiB less so)`);
   printRows(rows);
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { RecentBytes } from '../src/registry/fill-reader.js';
 import { IntervalSet } from '../src/registry/intervals.js';
 
 test('filled intervals merge, and answer runs, next starts and gaps', () => {
@@ -21,4 +22,23 @@ test('filled intervals merge, and answer runs, next starts and gaps', () => {
   assert.deepEqual(s.gaps(70), [[5, 10], [40, 50], [60, 70]]);
   s.add(7, 7); // empty: ignored
   assert.deepEqual(new IntervalSet(s.toJSON()).toJSON(), s.toJSON());
+});
+
+test('recent batches kept for readers: runs across batches, slices without copies, oldest dropped first', () => {
+  const r = new RecentBytes(10);
+  const a = Buffer.from('abcd');
+  r.add(0, [a, Buffer.from('ef')], 6); // [0,6)
+  r.add(10, [Buffer.from('klm')], 3); // [10,13), not contiguous
+  r.add(6, [Buffer.from('ghij')], 4); // [6,10): bridges; 13 bytes > 10, so [0,6) goes
+  assert.equal(r.runEnd(0), 0);
+  assert.equal(r.runEnd(7), 13);
+  assert.equal(Buffer.concat(r.slices(7, 12, 100)).toString(), 'hijkl');
+  assert.equal(Buffer.concat(r.slices(6, 13, 5)).toString(), 'ghijklm', 'the max is checked between buffers');
+  assert.equal(Buffer.concat(r.slices(6, 13, 4)).toString(), 'ghij');
+  assert.deepEqual(r.slices(3, 13, 100), []);
+  const s = new RecentBytes(100);
+  s.add(0, [a], 4);
+  assert.equal(s.slices(1, 3, 100)[0]!.buffer, a.buffer, 'a view, not a copy');
+  s.clear();
+  assert.equal(s.runEnd(0), 0);
 });

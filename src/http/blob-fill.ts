@@ -1,7 +1,5 @@
 // Blob reads of a blob that is not here yet: answered from the shared fill as its bytes arrive
 // from the upstream (registry/fills.ts). Same answers as the stored-blob path (blobs.ts).
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors.js';
 import { setBytesSource } from '../metrics.js';
 import type { BlobRoute } from './blobs.js';
@@ -48,9 +46,8 @@ export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<B
     res.end();
     return;
   }
-  const body = Readable.from(fill.read(range?.start ?? 0, range?.end ?? size - 1), { objectMode: false, highWaterMark: 1 << 20 });
   try {
-    await pipeline(body, res);
+    await fill.copyTo(res, range?.start ?? 0, range?.end ?? size - 1);
   } catch (e) {
     if (!isClientGone(e, res)) throw e;
   }

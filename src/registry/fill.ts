@@ -7,12 +7,11 @@
 // lanes: a lane owns [next, end) and fetches it with bounded, growing ranged requests, so that
 // a reader whose bytes are far ahead of a lane can split it and get its own lane at once (all of
 // ollama's 16 parts progress in parallel) while no byte is ever requested twice. The contiguous
-// prefix is hashed as it grows; when every byte is in, the digest is checked and the file is
-// renamed into blobs/ (or discarded, loudly).
-import { createHash } from 'node:crypto';
+// prefix is hashed as it grows (fill-hash.ts); when every byte is in, the digest is checked and
+// the file is renamed into blobs/ (or discarded, loudly). Clients are served by fill-reader.ts.
 import { setMaxListeners } from 'node:events';
 import { unlink, type FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { RegistryError, isRegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -20,6 +19,9 @@ import type { FsDriver } from '../storage/fs.js';
 import { blobKey, fillDir, fillKey } from '../storage/layout.js';
 import { UpstreamError, type Upstream } from '../upstream/client.js';
 import type { BlobStore } from './blobs.js';
+import { PrefixHash } from './fill-hash.js';
+import { copyFill, RecentBytes, type ReadableFill } from './fill-reader.js';
+import { receive, type Fetch } from './fill-receive.js';
 import { IntervalSet } from './intervals.js';
 
 const MiB = 1 << 20;
@@ -27,9 +29,7 @@ const MiB = 1 << 20;
 export const FILL_TUNING = { firstChunk: 8 * MiB, maxChunk: 64 * MiB, minSplit: 2 * MiB };
 const MAX_LANES = 32; // upstream connections per fill at most
 const BACKGROUND_LANES = 16;
-const FLUSH_BYTES = 1 * MiB; // write (and wake readers) at least every MiB…
-const FLUSH_MS = 50; // …or every 50 ms
-const READ_CHUNK = 1 * MiB;
+const RECENT_BYTES = 32 * MiB; // the last batches written, kept for readers near the frontier
 const MAX_ATTEMPTS = 4; // per upstream, without progress, before the fill fails
 const PERSIST_MS = 1000;
 
@@ -42,7 +42,6 @@ export interface FillSource {
   model: string;
 }
 
-interface Fetch { start: number; pos: number; end: number; abort: AbortController }
 interface Lane { next: number; end: number; chunk: number }
 
 export interface FillState { version: 1; digest: string; size: number; namespace: string; model: string; upstream: string; have: Array<[number, number]> }
@@ -59,7 +58,7 @@ export function upstreamToRegistryError(e: unknown, what: 'blob' | 'manifest'): 
   return new RegistryError('UPSTREAM_FAILED', e.message, { cause: e });
 }
 
-export class Fill {
+export class Fill implements ReadableFill {
   readonly have: IntervalSet;
   error?: Error;
   verified = false;
@@ -72,9 +71,8 @@ export class Fill {
   private lanes = new Set<Lane>();
   private fetches = new Set<Fetch>();
   private waiters: Array<() => void> = [];
-  private hasher = createHash('sha256');
-  private hashed = 0;
-  private hashing = false;
+  private hash: PrefixHash;
+  private recent = new RecentBytes(RECENT_BYTES);
   private finishing = false;
   private dirty = false;
   private persistChain: Promise<void> = Promise.resolve();
@@ -87,6 +85,7 @@ export class Fill {
   constructor(readonly digest: string, readonly size: number, private readonly fh: FileHandle, have: Array<[number, number]>,
     readonly src: FillSource, upIdx: number, private readonly deps: FillDeps) {
     this.have = new IntervalSet(have);
+    this.hash = new PrefixHash(fh, digest);
     this.upIdx = upIdx;
     this.settled = new Promise((r) => (this.settle = r));
     this.closed = new Promise((r) => (this.close = r));
@@ -119,7 +118,7 @@ export class Fill {
     for (const r of w) r();
   }
 
-  private changed(): Promise<void> {
+  changed(): Promise<void> {
     return new Promise((r) => this.waiters.push(r));
   }
 
@@ -127,42 +126,38 @@ export class Fill {
     while (!pred()) await this.changed();
   }
 
-  /**
-   * Stream bytes [start, end] (inclusive) as they arrive. A reader that ends at the last byte gets
-   * it only after the digest matched, so a whole-blob client sees the right bytes or an error.
-   */
-  read(start: number, end: number): AsyncGenerator<Buffer> {
+  /** Write bytes [start, end] (inclusive) into `out` as they arrive (see fill-reader.ts). */
+  copyTo(out: Writable, start: number, end: number): Promise<void> {
+    return copyFill(this, this.deps.blobs, out, start, end);
+  }
+
+  readableEnd(pos: number): number {
+    for (;;) {
+      const next = Math.max(this.have.runEnd(pos), this.recent.runEnd(pos));
+      if (next === pos) return pos;
+      pos = next;
+    }
+  }
+
+  memory(pos: number, end: number, max: number): Buffer[] {
+    return this.recent.slices(pos, end, max);
+  }
+
+  async readAt(buf: Buffer, len: number, pos: number): Promise<number> {
+    return (await this.fh.read(buf, 0, len, pos)).bytesRead;
+  }
+
+  want(pos: number): void {
+    this.demand(pos);
+  }
+
+  acquire(): void {
     this.readers++;
-    const self = this;
-    return (async function* () {
-      try {
-        let pos = start;
-        const holdLast = end === self.size - 1;
-        while (pos <= end) {
-          if (self.error) throw self.error;
-          if (self.verified) {
-            for await (const c of await self.deps.blobs.open(self.digest, { start: pos, end })) yield c as Buffer;
-            return;
-          }
-          let avail = Math.min(self.have.runEnd(pos), end + 1);
-          if (holdLast && avail === self.size) avail--;
-          if (avail > pos) {
-            const len = Math.min(avail - pos, READ_CHUNK);
-            const buf = Buffer.allocUnsafe(len);
-            const { bytesRead } = await self.fh.read(buf, 0, len, pos);
-            if (bytesRead <= 0) throw new Error(`short read at ${pos} from the staging file of ${self.digest}`);
-            pos += bytesRead;
-            yield buf.subarray(0, bytesRead);
-            continue;
-          }
-          if (self.have.runEnd(pos) === pos) self.demand(pos);
-          await self.changed();
-        }
-      } finally {
-        self.readers--;
-        self.maybeCloseFile();
-      }
-    })();
+  }
+
+  release(): void {
+    this.readers--;
+    this.maybeCloseFile();
   }
 
   private claims(): Array<[number, number]> {
@@ -242,7 +237,14 @@ export class Fill {
         const before = f.pos;
         try {
           const res = await up.blobRange(this.src.namespace, this.src.model, this.digest, f.pos, f.end, this.direct, this.size, f.abort.signal);
-          await this.receive(f, res.body as unknown as Readable, up);
+          await receive(f, res.body as unknown as Readable, {
+            write: (bufs, len, at) => this.writeAt(bufs, len, at),
+            landed: (at, bufs, len) => {
+              up.bytesIn += len;
+              this.landed(at, bufs, len);
+            },
+            stopped: () => !!this.error,
+          });
           if (f.pos < f.end && !this.error) throw new Error(`the response ended at byte ${f.pos}, before ${f.end}`);
         } catch (e) {
           if (this.error) return;
@@ -270,134 +272,41 @@ export class Fill {
     }
   }
 
-  /**
-   * Copy a response body into the staging file at f.pos, in batches, with up to two writes in
-   * flight (a slow disk round trip does not stall the socket); keeps what arrived on errors.
-   * 'data' events rather than async iteration: no concatenation copy of every chunk.
-   */
-  private receive(f: Fetch, body: Readable, up: Upstream): Promise<void> {
-    let batch: Buffer[] = [];
-    let n = 0;
-    let t0 = 0;
-    let queued = 0; // handed to a write, not yet on disk
-    let failed: unknown;
-    let chain: Promise<void> = Promise.resolve();
-    let inFlight = 0;
-    const write = async (bufs: Buffer[], len: number, at: number) => {
-      if (failed !== undefined || this.error) return;
-      try {
-        const { bytesWritten } = await this.fh.writev(bufs, at);
-        if (bytesWritten < len) {
-          const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
-          let off = 0;
-          while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, at + bytesWritten + off)).bytesWritten;
-        }
-      } catch (e) {
-        failed = e;
-        return;
-      }
-      // In-order bytes are hashed from memory; the others are read back when the prefix reaches them.
-      if (at === this.hashed && !this.hashing && !this.finishing) {
-        for (const b of bufs) this.hasher.update(b);
-        this.hashed += len;
-      }
-      queued -= len;
-      f.pos = at + len;
-      this.have.add(at, f.pos);
-      this.received += len;
-      up.bytesIn += len;
-      this.dirty = true;
-      this.notify();
-      this.hashMore();
-    };
-    const flush = () => {
-      if (n === 0) return;
-      const bufs = batch;
-      const len = n;
-      const at = f.pos + queued;
-      batch = [];
-      n = 0;
-      queued += len;
-      inFlight++;
-      chain = chain.then(() => write(bufs, len, at)).finally(() => {
-        inFlight--;
-        if (inFlight < 2 && body.isPaused()) body.resume();
-      });
-    };
-    return new Promise<void>((resolve, reject) => {
-      let done = false;
-      const finish = (err?: unknown) => {
-        if (done) return;
-        done = true;
-        body.off('data', onData);
-        flush();
-        void chain.then(() => {
-          if (failed !== undefined) reject(failed);
-          else if (err !== undefined) reject(err);
-          else resolve();
-        });
-      };
-      const onData = (c: Buffer) => {
-        if (this.error || failed !== undefined) {
-          body.destroy();
-          return finish();
-        }
-        let chunk = c;
-        const room = f.end - (f.pos + queued + n);
-        if (chunk.length > room) chunk = chunk.subarray(0, room); // never past the range we own
-        if (n === 0) t0 = Date.now();
-        batch.push(chunk);
-        n += chunk.length;
-        // The first bytes of a range go out at once (time to first byte), then in batches.
-        if (n >= FLUSH_BYTES || Date.now() - t0 >= FLUSH_MS || f.pos + queued === f.start) {
-          flush();
-          if (inFlight >= 2) body.pause();
-        }
-        if (f.pos + queued + n >= f.end) {
-          body.destroy();
-          finish();
-        }
-      };
-      body.on('data', onData);
-      body.once('end', () => finish());
-      body.once('error', (e) => finish(e));
-      body.once('close', () => finish());
-    });
+  /** Put a batch at `at` in the staging file (a short write is finished by hand). */
+  private async writeAt(bufs: Buffer[], len: number, at: number): Promise<void> {
+    const { bytesWritten } = await this.fh.writev(bufs, at);
+    if (bytesWritten >= len) return;
+    const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
+    let off = 0;
+    while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, at + bytesWritten + off)).bytesWritten;
+  }
+
+  /** A batch is on disk: record it, hash it if it continues the prefix, keep it for readers. */
+  private landed(at: number, bufs: Buffer[], len: number): void {
+    if (!this.finishing) this.hash.written(at, bufs, len);
+    if (!this.error) this.recent.add(at, bufs, len);
+    this.have.add(at, at + len);
+    this.received += len;
+    this.dirty = true;
+    this.notify();
+    this.hashMore();
   }
 
   private hashMore(): void {
-    if (this.hashing || this.error || this.finishing) return;
-    if (this.hashed === this.size) {
+    if (this.hash.busy || this.error || this.finishing) return;
+    if (this.hash.hashed === this.size) {
       void this.finish();
       return;
     }
-    if (this.have.runEnd(this.hashed) <= this.hashed) return;
-    this.hashing = true;
-    void (async () => {
-      try {
-        const buf = Buffer.allocUnsafe(4 * MiB);
-        for (;;) {
-          const prefix = this.have.runEnd(this.hashed);
-          if (prefix <= this.hashed || this.error) break;
-          const len = Math.min(buf.length, prefix - this.hashed);
-          const { bytesRead } = await this.fh.read(buf, 0, len, this.hashed);
-          if (bytesRead <= 0) throw new Error(`short read at ${this.hashed} while hashing ${this.digest}`);
-          this.hasher.update(buf.subarray(0, bytesRead));
-          this.hashed += bytesRead;
-        }
-      } catch (e) {
-        this.fail(e as Error);
-      } finally {
-        this.hashing = false;
-      }
-      this.hashMore();
-    })();
+    if (this.have.runEnd(this.hash.hashed) <= this.hash.hashed) return;
+    void this.hash.catchUp(() => this.have.runEnd(this.hash.hashed), () => !!this.error)
+      .then(() => this.hashMore(), (e) => this.fail(e as Error));
   }
 
   private async finish(): Promise<void> {
     if (this.finishing || this.error) return;
     this.finishing = true;
-    const got = `sha256:${this.hasher.digest('hex')}`;
+    const got = this.hash.digest();
     const up = this.upstream;
     if (got !== this.digest) {
       this.deps.log.error({ digest: this.digest, got, upstream: up?.name, size: this.size },
@@ -411,6 +320,7 @@ export class Fill {
       await this.fh.datasync();
       if ((await this.deps.blobs.size(this.digest)) === null) await this.deps.driver.move(fillKey(this.digest, 'data'), blobKey(this.digest));
       this.verified = true;
+      this.recent.clear();
       this.deps.log.info({ digest: this.digest, size: this.size, upstream: up?.name, upstreamBytes: this.received }, 'blob filled from upstream and verified');
       await this.removeDir(false);
     } catch (e) {
@@ -430,6 +340,7 @@ export class Fill {
     this.error = isRegistryError(err) ? err : (upstreamToRegistryError(err, 'blob') as Error);
     if (!isRegistryError(this.error)) this.deps.log.error({ err, digest: this.digest }, 'blob fill failed');
     for (const f of this.fetches) f.abort.abort();
+    this.recent.clear();
     this.settle();
     this.notify();
     void (async () => {
@@ -455,7 +366,7 @@ export class Fill {
   }
 
   private maybeCloseFile(): void {
-    if (this.readers > 0 || this.fhClosed || !(this.verified || this.error) || this.hashing) return;
+    if (this.readers > 0 || this.fhClosed || !(this.verified || this.error) || this.hash.busy) return;
     this.fhClosed = true;
     void this.closed.then(() => this.fh.close()).catch(() => {});
   }

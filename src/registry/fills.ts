@@ -1,20 +1,25 @@
 // The registry of fills in this process: one per digest (opened on first use, or resumed from
-// the state a previous run left), a lock file against a second process on the same data folder,
-// and blob sizes from upstream HEADs or from manifests that passed through. See fill.ts for how
-// one fill brings a blob in.
+// the state a previous run left), a lock file against a second process on the same data folder
+// (whose fill is then followed, fill-follow.ts), and blob sizes from upstream HEADs or from
+// manifests that passed through. See fill.ts for how one fill brings a blob in.
 import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
 import { alive } from '../storage/fs.js';
 import { fillKey, fillsDir } from '../storage/layout.js';
-import { Fill, upstreamToRegistryError, type FillDeps, type FillSource, type FillState } from './fill.js';
+import { Fill, upstreamToRegistryError, type FillDeps, type FillSource } from './fill.js';
+import { FollowedFill, readFillState } from './fill-follow.js';
 
 export { FILL_TUNING, Fill, upstreamToRegistryError, type FillSource } from './fill.js';
+export { FollowedFill } from './fill-follow.js';
+
+/** A fill run by this process, or one another process runs on the same data folder. */
+export type BlobFill = Fill | FollowedFill;
 
 export class Fills {
-  private fills = new Map<string, Fill>();
-  private opening = new Map<string, Promise<Fill | null>>();
+  private fills = new Map<string, BlobFill>();
+  private opening = new Map<string, Promise<BlobFill | null>>();
   private sizes = new Map<string, { size: number; index: number }>();
 
   constructor(private readonly deps: FillDeps) {}
@@ -26,7 +31,7 @@ export class Fills {
   }
 
   /** The fill in progress for a digest, if any. */
-  active(digest: string): Fill | undefined {
+  active(digest: string): BlobFill | undefined {
     const f = this.fills.get(digest);
     return f && !f.error && !f.verified ? f : undefined;
   }
@@ -52,7 +57,7 @@ export class Fills {
   }
 
   /** The fill of a digest, started or resumed on first use; null when the blob is already published. */
-  async get(digest: string, src: FillSource): Promise<Fill | null> {
+  async get(digest: string, src: FillSource): Promise<BlobFill | null> {
     digestHex(digest);
     for (;;) {
       const f = this.fills.get(digest);
@@ -74,40 +79,46 @@ export class Fills {
     }
   }
 
-  private async readState(digest: string): Promise<FillState | null> {
-    try {
-      const s = JSON.parse(await readFile(this.deps.driver.path(fillKey(digest, 'state.json')), 'utf8')) as FillState;
-      const ok = s.version === 1 && s.digest === digest && Number.isSafeInteger(s.size) && s.size >= 0 && Array.isArray(s.have) &&
-        s.have.every((r) => Array.isArray(r) && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0]! >= 0 && r[0]! <= r[1]! && r[1]! <= s.size);
-      return ok ? s : null;
-    } catch {
-      return null;
-    }
-  }
-
-  private async lock(digest: string): Promise<void> {
+  /** Take a fill's lock; the pid of the live process that holds it instead, if any. */
+  private async lock(digest: string): Promise<number | null> {
     const p = this.deps.driver.path(fillKey(digest, 'lock'));
     await mkdir(path.dirname(p), { recursive: true });
     for (let i = 0; i < 2; i++) {
       try {
         await writeFile(p, String(process.pid), { flag: 'wx' });
-        return;
+        return null;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         const pid = Number(await readFile(p, 'utf8').catch(() => ''));
-        if (pid === process.pid) return;
-        if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
-          throw new RegistryError('UNAVAILABLE', `blob ${digest} is being fetched by another ollama-registry process (pid ${pid}) on this data folder; try again when it is done`);
-        }
+        if (pid === process.pid) return null;
+        if (Number.isInteger(pid) && pid > 0 && alive(pid)) return pid;
         await unlink(p).catch(() => {});
       }
     }
+    return null;
   }
 
-  private async open(digest: string, src: FillSource): Promise<Fill> {
-    await this.lock(digest);
+  /** Serve (or wait for) the fill another process runs; take it over if that process goes. */
+  private async follow(digest: string, src: FillSource, owner: number): Promise<FollowedFill> {
+    const state = await readFillState(this.deps.driver, digest);
+    const size = state?.size ?? (await this.size(digest, src)).size;
+    const f = new FollowedFill(digest, size, owner, this.deps, async () => {
+      if (this.fills.get(digest) === f) this.fills.delete(digest);
+      return this.get(digest, src);
+    });
+    this.fills.set(digest, f);
+    void f.settled.then(() => {
+      if (f.verified && this.fills.get(digest) === f) this.fills.delete(digest);
+    });
+    this.deps.log.info({ digest, owner }, 'another process is filling this blob; following it');
+    return f;
+  }
+
+  private async open(digest: string, src: FillSource): Promise<BlobFill> {
+    const owner = await this.lock(digest);
+    if (owner !== null) return this.follow(digest, src, owner);
     try {
-      const state = await this.readState(digest);
+      const state = await readFillState(this.deps.driver, digest);
       let size: number;
       let index = 0;
       if (state) {
@@ -151,7 +162,7 @@ export class Fills {
     for (const name of await this.deps.driver.list(fillsDir())) {
       const m = /^sha256-([0-9a-f]{64})$/.exec(name);
       if (!m) continue;
-      const s = await this.readState(`sha256:${m[1]}`);
+      const s = await readFillState(this.deps.driver, `sha256:${m[1]}`);
       if (s) out.push({ digest: s.digest, namespace: s.namespace, model: s.model });
     }
     return out;
