@@ -1,12 +1,12 @@
 // Writes one upload part into the session's data file, hashing it on the way.
 //
-// The bytes are copied from the socket into a few large staging slots; each full slot is hashed
-// (one big update instead of thousands of 64 KiB ones) and written with O_DIRECT, from memory
-// that is page-aligned because it belongs to a WebAssembly.Memory. Direct writes skip the page
-// cache: no copy into it, and no writeback work for the fsync before publishing, which with
-// buffered writes cost more CPU than receiving and hashing together. The few bytes of a part that
-// are not on 4 KiB boundaries (parts are 100 MB, decimal) go through an ordinary descriptor.
-// Where O_DIRECT is refused (tmpfs, some network file systems) every write is an ordinary one.
+// Each chunk from the socket is hashed, then copied into one of a few 4 MiB staging slots; full
+// slots are written with O_DIRECT, from memory that is page-aligned because it belongs to a
+// WebAssembly.Memory. Direct writes skip the page cache: no copy into it, and no writeback work
+// for the fsync before publishing, which with buffered writes cost about as much CPU as receiving
+// and hashing together. The few bytes of a part that are not on 4 KiB boundaries (ollama's parts
+// are 100 MB, decimal) go through an ordinary descriptor. Where O_DIRECT is refused (some file
+// systems), or all aligned slots are taken by other parts, every write is an ordinary one.
 import type { Hash } from 'node:crypto';
 import { close, constants, open, write } from 'node:fs';
 import { promisify } from 'node:util';
@@ -23,6 +23,17 @@ const fsClose = promisify(close);
 let pool: Buffer[] | undefined;
 /** False once O_DIRECT failed on this data folder's file system (then every write is buffered). */
 let directWorks = (constants.O_DIRECT ?? 0) !== 0;
+let onRefused: ((e: unknown) => void) | undefined;
+
+function refused(e: unknown): void {
+  if (directWorks) onRefused?.(e);
+  directWorks = false;
+}
+
+/** Called once if the file system refuses O_DIRECT (uploads then cost more CPU). */
+export function onDirectIoRefused(fn: (e: unknown) => void): void {
+  onRefused = fn;
+}
 
 /** Whether parts are written with O_DIRECT now; `useDirectIo(false)` turns it off (tests, diagnosis). */
 export function directIo(): boolean {
@@ -86,8 +97,8 @@ export class PartWriter {
     const slots = takeAligned();
     let direct: number | undefined;
     if (slots) {
-      direct = await fsOpen(file, constants.O_WRONLY | constants.O_DIRECT).catch(() => {
-        directWorks = false;
+      direct = await fsOpen(file, constants.O_WRONLY | constants.O_DIRECT).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'EINVAL') refused(e);
         return undefined;
       });
       if (direct === undefined) pool!.push(...slots);
@@ -97,6 +108,8 @@ export class PartWriter {
 
   /** Takes a chunk; resolves at once unless every slot is still being written. */
   async push(chunk: Buffer): Promise<void> {
+    // Hashed while the chunk is still in the CPU cache (hashing whole slots later reads them back from memory).
+    this.hash.update(chunk);
     let off = 0;
     while (off < chunk.length) {
       const n = chunk.copy(this.slot(this.cur), this.fill, off);
@@ -126,11 +139,10 @@ export class PartWriter {
     this.slots = [];
   }
 
-  /** Hashes the current slot and starts writing it; unless it is the last, waits for the next slot to be free. */
+  /** Starts writing the current slot; unless it is the last, waits for the next slot to be free. */
   private async flush(last = false): Promise<void> {
     if (this.failure) throw this.failure;
     const slot = this.slot(this.cur);
-    this.hash.update(slot.subarray(this.lead, this.fill));
     this.busy[this.cur] = this.writeSlot(slot, this.lead, this.fill, this.base);
     if (last) return;
     this.base += SLOT;
@@ -170,7 +182,7 @@ export class PartWriter {
     } catch (e) {
       // The file system takes O_DIRECT at open but not these writes: buffered from now on.
       if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
-      directWorks = false;
+      refused(e);
       await writeAll(this.fd, buf, at);
     }
   }

@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import type { FsDriver } from '../storage/fs.js';
 import { uploadDataKey, uploadDir, uploadInfoKey, uploadsDir } from '../storage/layout.js';
 import type { BlobStore } from './blobs.js';
-import { PartWriter } from './part-writer.js';
+import { onDirectIoRefused, PartWriter } from './part-writer.js';
 
 export interface UploadRepo {
   namespace: string;
@@ -58,7 +58,9 @@ export class Uploads {
   private active = new Map<string, () => void>();
   private locks = new Map<string, Promise<void>>();
 
-  constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger) {}
+  constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger) {
+    onDirectIoRefused((e) => this.log.warn({ err: e }, 'the data folder refuses O_DIRECT writes; uploads are written through the page cache (more CPU per pushed GiB)'));
+  }
 
   private dataPath(id: string): string {
     return this.driver.path(uploadDataKey(id));
