@@ -94,3 +94,21 @@ test('the same with buffered writes (file systems that refuse O_DIRECT)', async 
   t.after(() => useDirectIo(true));
   await pushAll('team/buffered');
 });
+
+test('a chunked part longer than its Content-Range is refused and leaves nothing', async () => {
+  const post = await call('/v2/team/long/blobs/uploads/', 'POST');
+  const loc = new URL(String(post.headers.location)).pathname;
+  assert.equal((await patch(loc, [0, 5_000_001])).status, 202);
+  const u = new URL(reg.url);
+  const sock = net.connect(Number(u.port), u.hostname);
+  sock.on('error', () => {});
+  await new Promise((r) => sock.once('connect', r));
+  const extra = bytes.subarray(5_000_001, 5_000_001 + 6_000_000);
+  const closed = new Promise((r) => sock.once('close', r));
+  sock.write(`PATCH ${loc} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: ${AUTH.Authorization}\r\nContent-Range: 5000001-5999999\r\n` +
+    `Transfer-Encoding: chunked\r\n\r\n${extra.length.toString(16)}\r\n`);
+  sock.write(extra);
+  sock.end('\r\n0\r\n\r\n');
+  await closed;
+  await rangeBecomes(loc, '0-5000000');
+});

@@ -78,8 +78,9 @@ export class PartWriter {
   private fill: number;
   private inflight = new Set<Promise<void>>();
   private failure: unknown;
-  /** The write of each slot's last contents. */
+  /** The write of each slot's last contents, and whether it is still going. */
   private busy: Promise<void>[];
+  private pending: boolean[] = [];
 
   private constructor(private readonly fd: number, direct: number | undefined, slots: Buffer[] | undefined, start: number, private readonly hash: Hash) {
     this.aligned = slots !== undefined;
@@ -106,22 +107,40 @@ export class PartWriter {
     return new PartWriter(fd, direct, direct === undefined ? undefined : slots, start, hash);
   }
 
-  /** Takes a chunk; resolves at once unless every slot is still being written. */
-  async push(chunk: Buffer): Promise<void> {
+  /**
+   * Takes a chunk. Returns a promise only when the chunk could not be taken whole because every
+   * slot is still being written (the caller pauses its source until it settles).
+   */
+  push(chunk: Buffer): Promise<void> | undefined {
+    if (this.failure) throw this.failure;
     // Hashed while the chunk is still in the CPU cache (hashing whole slots later reads them back from memory).
     this.hash.update(chunk);
-    let off = 0;
+    return this.take(chunk, 0);
+  }
+
+  private take(chunk: Buffer, from: number): Promise<void> | undefined {
+    let off = from;
     while (off < chunk.length) {
       const n = chunk.copy(this.slot(this.cur), this.fill, off);
       off += n;
       this.fill += n;
-      if (this.fill === SLOT) await this.flush();
+      if (this.fill === SLOT) {
+        this.flush();
+        if (this.pending[this.cur]) {
+          const rest = off;
+          return this.busy[this.cur]!.then(() => {
+            if (this.failure) throw this.failure;
+            return this.take(chunk, rest);
+          });
+        }
+      }
     }
+    return undefined;
   }
 
   /** Writes what is left and waits for every write; the part is then in the file. */
   async finish(): Promise<void> {
-    if (this.fill > this.lead) await this.flush(true);
+    if (this.fill > this.lead) this.flush(true);
     await this.settle();
     if (this.failure) throw this.failure;
   }
@@ -139,18 +158,16 @@ export class PartWriter {
     this.slots = [];
   }
 
-  /** Starts writing the current slot; unless it is the last, waits for the next slot to be free. */
-  private async flush(last = false): Promise<void> {
-    if (this.failure) throw this.failure;
-    const slot = this.slot(this.cur);
-    this.busy[this.cur] = this.writeSlot(slot, this.lead, this.fill, this.base);
+  /** Starts writing the current slot, and moves on to the next one (which may still be being written). */
+  private flush(last = false): void {
+    const i = this.cur;
+    this.pending[i] = true;
+    this.busy[i] = this.writeSlot(this.slot(i), this.lead, this.fill, this.base).finally(() => { this.pending[i] = false; });
     if (last) return;
     this.base += SLOT;
     this.lead = 0;
     this.fill = 0;
-    this.cur = (this.cur + 1) % SLOTS_PER_PART;
-    await this.busy[this.cur];
-    if (this.failure) throw this.failure;
+    this.cur = (i + 1) % SLOTS_PER_PART;
   }
 
   private slot(i: number): Buffer {
