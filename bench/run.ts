@@ -17,7 +17,7 @@ interface Common {
 const BENCHES: Record<string, { title: string; run: (o: Common) => Promise<Row[]> }> = {
   core: { title: 'core: this server vs Caddy (older Caddy+ollama setup), 1 GiB blob', run: (o) => benchCore(o) },
   cache: { title: 'cache: cold 1 GiB pull through the cache vs direct from the upstream; distribution 2.8 proxy as the peer', run: () => benchCache() },
-  push: { title: 'push: 1 GiB model to this server (ollama PATCH parts) vs docker-registry (monolithic PUT)', run: () => benchPush() },
+  push: { title: 'push: 1 GiB model to this server (ollama PATCH parts) vs docker-registry (monolithic PUT)', run: (o) => benchPush({ rounds: o.rounds, serverMain: o.serverMain }) },
 };
 
 function usage(): never {

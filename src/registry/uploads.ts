@@ -9,16 +9,15 @@
 // hash state at the start of the last part is kept, so retrying that part costs no re-hash; any
 // other case (a restart, an older part) re-hashes the kept prefix once.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { close, createReadStream, open as openCb, writev } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { Writable, type Readable } from 'node:stream';
-import { promisify } from 'node:util';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { fromFsError, RegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FsDriver } from '../storage/fs.js';
 import { uploadDataKey, uploadDir, uploadInfoKey, uploadsDir } from '../storage/layout.js';
 import type { BlobStore } from './blobs.js';
+import { onDirectIoRefused, PartWriter } from './part-writer.js';
 
 export interface UploadRepo {
   namespace: string;
@@ -46,8 +45,6 @@ interface HashState {
 
 const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const CHUNK = 1 << 20;
-const fsOpen = promisify(openCb);
-const fsClose = promisify(close);
 
 /** The Range header distribution sends for an upload of `size` bytes. */
 export function uploadRange(size: number): string {
@@ -61,7 +58,9 @@ export class Uploads {
   private active = new Map<string, () => void>();
   private locks = new Map<string, Promise<void>>();
 
-  constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger) {}
+  constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger) {
+    onDirectIoRefused((e) => this.log.warn({ err: e }, 'the data folder refuses O_DIRECT writes; uploads are written through the page cache (more CPU per pushed GiB)'));
+  }
 
   private dataPath(id: string): string {
     return this.driver.path(uploadDataKey(id));
@@ -160,16 +159,17 @@ export class Uploads {
     this.active.set(id, () => body.destroy(new RegistryError('BLOB_UPLOAD_INVALID', 'this part was superseded by a newer request on the same upload')));
     try {
       if (size > at) await truncate(file, at);
-      const fd = await fsOpen(file, 'r+');
-      const out = new Appender(fd, at, (chunk) => {
-        written += chunk.length;
-        if (length !== undefined && written > length) throw new RegistryError('SIZE_INVALID', `the part is longer than its Content-Range (${length} bytes)`);
-        state.hash.update(chunk);
-      });
+      const out = await PartWriter.open(file, at, state.hash);
       try {
-        await pipeline(body, out);
+        // An async iterator: measured ~1 CPU-s per GiB cheaper than 'data' events (bench/push.ts, 3 rounds each).
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          written += chunk.length;
+          if (length !== undefined && written > length) throw new RegistryError('SIZE_INVALID', `the part is longer than its Content-Range (${length} bytes)`);
+          await out.push(chunk);
+        }
+        await out.finish();
       } finally {
-        await fsClose(fd);
+        await out.close();
       }
       if (length !== undefined && written !== length) {
         throw new RegistryError('SIZE_INVALID', `the part has ${written} bytes but its Content-Range says ${length}`);
@@ -285,56 +285,6 @@ export class Uploads {
     const timer = setInterval(sweep, Math.min(3600_000, Math.max(1000, maxAgeMs / 4)));
     timer.unref();
     return () => clearInterval(timer);
-  }
-}
-
-/**
- * Writes what it is given at consecutive positions of an open file, hashing (via `onChunk`)
- * before writing; chunks that queue up while a write is in flight go out in one writev.
- */
-class Appender extends Writable {
-  constructor(private readonly fd: number, private position: number, private readonly onChunk: (b: Buffer) => void) {
-    super({ highWaterMark: 8 * CHUNK });
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null) => void): void {
-    this.put([chunk], done);
-  }
-
-  override _writev(items: Array<{ chunk: Buffer }>, done: (e?: Error | null) => void): void {
-    this.put(items.map((i) => i.chunk), done);
-  }
-
-  private put(bufs: Buffer[], done: (e?: Error | null) => void): void {
-    let total = 0;
-    try {
-      for (const b of bufs) {
-        this.onChunk(b);
-        total += b.length;
-      }
-    } catch (e) {
-      done(e as Error);
-      return;
-    }
-    const write = (list: Buffer[], left: number): void => {
-      writev(this.fd, list, this.position, (err, n) => {
-        if (err) return done(err);
-        this.position += n;
-        if (n === left) return done();
-        // A short write (rare on files): the rest again.
-        let skip = n;
-        const rest: Buffer[] = [];
-        for (const b of list) {
-          if (skip >= b.length) skip -= b.length;
-          else {
-            rest.push(b.subarray(skip));
-            skip = 0;
-          }
-        }
-        write(rest, left - n);
-      });
-    };
-    write(bufs, total);
   }
 }
 
