@@ -30,5 +30,9 @@ export function createLogger(opts: { level?: string; format?: 'json' | 'text' | 
   const dest = opts.destination ?? process.stdout;
   const format = opts.format ?? 'auto';
   const text = format === 'text' || (format === 'auto' && (dest as NodeJS.WriteStream).isTTY === true);
-  return pino({ level: opts.level ?? 'info', base: undefined }, text ? textStream(dest) : dest);
+  if (text) return pino({ level: opts.level ?? 'info', base: undefined }, textStream(dest));
+  // JSON to our own stdout: pino's asynchronous destination, so lines written while a write is in
+  // flight go out together (one write per request cost ~10% of a busy server); flushed at exit.
+  const out = dest === process.stdout ? pino.destination({ dest: 1, sync: false }) : dest;
+  return pino({ level: opts.level ?? 'info', base: undefined }, out);
 }

@@ -9,7 +9,7 @@
 // preserved, and a push to an existing name in the push host keeps that name's first spelling.
 import { RegistryError } from '../errors.js';
 import { isDigest, isValidPart } from '../names.js';
-import { readAllIfExists, type Driver } from '../storage/driver.js';
+import { readAllIfExists, type Driver, type Stat } from '../storage/driver.js';
 import { MANIFESTS, manifestDir, manifestKey } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
 import { manifestContentType } from './manifest-format.js';
@@ -135,13 +135,25 @@ export class ManifestStore {
     this.generation++;
   }
 
+  /** Concurrent requests for one tag share the stat in flight (under load most requests do). */
+  private stats = new Map<string, Promise<Stat | null>>();
+
+  private statShared(key: string): Promise<Stat | null> {
+    let p = this.stats.get(key);
+    if (!p) {
+      p = this.driver.stat(key).finally(() => this.stats.delete(key));
+      this.stats.set(key, p);
+    }
+    return p;
+  }
+
   async get(namespace: string, model: string, reference: string): Promise<StoredManifest> {
     const k = `${namespace}/${model}/${reference}`;
     const now = Date.now();
     const hit = this.recent.get(k);
     if (hit && now - hit.at < RECENT_MS) {
       // One stat instead of a lookup: a tag rewritten in place (ollama, another registry process) shows at once.
-      const st = await this.driver.stat(manifestKey(hit.m.host, hit.m.namespace, hit.m.model, hit.m.tag));
+      const st = await this.statShared(manifestKey(hit.m.host, hit.m.namespace, hit.m.model, hit.m.tag));
       if (st && !st.isDir && st.mtimeMs === hit.m.mtimeMs && st.size === hit.m.bytes.length) return hit.m;
     }
     const gen = this.generation;
