@@ -1,9 +1,10 @@
 // kill -9 of the registry in the middle of a fill, then a restart: the fill resumes by itself,
 // and the ranges already recorded as filled are not fetched from the upstream again.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -69,6 +70,29 @@ test('kill -9 mid-fill, restart: the fill resumes and filled ranges are not fetc
     }
   } finally {
     await front.close();
+    await upstream.close();
+  }
+});
+
+test('a fill lock left by a dead process whose pid now belongs to another process is taken over, not followed', { timeout: 30_000 }, async () => {
+  const upstream = await startTestRegistry();
+  const m = await makeModel(upstream.data, { model: 'reused', tag: 'v1', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 2 * MiB }] });
+  const b = m.blobs[0]!;
+  const data = await tempDir();
+  // After a container restart the old holder's pid is often some other live process: here a
+  // `sleep`, named in the lock with another start time than its own.
+  const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+  const lock = path.join(data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`, 'lock');
+  await mkdir(path.dirname(lock), { recursive: true });
+  await writeFile(lock, `${other.pid} 1`);
+  const reg = await spawnRegistry(['--data', data, '--upstream', upstream.url]);
+  try {
+    const r = await request(reg.url, `/v2/library/reused/blobs/${b.digest}`);
+    assert.equal(r.status, 200, r.text());
+    assert.equal(`sha256:${createHash('sha256').update(r.body).digest('hex')}`, b.digest);
+  } finally {
+    other.kill();
+    await reg.stop();
     await upstream.close();
   }
 });

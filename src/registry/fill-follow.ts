@@ -7,7 +7,7 @@ import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { RegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { alive, type FsDriver } from '../storage/fs.js';
+import { lockHolder, type FsDriver } from '../storage/fs.js';
 import { fillKey } from '../storage/layout.js';
 import type { BlobStore } from './blobs.js';
 import type { Fill, FillState } from './fill.js';
@@ -29,8 +29,8 @@ export async function readFillState(driver: FsDriver, digest: string): Promise<F
 
 /** The live process (not this one) holding a fill's lock, or null. */
 export async function lockOwner(driver: FsDriver, digest: string): Promise<number | null> {
-  const pid = Number(await readFile(driver.path(fillKey(digest, 'lock')), 'utf8').catch(() => ''));
-  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid) ? pid : null;
+  const pid = lockHolder(await readFile(driver.path(fillKey(digest, 'lock')), 'utf8').catch(() => ''));
+  return pid !== null && pid !== process.pid ? pid : null;
 }
 
 /** Every byte of `b` is in `a`. */

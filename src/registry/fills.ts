@@ -6,7 +6,7 @@ import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
-import { alive } from '../storage/fs.js';
+import { lockHolder, lockText } from '../storage/fs.js';
 import { fillKey, fillsDir } from '../storage/layout.js';
 import { Fill, upstreamToRegistryError, type FillDeps, type FillSource } from './fill.js';
 import { FollowedFill, readFillState } from './fill-follow.js';
@@ -85,13 +85,14 @@ export class Fills {
     await mkdir(path.dirname(p), { recursive: true });
     for (let i = 0; i < 2; i++) {
       try {
-        await writeFile(p, String(process.pid), { flag: 'wx' });
+        await writeFile(p, lockText(), { flag: 'wx' });
         return null;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const pid = Number(await readFile(p, 'utf8').catch(() => ''));
-        if (pid === process.pid) return null;
-        if (Number.isInteger(pid) && pid > 0 && alive(pid)) return pid;
+        const text = await readFile(p, 'utf8').catch(() => '');
+        if (text.trim() === lockText()) return null;
+        const pid = lockHolder(text);
+        if (pid !== null && pid !== process.pid) return pid;
         await unlink(p).catch(() => {});
       }
     }

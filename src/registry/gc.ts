@@ -9,7 +9,7 @@
 //  - leftover staging files whose owning process is gone.
 // Blobs published after the listing are never candidates.
 import type { App } from '../app.js';
-import { alive } from '../storage/fs.js';
+import { alive, lockHolder } from '../storage/fs.js';
 import { blobKey, fillsDir, stateKey, tmpDir, tmpKey, uploadDir, uploadsDir } from '../storage/layout.js';
 import type { Driver } from '../storage/driver.js';
 import { ManifestIndex, type ManifestEntry } from './manifest-index.js';
@@ -212,8 +212,8 @@ async function sweepStaging(driver: Driver, now: number, graceMs: number, staleM
       const plain = files.filter((f) => !f.isDir);
       const newest = Math.max(...(plain.length ? plain : files).map((f) => f.mtimeMs));
       const lock = files.find((f) => f.key === `${key}/lock`);
-      const owner = lock ? Number((await driver.readAll(lock.key).catch(() => Buffer.from(''))).toString().trim()) : Number(/^(\d+)-/.exec(name)?.[1]);
-      if (alive(owner) || now - newest < Math.max(staleMs, graceMs)) continue;
+      const held = lock ? lockHolder((await driver.readAll(lock.key).catch(() => Buffer.from(''))).toString()) !== null : alive(Number(/^(\d+)-/.exec(name)?.[1]));
+      if (held || now - newest < Math.max(staleMs, graceMs)) continue;
       if (!dry) for (const f of files) await driver.delete(f.key); // files first, then their folders
       out.removed.push(key);
       out.bytes += files.reduce((n, f) => n + f.size, 0);
