@@ -13,6 +13,7 @@ import { request } from './support/http.js';
 import { makeModel, type MadeModel } from './support/models.js';
 import { ollamaPull } from './support/ollama-client.js';
 import { tempDir } from './support/server.js';
+import { waitFor } from './support/eventually.js';
 
 const MiB = 1 << 20;
 const UA = 'ollama/0.12.3 (amd64 linux) Go/go1.24.1';
@@ -22,14 +23,6 @@ let small: MadeModel;
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const blobPath = (digest: string) => `/v2/library/big/blobs/${digest}`;
-
-async function waitFor(pred: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** A fresh blob on the upstream for one test, so each test starts cold. */
 async function freshBlob(size: number, seed: string): Promise<{ digest: string; size: number }> {

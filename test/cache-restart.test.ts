@@ -12,18 +12,9 @@ import { startFaultUpstream } from './support/fault-upstream.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
 import { spawnRegistry, startTestRegistry, tempDir } from './support/server.js';
+import { waitFor } from './support/eventually.js';
 
 const MiB = 1 << 20;
-
-async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('kill -9 mid-fill, restart: the fill resumes and filled ranges are not fetched again', async () => {
   const upstream = await startTestRegistry();

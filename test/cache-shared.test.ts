@@ -12,6 +12,7 @@ import { startFaultUpstream, type FaultUpstream } from './support/fault-upstream
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
 import { MAIN, spawnRegistry, startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { waitFor } from './support/eventually.js';
 
 const MiB = 1 << 20;
 const MODEL = 'application/vnd.ollama.image.model';
@@ -28,16 +29,6 @@ after(async () => {
 });
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function pull(data: string, name: string) {
   const child = spawn(process.execPath, [MAIN, 'pull', '--data', data, '--upstream', front.url, name], { env: { ...process.env, OLLAMA_REGISTRY_CONFIG: '' } });

@@ -13,3 +13,14 @@ export async function eventually(fn: () => Promise<void>, ms = 5000, stepMs = 50
     }
   }
 }
+
+/** Polls `fn` until it returns a truthy value, and returns that; throws after `ms`. */
+export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 20_000, stepMs = 50): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
