@@ -194,7 +194,11 @@ test('signed in, deleting a tag removes it; an account without the delete right 
 test('when reads need credentials, the page asks to sign in and then lists what the user may pull', async () => {
   const priv = await startTestRegistry({ config: { auth: { ...defaults().auth, anonymousRead: false } } });
   try {
-    await makeModel(priv.data, { namespace: 'team', model: 'tool', tag: 'v1' });
+    const license = 'Team licence, long enough to be cut on the page.\n'.repeat(2000); // ~100 kB, past the 64 KiB shown
+    await makeModel(priv.data, { namespace: 'team', model: 'tool', tag: 'v1', layers: [
+      { mediaType: 'application/vnd.ollama.image.model', size: 4096 },
+      { mediaType: 'application/vnd.ollama.image.license', content: license },
+    ] });
     await makeModel(priv.data, { model: 'gemma2', tag: '2b' });
     await addUser(priv, 'dora', 'pw-dora', 'team', ['pull']);
     // A link to a model, signed out: the reason and a way to sign in.
@@ -208,6 +212,12 @@ test('when reads need credentials, the page asks to sign in and then lists what 
     assert.deepEqual(await page.locator('#catalog .row .name').allTextContents(), ['team/tool']);
     await page.click('#catalog .row .name');
     await page.locator('h1').filter({ hasText: 'team/tool:v1' }).waitFor();
+    // The whole licence, fetched with the session's token (reads need credentials here).
+    await page.locator('details.text summary', { hasText: 'License' }).click();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByText('Download all of it').click()]);
+    const saved = await download.path();
+    assert.ok(saved, 'the download was saved');
+    assert.equal(await readFile(saved, 'utf8'), license);
     await goHash('#/');
     await page.locator('#sign-out').click();
     await page.locator('#count', { hasText: 'sign in to see them' }).waitFor();

@@ -1,16 +1,39 @@
 // A model's page: its tags, the commands to pull it, and the chosen tag's details and texts.
 import { deleteButton, renderAccount } from './actions.js';
-import { commands, copyLine, el, go, formatBytes, getJson, modelHash, nav, timeEl, type DetailsResponse, type TextLayer } from './util.js';
+import { authHeaders, commands, copyLine, currentSession, el, errorOf, go, formatBytes, getJson, modelHash, nav, timeEl, type DetailsResponse, type TextLayer } from './util.js';
 
 function blobUrl(d: DetailsResponse, digest: string): string {
   return `/v2/${encodeURIComponent(d.model.namespace)}/${encodeURIComponent(d.model.model)}/blobs/${digest}`;
+}
+
+/**
+ * A link that downloads a whole blob. Signed in, the file is fetched with the session's token
+ * (a plain link carries none, and reads may need credentials), then saved from memory: these
+ * are text layers, not model weights.
+ */
+function downloadLink(url: string, name: string): HTMLElement {
+  const a = el('a', { href: url, download: name }, 'Download all of it');
+  a.addEventListener('click', (ev) => {
+    if (!currentSession()) return;
+    ev.preventDefault();
+    void (async () => {
+      const res = await fetch(url, { headers: authHeaders() });
+      if (!res.ok) throw await errorOf(res);
+      const save = el('a', { href: URL.createObjectURL(await res.blob()), download: name });
+      document.body.append(save); // a detached link's click saves nothing in some browsers
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(save.href), 60_000);
+    })().catch((e: Error) => a.replaceWith(el('span', { class: 'warn' }, `Download failed: ${e.message}`)));
+  });
+  return a;
 }
 
 function textSection(d: DetailsResponse, title: string, layer: TextLayer | null, open: boolean): HTMLElement | null {
   if (!layer) return null;
   const note = layer.missing ? el('p', { class: 'warn' }, 'This file is missing from the registry.')
     : layer.truncated ? el('p', { class: 'note' }, `Showing the first ${formatBytes(layer.text.length)} of ${formatBytes(layer.size)}. `,
-      el('a', { href: blobUrl(d, layer.digest), download: `${title.toLowerCase().replace(/\W+/g, '-')}.txt` }, 'Download all of it'), '.')
+      downloadLink(blobUrl(d, layer.digest), `${title.toLowerCase().replace(/\W+/g, '-')}.txt`), '.')
     : null;
   return el('details', { class: 'text', open },
     el('summary', null, el('h2', null, title), el('span', { class: 'muted' }, ` ${formatBytes(layer.size)}`)),
