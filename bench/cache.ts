@@ -9,12 +9,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeModel } from '../test/support/models.js';
 import type { Row } from './lib/table.js';
+import { freePort } from './lib/procs.js';
 
 export type { Row };
 
@@ -23,13 +23,6 @@ const LINK_JS = fileURLToPath(new URL('./link.js', import.meta.url));
 const REPO = 'library/bench';
 const children = new Set<ChildProcess>();
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function call(url: string, method = 'GET'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

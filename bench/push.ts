@@ -16,7 +16,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants, createReadStream, fsyncSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +24,7 @@ import { makeOllamaKey, ollamaPush, OLLAMA_PARTS, signTokenRequest, type OllamaK
 import { goEncodeValues } from '../test/support/ollama-http.js';
 import { layoutParts } from '../test/support/ollama-names.js';
 import type { Row } from './lib/table.js';
+import { freePort } from './lib/procs.js';
 
 /** The same shape as the rows of bench/lib/table.ts. */
 export type { Row };
@@ -52,15 +52,6 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer().listen(0, HOST, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 function daemon(cmd: string, args: string[]): { child: ChildProcess; output: () => string } {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
