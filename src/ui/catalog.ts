@@ -6,41 +6,10 @@ import { parseManifest } from '../registry/manifest-format.js';
 import type { ManifestRef, StoredManifest } from '../registry/manifests.js';
 import { isValidPart } from '../names.js';
 import { manifestDir, manifestKey } from '../storage/layout.js';
-import { sourceOf, type Source } from './hooks.js';
+import type { ModelSummary, TagSummary } from './client/api.js';
+import { sourceOf } from './hooks.js';
 
-export interface TagSummary {
-  tag: string;
-  /** Layers + config, as `ollama list` shows it. */
-  size: number;
-  family: string | null;
-  parameterSize: string | null;
-  quantization: string | null;
-  contextLength: number | null;
-  /** Manifest file mtime (ISO 8601): when the tag was last written. */
-  modified: string;
-  digest: string;
-  /** What `ollama list` shows as ID: the first 12 hex of the manifest's sha256. */
-  id: string;
-  /** The config blob is named but not stored (or not readable JSON). */
-  configMissing: boolean;
-  /** Referenced blobs that are not in the store. */
-  missingBlobs: number;
-  /** The host folder that answers pulls of this name instead (see the lookup rule). */
-  shadowedBy: string | null;
-  /** Why the manifest could not be read, when it could not. */
-  problem: string | null;
-}
-
-export interface ModelSummary {
-  host: string;
-  namespace: string;
-  model: string;
-  source: Source;
-  tags: TagSummary[];
-  /** Bytes of the distinct blobs of all its tags (what it takes on disk). */
-  size: number;
-  modified: string;
-}
+export type { ModelSummary, TagSummary };
 
 export interface Catalog {
   models: ModelSummary[];

@@ -4,48 +4,15 @@ import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
 import { checkPart } from '../names.js';
 import { readGgufInfo } from './gguf.js';
-import { modelEntry, readBlobHead, summarise, type ModelSummary, type TagSummary } from './catalog.js';
+import { modelEntry, readBlobHead, summarise } from './catalog.js';
+import type { LayerInfo, ModelDetails, TextLayer } from './client/api.js';
+
+export type { LayerInfo, ModelDetails };
 
 /** Text layers are shown up to this many bytes; the rest is a link to the blob. */
 export const TEXT_CAP = 64 * 1024;
 const GGUF_HEAD = 512 * 1024;
 const OLLAMA_TYPE = 'application/vnd.ollama.image.';
-
-export interface TextLayer {
-  digest: string;
-  size: number;
-  text: string;
-  truncated: boolean;
-  /** Absent from the store: text is empty. */
-  missing: boolean;
-}
-
-export interface LayerInfo {
-  mediaType: string;
-  /** The last part of an ollama media type (model, template, license, …). */
-  kind: string;
-  digest: string;
-  size: number;
-  present: boolean;
-  from: string | null;
-}
-
-export interface ModelDetails {
-  model: ModelSummary;
-  tag: TagSummary;
-  manifest: { digest: string; id: string; size: number; mediaType: string; modified: string };
-  config: { digest: string; size: number; present: boolean; values: Record<string, string | number | boolean | string[]> } | null;
-  /** What the model was trained for (`ollama show`'s context length), from the config or the GGUF header. */
-  contextLength: { value: number; from: 'config' | 'model file' } | null;
-  layers: LayerInfo[];
-  texts: {
-    template: TextLayer | null;
-    system: TextLayer | null;
-    params: (TextLayer & { values: Record<string, unknown> | null }) | null;
-    messages: TextLayer | null;
-    licenses: TextLayer[];
-  };
-}
 
 /** Decode capped bytes, dropping a character cut in half at the cap. */
 function decode(bytes: Buffer, truncated: boolean): string {

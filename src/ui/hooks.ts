@@ -2,6 +2,7 @@
 // their controls as soon as `features()` says they exist (contracts in README, "The web catalog").
 import type { App } from '../app.js';
 import { TOKEN_PATH } from '../http/auth.js';
+import type { Source } from './client/api.js';
 
 export interface UiFeatures {
   /** Prefetch: POST {"name": "<as users type it>"} to url; NDJSON progress in ollama's /api/pull shape. */
@@ -22,12 +23,6 @@ export function features(app: App): UiFeatures {
   return { prefetch, delete: del, signIn };
 }
 
-export interface Source {
-  /** 'pushed' for the folder pushes write to; 'upstream' for a folder of models from elsewhere. */
-  kind: 'pushed' | 'upstream';
-  /** Shown to users: "pushed", or the upstream's host name. */
-  label: string;
-}
 
 /**
  * Where a host folder's models came from. A folder is named after the registry its models were

@@ -1,38 +1,14 @@
 // Shared by the page's modules: the API's types, DOM building (text only: model data never
 // reaches innerHTML), formatting, and the exact commands users copy.
 
+import type { ModelDetails, ModelSummary } from './api.js';
+
+export type { LayerInfo, ModelSummary, Source, TagSummary, TextLayer } from './api.js';
+
 export interface Features {
   prefetch: false | { url: string };
   delete: false | { url: string };
   signIn: false | { tokenUrl: string };
-}
-
-export interface Source { kind: 'pushed' | 'upstream'; label: string }
-
-export interface TagSummary {
-  tag: string;
-  size: number;
-  family: string | null;
-  parameterSize: string | null;
-  quantization: string | null;
-  contextLength: number | null;
-  modified: string;
-  digest: string;
-  id: string;
-  configMissing: boolean;
-  missingBlobs: number;
-  shadowedBy: string | null;
-  problem: string | null;
-}
-
-export interface ModelSummary {
-  host: string;
-  namespace: string;
-  model: string;
-  source: Source;
-  tags: TagSummary[];
-  size: number;
-  modified: string;
 }
 
 export interface CatalogResponse {
@@ -44,23 +20,8 @@ export interface CatalogResponse {
   disk: { bytes: number; blobs: number; free: number | null; total: number | null };
 }
 
-export interface TextLayer { digest: string; size: number; text: string; truncated: boolean; missing: boolean }
-
-export interface DetailsResponse {
+export interface DetailsResponse extends ModelDetails {
   features: Features;
-  model: ModelSummary;
-  tag: TagSummary;
-  manifest: { digest: string; id: string; size: number; mediaType: string; modified: string };
-  config: { digest: string; size: number; present: boolean; values: Record<string, string | number | boolean | string[]> } | null;
-  contextLength: { value: number; from: string } | null;
-  layers: Array<{ mediaType: string; kind: string; digest: string; size: number; present: boolean; from: string | null }>;
-  texts: {
-    template: TextLayer | null;
-    system: TextLayer | null;
-    params: (TextLayer & { values: Record<string, unknown> | null }) | null;
-    messages: TextLayer | null;
-    licenses: TextLayer[];
-  };
 }
 
 type Child = Node | string | number | null | undefined | false;
