@@ -4,12 +4,13 @@
 // manifests that passed through. See fill.ts for how one fill brings a blob in.
 import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { RegistryError } from '../errors.js';
+import { fromFsError, RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
 import { lockHolder, lockText } from '../storage/fs.js';
-import { fillKey, fillsDir } from '../storage/layout.js';
+import { fillDir, fillKey, fillsDir } from '../storage/layout.js';
 import { Fill, upstreamToRegistryError, type FillDeps, type FillSource } from './fill.js';
-import { FollowedFill, readFillState } from './fill-follow.js';
+import { FollowedFill, lockOwner, readFillState } from './fill-follow.js';
+import { IntervalSet } from './intervals.js';
 
 export { FILL_TUNING, Fill, upstreamToRegistryError, type FillSource } from './fill.js';
 export { FollowedFill } from './fill-follow.js';
@@ -126,6 +127,8 @@ export class Fills {
         size = state.size;
         index = Math.max(0, src.upstreams.findIndex((u) => u.name === state.upstream));
       } else ({ size, index } = await this.size(digest, src));
+      // A blob that cannot fit above the free-space floor is refused before a byte is written.
+      await this.deps.space?.check(`blob ${digest}`, size - new IntervalSet(state?.have ?? []).total());
       const dataPath = this.deps.driver.path(fillKey(digest, 'data'));
       let fh: FileHandle;
       let have = state?.have ?? [];
@@ -153,18 +156,28 @@ export class Fills {
       return fill;
     } catch (e) {
       await unlink(this.deps.driver.path(fillKey(digest, 'lock'))).catch(() => {});
-      throw e;
+      await this.deps.driver.delete(fillDir(digest)).catch(() => {}); // only when empty
+      throw fromFsError(e, `blob ${digest}`);
     }
   }
 
-  /** Fills left by a previous run, with where they came from. */
+  /**
+   * Fills left by a previous run, with where they came from. Folders with no state and no live
+   * owner (a process killed before it recorded anything) can never be resumed: their bytes go.
+   */
   async pending(): Promise<Array<{ digest: string; namespace: string; model: string }>> {
     const out: Array<{ digest: string; namespace: string; model: string }> = [];
     for (const name of await this.deps.driver.list(fillsDir())) {
       const m = /^sha256-([0-9a-f]{64})$/.exec(name);
       if (!m) continue;
-      const s = await readFillState(this.deps.driver, `sha256:${m[1]}`);
+      const digest = `sha256:${m[1]}`;
+      const s = await readFillState(this.deps.driver, digest);
       if (s) out.push({ digest: s.digest, namespace: s.namespace, model: s.model });
+      else if (!this.fills.has(digest) && (await lockOwner(this.deps.driver, digest)) === null) {
+        for (const f of ['data', 'state.json', 'lock'] as const) await this.deps.driver.delete(fillKey(digest, f)).catch(() => {});
+        await this.deps.driver.delete(fillDir(digest)).catch(() => {});
+        this.deps.log.info({ digest }, 'removed a fill a stopped process left without any record of its progress');
+      }
     }
     return out;
   }
