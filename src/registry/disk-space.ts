@@ -2,8 +2,9 @@
 // monolithic pushes, fills, imports) are refused with 507 and /readyz says not ready, so a full
 // disk never stops the registry from serving what it has, and gc, rm and manifests still work.
 //
-// statfs is cheap but not free: the figures are cached for a second. Streams count what they
-// write against the cached figure between refreshes, so a fast writer cannot overshoot by much.
+// statfs is cheap but not free: the figures are cached for a second, and streams count what they
+// write against them between reads, so a fast writer cannot overshoot by much. A refusal is
+// decided on fresh figures only (space freed a moment ago counts).
 import { formatBytes } from '../cli/format.js';
 import type { MinFree } from '../config.js';
 import { RegistryError } from '../errors.js';
@@ -49,17 +50,15 @@ export class DiskSpace {
   /** Refuse (507) a write of `bytes` more when it would leave less than the floor. */
   async check(what: string, bytes = 0): Promise<void> {
     await this.refresh();
+    if (this.refusal(what, bytes)) await this.refresh(true);
     const e = this.refusal(what, bytes);
     if (e) throw e;
   }
 
-  /** A stream is about to write `bytes`: count them, and refuse (507) once the floor is reached. */
-  take(what: string, bytes: number): void {
-    if (!this.last) return void this.refresh();
-    if (Date.now() - this.last.at >= REFRESH_MS) void this.refresh(true);
-    const e = this.refusal(what, bytes);
-    if (e) throw e;
-    this.last.free -= bytes;
+  /** A stream is about to write `bytes`: refuse (507) below the floor, else count them as used. */
+  async take(what: string, bytes: number): Promise<void> {
+    await this.check(what, bytes);
+    if (this.last) this.last.free -= bytes;
   }
 
   /** For /readyz: 'ok', or why writes are refused now. */

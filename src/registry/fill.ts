@@ -279,7 +279,7 @@ export class Fill implements ReadableFill {
 
   /** Put a batch at `at` in the staging file (a short write is finished by hand). */
   private async writeAt(bufs: Buffer[], len: number, at: number): Promise<void> {
-    this.deps.space?.take(`blob ${this.digest}`, len);
+    await this.deps.space?.take(`blob ${this.digest}`, len);
     const { bytesWritten } = await this.fh.writev(bufs, at);
     if (bytesWritten >= len) return;
     const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
