@@ -7,6 +7,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { BlobStore } from './registry/blobs.js';
 import { PullThrough } from './registry/cache.js';
 import { DiskSpace } from './registry/disk-space.js';
+import { discardOrphanFills } from './registry/fills.js';
 import { ManifestStore } from './registry/manifests.js';
 import { Policy } from './registry/policy.js';
 import { UsageTracker } from './registry/usage.js';
@@ -40,6 +41,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   for (const dir of [BLOBS, MANIFESTS, STATE]) await mkdir(driver.path(dir), { recursive: true });
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
+  await discardOrphanFills(driver, log);
   const space = new DiskSpace(driver, config.storage.minFree);
   const blobs = new BlobStore(driver, space);
   const metrics = createMetrics(driver, blobs);

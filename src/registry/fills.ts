@@ -6,7 +6,8 @@ import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:
 import path from 'node:path';
 import { fromFsError, RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
-import { lockHolder, lockText } from '../storage/fs.js';
+import type { Logger } from '../log.js';
+import { lockHolder, lockText, type FsDriver } from '../storage/fs.js';
 import { fillDir, fillKey, fillsDir } from '../storage/layout.js';
 import { Fill, upstreamToRegistryError, type FillDeps, type FillSource } from './fill.js';
 import { FollowedFill, lockOwner, readFillState } from './fill-follow.js';
@@ -14,6 +15,25 @@ import { IntervalSet } from './intervals.js';
 
 export { FILL_TUNING, Fill, upstreamToRegistryError, type FillSource } from './fill.js';
 export { FollowedFill } from './fill-follow.js';
+
+/**
+ * At start-up, before this process fills anything: fill folders with no state and no live owner
+ * (a process killed before it recorded any progress) can never be resumed, so their bytes go.
+ */
+export async function discardOrphanFills(driver: FsDriver, log: Logger): Promise<number> {
+  let n = 0;
+  for (const name of await driver.list(fillsDir())) {
+    const m = /^sha256-([0-9a-f]{64})$/.exec(name);
+    if (!m) continue;
+    const digest = `sha256:${m[1]}`;
+    if ((await readFillState(driver, digest)) || (await lockOwner(driver, digest)) !== null) continue;
+    for (const f of ['data', 'state.json', 'lock'] as const) await driver.delete(fillKey(digest, f)).catch(() => {});
+    await driver.delete(fillDir(digest)).catch(() => {});
+    n++;
+  }
+  if (n > 0) log.info({ fills: n }, 'removed fills a stopped process left without any record of their progress');
+  return n;
+}
 
 /** A fill run by this process, or one another process runs on the same data folder. */
 export type BlobFill = Fill | FollowedFill;
@@ -161,23 +181,14 @@ export class Fills {
     }
   }
 
-  /**
-   * Fills left by a previous run, with where they came from. Folders with no state and no live
-   * owner (a process killed before it recorded anything) can never be resumed: their bytes go.
-   */
+  /** Fills left by a previous run, with where they came from. */
   async pending(): Promise<Array<{ digest: string; namespace: string; model: string }>> {
     const out: Array<{ digest: string; namespace: string; model: string }> = [];
     for (const name of await this.deps.driver.list(fillsDir())) {
       const m = /^sha256-([0-9a-f]{64})$/.exec(name);
       if (!m) continue;
-      const digest = `sha256:${m[1]}`;
-      const s = await readFillState(this.deps.driver, digest);
+      const s = await readFillState(this.deps.driver, `sha256:${m[1]}`);
       if (s) out.push({ digest: s.digest, namespace: s.namespace, model: s.model });
-      else if (!this.fills.has(digest) && (await lockOwner(this.deps.driver, digest)) === null) {
-        for (const f of ['data', 'state.json', 'lock'] as const) await this.deps.driver.delete(fillKey(digest, f)).catch(() => {});
-        await this.deps.driver.delete(fillDir(digest)).catch(() => {});
-        this.deps.log.info({ digest }, 'removed a fill a stopped process left without any record of its progress');
-      }
     }
     return out;
   }
