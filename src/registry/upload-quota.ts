@@ -9,7 +9,7 @@ import { formatBytes } from '../cli/format.js';
 import type { Config } from '../config.js';
 import { RegistryError } from '../errors.js';
 
-interface Session { owner: string; bytes: number }
+interface Session { owner: string; bytes: number; sinceMs: number }
 
 /** Blob bytes in the store, recounted at most this often (a stat per blob). */
 const STORE_RECOUNT_MS = 30_000;
@@ -50,7 +50,7 @@ export class UploadQuota {
   /** A session found on disk at start-up. */
   restore(id: string, owner: string, bytes: number): void {
     this.close(id);
-    const s = { owner, bytes: 0 };
+    const s = { owner, bytes: 0, sinceMs: Date.now() };
     this.sessions.set(id, s);
     this.add(s, 1, bytes);
   }
@@ -100,6 +100,11 @@ export class UploadQuota {
   set(id: string, bytes: number): void {
     const s = this.sessions.get(id);
     if (s) this.add(s, 0, bytes - s.bytes);
+  }
+
+  /** Forget sessions whose folders were gone at `listedMs` (removed by `gc` in another process). */
+  keepOnly(present: Set<string>, listedMs: number): void {
+    for (const [id, s] of [...this.sessions]) if (!present.has(id) && s.sinceMs < listedMs) this.close(id);
   }
 
   /** A session committed, cancelled or purged: it no longer counts. */

@@ -296,7 +296,9 @@ export class Uploads {
   async purge(maxAgeMs: number): Promise<number> {
     let removed = 0;
     const root = this.driver.path(uploadsDir());
+    const listedMs = Date.now();
     const names = await readdir(root).catch(() => [] as string[]);
+    this.limits.quota?.keepOnly(new Set(names), listedMs);
     for (const id of names) {
       if (this.locks.has(id)) continue;
       const dir = `${root}/${id}`;
