@@ -3,7 +3,7 @@
 // restart. A refused part leaves the session as it was, so the client can go on.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { defaults, type Config } from '../src/config.js';
+import { defaults, loadConfig, type Config } from '../src/config.js';
 import { request, type RawResponse } from './support/http.js';
 import { sha256Hex } from './support/models.js';
 import { addUser } from './support/registry-auth.js';
@@ -106,4 +106,16 @@ test('open sessions count under storage.maxSize: a part that would pass it gets 
   } finally {
     await reg.close();
   }
+});
+
+test('the settings: sizes, a percentage for storage.minFree, and errors that name the setting', async () => {
+  const env = { OLLAMA_REGISTRY_MIN_FREE: '10%', OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS_PER_CLIENT: '7', OLLAMA_REGISTRY_UPLOAD_MAX_BYTES: '100GB' };
+  const c = loadConfig({ env });
+  assert.deepEqual(c.storage.minFree, { percent: 10 });
+  assert.deepEqual(c.uploads, { maxSessions: 1000, maxSessionsPerClient: 7, maxBytes: 100e9, maxBytesPerClient: 0 });
+  assert.deepEqual(loadConfig({ env: { OLLAMA_REGISTRY_MIN_FREE: '2GiB' } }).storage.minFree, { bytes: 2 ** 31 });
+  assert.deepEqual(defaults().storage.minFree, { bytes: 2 ** 30, percent: 5 });
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_MIN_FREE: 'lots' } }), /^ConfigError: config: storage\.minFree: expected a size such as 1GiB, a percentage of the disk such as 5%, or 0, got "lots" \(in environment\)$/);
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_MIN_FREE: '150%' } }), /storage\.minFree/);
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS: '-1' } }), /^ConfigError: config: uploads\.maxSessions: expected a whole number ≥ 0 \(0: no cap\), got "-1" \(in environment\)$/);
 });
