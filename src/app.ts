@@ -6,9 +6,12 @@ import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { BlobStore } from './registry/blobs.js';
 import { PullThrough } from './registry/cache.js';
+import { DiskSpace } from './registry/disk-space.js';
+import { discardOrphanFills } from './registry/fills.js';
 import { ManifestStore } from './registry/manifests.js';
 import { Policy } from './registry/policy.js';
 import { UsageTracker } from './registry/usage.js';
+import { UploadQuota } from './registry/upload-quota.js';
 import { Uploads } from './registry/uploads.js';
 import { FsDriver } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
@@ -25,6 +28,8 @@ export interface App {
   /** Last pull of each tag (memory; flushed by `serve`). */
   usage: UsageTracker;
   uploads: Uploads;
+  /** The free-space floor (storage.minFree) that writes and /readyz consult. */
+  space: DiskSpace;
   auth: Auth;
   /** Pull-through from upstream registries; absent when none is configured. */
   cache?: PullThrough;
@@ -36,11 +41,13 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   for (const dir of [BLOBS, MANIFESTS, STATE]) await mkdir(driver.path(dir), { recursive: true });
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
-  const blobs = new BlobStore(driver);
+  await discardOrphanFills(driver, log);
+  const space = new DiskSpace(driver, config.storage.minFree);
+  const blobs = new BlobStore(driver, space);
   const metrics = createMetrics(driver, blobs);
   const manifests = new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
-  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy }) : undefined;
+  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space }) : undefined;
   const app: App = {
     config,
     log,
@@ -51,7 +58,8 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     metrics,
     policy,
     usage: new UsageTracker(driver),
-    uploads: new Uploads(driver, blobs, log),
+    uploads: new Uploads(driver, blobs, log, { space, quota: new UploadQuota(config, async () => (await blobs.usage()).bytes) }),
+    space,
     auth: Auth.open(driver, config, () => app.log),
     cache,
   };

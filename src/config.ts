@@ -45,7 +45,11 @@ export interface Config {
     gcGraceSeconds: number;
     /** Host folders whose models are a cache of an upstream (evictable), besides the upstreams' own. */
     cachedHosts: string[];
+    /** Writes (uploads, fills, imports) are refused below this much free space: the smaller of the two set. */
+    minFree: MinFree;
   };
+  /** Quotas of push sessions: per requester (user, key, or address when anonymous) and in total; 0 = no cap of its own. */
+  uploads: { maxSessions: number; maxSessionsPerClient: number; maxBytes: number; maxBytesPerClient: number };
   /** Host folder that pushed models are stored under; searched before every other host folder. */
   pushHost: string;
   /** Whether DELETE of tags and manifests is allowed (to principals with the delete right). */
@@ -61,6 +65,9 @@ export interface Config {
     blobUrlTtlSeconds: number;
   };
 }
+
+/** A free-space floor: bytes, a percentage of the file system, or both (the smaller applies). */
+export interface MinFree { bytes?: number; percent?: number }
 
 export class ConfigError extends Error {
   constructor(key: string, message: string) {
@@ -85,7 +92,9 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     routes: [],
     offline: false,
     policy: [],
-    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [] },
+    // 1 GiB free, or 5% of a small file system (a 8 GiB disk keeps 410 MiB).
+    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [], minFree: { bytes: 2 ** 30, percent: 5 } },
+    uploads: { maxSessions: 1000, maxSessionsPerClient: 100, maxBytes: 0, maxBytesPerClient: 0 },
     pushHost: DEFAULT_PUSH_HOST,
     allowDelete: false,
     uploadMaxAgeHours: 24,
@@ -124,6 +133,11 @@ const ENV: Array<[string, string]> = [
   ['storage.gcInterval', 'OLLAMA_REGISTRY_GC_INTERVAL'],
   ['storage.gcGrace', 'OLLAMA_REGISTRY_GC_GRACE'],
   ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
+  ['storage.minFree', 'OLLAMA_REGISTRY_MIN_FREE'],
+  ['uploads.maxSessions', 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS'],
+  ['uploads.maxSessionsPerClient', 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS_PER_CLIENT'],
+  ['uploads.maxBytes', 'OLLAMA_REGISTRY_UPLOAD_MAX_BYTES'],
+  ['uploads.maxBytesPerClient', 'OLLAMA_REGISTRY_UPLOAD_MAX_BYTES_PER_CLIENT'],
   ['pushHost', 'OLLAMA_REGISTRY_PUSH_HOST'],
   ['allowDelete', 'OLLAMA_REGISTRY_ALLOW_DELETE'],
   ['uploadMaxAgeHours', 'OLLAMA_REGISTRY_UPLOAD_MAX_AGE_HOURS'],
@@ -184,6 +198,28 @@ function apply(cfg: Config, flat: Flat, source: string): void {
         const n = parseSize(raw);
         if (n === null) throw new ConfigError(key, `expected a size such as 500GB, 1.5TiB or a number of bytes, got ${JSON.stringify(raw)} (in ${source})`);
         cfg.storage.maxSize = n;
+        break;
+      }
+      case 'storage.minFree': {
+        const pct = typeof raw === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(raw) : null;
+        const n = pct ? null : parseSize(raw);
+        if (pct && Number(pct[1]) <= 100) cfg.storage.minFree = { percent: Number(pct[1]) };
+        else if (n !== null) cfg.storage.minFree = { bytes: n };
+        else throw new ConfigError(key, `expected a size such as 1GiB, a percentage of the disk such as 5%, or 0, got ${JSON.stringify(raw)} (in ${source})`);
+        break;
+      }
+      case 'uploads.maxSessions':
+      case 'uploads.maxSessionsPerClient': {
+        const n = Number(raw);
+        if (raw === '' || typeof raw === 'boolean' || !Number.isSafeInteger(n) || n < 0) throw new ConfigError(key, `expected a whole number ≥ 0 (0: no cap), got ${JSON.stringify(raw)} (in ${source})`);
+        cfg.uploads = { ...cfg.uploads, [key.slice('uploads.'.length)]: n };
+        break;
+      }
+      case 'uploads.maxBytes':
+      case 'uploads.maxBytesPerClient': {
+        const n = parseSize(raw);
+        if (n === null) throw new ConfigError(key, `expected a size such as 100GB or a number of bytes (0: no cap), got ${JSON.stringify(raw)} (in ${source})`);
+        cfg.uploads = { ...cfg.uploads, [key.slice('uploads.'.length)]: n };
         break;
       }
       case 'storage.gcInterval':

@@ -62,12 +62,7 @@ export function createMetrics(driver: Driver, blobs: BlobStore, opts: { defaultM
   let counted: { at: number; n: number; bytes: number } | null = null;
   const countBlobs = async () => {
     if (counted && Date.now() - counted.at < BLOB_RECOUNT_MS) return counted;
-    let n = 0;
-    let bytes = 0;
-    for (const d of await blobs.list()) {
-      const size = await blobs.size(d).catch(() => null);
-      if (size !== null) { n++; bytes += size; }
-    }
+    const { count: n, bytes } = await blobs.usage();
     counted = { at: Date.now(), n, bytes };
     return counted;
   };

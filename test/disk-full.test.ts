@@ -1,11 +1,9 @@
 // A full disk: an 8 MiB tmpfs mounted by the test. Imports, an HTTP blob write and exports
 // fail with a clear error, and nothing half-written stays visible.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { promisify } from 'node:util';
 import { after, before, test, type TestContext } from 'node:test';
 import { sendJson } from '../src/http/respond.js';
 import { v2Handlers, type HandlerTable } from '../src/http/server.js';
@@ -14,32 +12,21 @@ import { request } from './support/http.js';
 import { addUser } from './support/registry-auth.js';
 import { makeModel, sha256Hex } from './support/models.js';
 import { startTestRegistry, tempDir } from './support/server.js';
+import { mountTmpfs, needTmpfs, type Tmpfs } from './support/tmpfs.js';
 
-const run = promisify(execFile);
 const MODEL = 'application/vnd.ollama.image.model';
-let disk = '';
-let why = '';
+let small: Tmpfs;
 
 before(async () => {
-  const dir = await tempDir('oreg-full-');
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]);
-    disk = dir;
-  } catch (e) {
-    why = `cannot mount a tmpfs (${(e as Error).message.split('\n')[0]}): full-disk tests need root or CAP_SYS_ADMIN`;
-  }
+  small = await mountTmpfs('8m');
 });
 
-after(async () => {
-  if (disk) await run('umount', [disk]).catch(() => run('umount', ['-l', disk]));
-});
+after(() => small.unmount());
 
-/** A fresh, empty folder on the small disk, or a skip with the reason. */
+/** A fresh, empty folder on the small disk, or a skip with the reason (a failure under CI=true). */
 async function onDisk(t: TestContext, name: string): Promise<string | null> {
-  if (!disk) {
-    t.skip(why);
-    return null;
-  }
+  const disk = needTmpfs(t, small);
+  if (!disk) return null;
   for (const e of await readdir(disk)) await rm(path.join(disk, e), { recursive: true, force: true });
   const d = path.join(disk, name);
   await mkdir(d);

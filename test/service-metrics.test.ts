@@ -88,7 +88,7 @@ test('/healthz answers while the process runs; /readyz checks storage is writabl
 
   const r = await request(reg.url, '/readyz');
   assert.equal(r.status, 200);
-  assert.deepEqual(r.json(), { status: 'ready', checks: { storage: 'ok', config: 'ok' } });
+  assert.deepEqual(r.json(), { status: 'ready', checks: { storage: 'ok', disk: 'ok', config: 'ok' } });
   const state = path.join(reg.data, '.ollama-registry');
   assert.deepEqual((await readdir(state)).filter((f) => f.startsWith('readyz')), []);
   assert.deepEqual(await readdir(path.join(state, 'tmp')), []);

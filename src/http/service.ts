@@ -36,11 +36,11 @@ async function storageCheck(app: App): Promise<string> {
 
 const readyz: PlainHandler = async (app, req, res) => {
   readOnly(req);
-  const storage = await storageCheck(app);
+  const [storage, disk] = await Promise.all([storageCheck(app), app.space.status()]);
   // A broken edit of the config file leaves the previous policy in force: still ready, but say so.
   const reloadError = app.policy.reloadError;
-  const checks = { storage, config: reloadError ? `loaded; the last edit was not applied: ${reloadError}` : 'ok' };
-  const ready = storage === 'ok';
+  const checks = { storage, disk, config: reloadError ? `loaded; the last edit was not applied: ${reloadError}` : 'ok' };
+  const ready = storage === 'ok' && disk === 'ok';
   sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks }, { 'Cache-Control': 'no-store' });
 };
 

@@ -61,6 +61,12 @@ function audit(ctx: Parameters<Handler>[0], event: string, fields: Record<string
   app.log.info({ audit: event, who: ctx.principal?.label, repo, ip: req.socket.remoteAddress, ...fields }, event);
 }
 
+/** Whom upload quotas count a session against: the user or key, else the client's address. */
+function requester(ctx: Parameters<Handler>[0]): string {
+  const p = ctx.principal;
+  return p && (p.kind === 'key' || p.kind === 'user') ? p.label : `address ${ctx.req.socket.remoteAddress ?? 'unknown'}`;
+}
+
 /** POST …/blobs/uploads/: 201 when the blob is already here (mount or not), else a new session. */
 export const postUpload: Handler<UploadRoute> = async (ctx) => {
   const { app, req, res, url, route } = ctx;
@@ -82,7 +88,7 @@ export const postUpload: Handler<UploadRoute> = async (ctx) => {
     created(req, res, route, digest);
     return;
   }
-  const session = await app.uploads.create(route, digest ?? undefined);
+  const session = await app.uploads.create(route, digest ?? undefined, requester(ctx));
   audit(ctx, 'upload-started', { upload: session.id });
   accepted(req, res, route, session.id, 0);
 };

@@ -5,10 +5,12 @@ import { fromFsError, isRegistryError, RegistryError } from '../errors.js';
 import { digestFromBlobFileName, digestHex } from '../names.js';
 import type { ByteRange, Driver } from '../storage/driver.js';
 import { BLOBS, blobKey, stagingKey } from '../storage/layout.js';
+import type { DiskSpace } from './disk-space.js';
 import { HashingStream } from './hashing.js';
 
 export class BlobStore {
-  constructor(readonly driver: Driver) {}
+  /** `space`: writes are refused below the free-space floor (storage.minFree). */
+  constructor(readonly driver: Driver, private readonly space?: DiskSpace) {}
 
   /** Size of a stored blob, or null. Throws DIGEST_INVALID for a malformed digest. */
   async size(digest: string): Promise<number | null> {
@@ -33,6 +35,8 @@ export class BlobStore {
    */
   async put(digest: string, body: Readable, expectedSize?: number): Promise<{ size: number; created: boolean }> {
     digestHex(digest);
+    // Refused only below the floor: a blob that does not fit at all ends in ENOSPC, cleanly.
+    await this.space?.check(`blob ${digest}`);
     const staging = stagingKey();
     const hasher = new HashingStream();
     try {
@@ -100,6 +104,20 @@ export class BlobStore {
 
   async delete(digest: string): Promise<void> {
     await this.driver.delete(blobKey(digest));
+  }
+
+  /** How many blobs, and their bytes (a stat per blob: callers cache it). */
+  async usage(): Promise<{ count: number; bytes: number }> {
+    let count = 0;
+    let bytes = 0;
+    for (const d of await this.list()) {
+      const size = await this.size(d).catch(() => null);
+      if (size !== null) {
+        count++;
+        bytes += size;
+      }
+    }
+    return { count, bytes };
   }
 
   /** Every stored blob's digest (files that are not blobs are skipped). */

@@ -16,6 +16,7 @@ import { routeFor } from '../upstream/config.js';
 import { Upstream, UpstreamError } from '../upstream/client.js';
 import { keySourceFor, type OwnKey } from '../upstream/key.js';
 import type { BlobStore } from './blobs.js';
+import type { DiskSpace } from './disk-space.js';
 import { Fills, upstreamToRegistryError, type FillSource } from './fills.js';
 import { sha256Digest } from './hashing.js';
 import { manifestContentType, parseManifest, referencedDigests } from './manifest-format.js';
@@ -46,7 +47,7 @@ export class PullThrough {
   private byName = new Map<string, Upstream>();
   private inflight = new Map<string, Promise<ManifestAnswer>>();
 
-  constructor(private readonly config: Config, private readonly deps: { driver: FsDriver; blobs: BlobStore; manifests: ManifestStore; log: Logger; metrics?: Metrics; policy?: Policy }) {
+  constructor(private readonly config: Config, private readonly deps: { driver: FsDriver; blobs: BlobStore; manifests: ManifestStore; log: Logger; metrics?: Metrics; policy?: Policy; space?: DiskSpace }) {
     const onCreate = (k: OwnKey) => deps.log.info({ key: k.line, fingerprint: k.fingerprint, file: k.file }, "made the registry's own key for signing in to upstreams; register it there to pull what needs sign-in");
     this.upstreams = config.upstreams.map((u) => new Upstream(u, (reason) => deps.metrics?.upstreamErrors.inc({ upstream: u.name, reason }), { ...keySourceFor(deps.driver, config, u), onCreate }));
     for (const u of this.upstreams) this.byName.set(u.name, u);

@@ -12,13 +12,14 @@
 import { setMaxListeners } from 'node:events';
 import { unlink, type FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
-import { RegistryError, isRegistryError } from '../errors.js';
+import { fromFsError, RegistryError, isRegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { FsDriver } from '../storage/fs.js';
 import { blobKey, fillDir, fillKey } from '../storage/layout.js';
 import { UpstreamError, type Upstream } from '../upstream/client.js';
 import type { BlobStore } from './blobs.js';
+import type { DiskSpace } from './disk-space.js';
 import { PrefixHash } from './fill-hash.js';
 import { copyFill, RecentBytes, type ReadableFill } from './fill-reader.js';
 import { receive, type Fetch } from './fill-receive.js';
@@ -33,7 +34,7 @@ const RECENT_BYTES = 32 * MiB; // the last batches written, kept for readers nea
 const MAX_ATTEMPTS = 4; // per upstream, without progress, before the fill fails
 const PERSIST_MS = 1000;
 
-export interface FillDeps { driver: FsDriver; blobs: BlobStore; log: Logger; metrics?: Metrics }
+export interface FillDeps { driver: FsDriver; blobs: BlobStore; log: Logger; metrics?: Metrics; space?: DiskSpace }
 
 export interface FillSource {
   /** Upstreams to fetch from, in order (later ones are fallbacks). */
@@ -248,6 +249,9 @@ export class Fill implements ReadableFill {
           if (f.pos < f.end && !this.error) throw new Error(`the response ended at byte ${f.pos}, before ${f.end}`);
         } catch (e) {
           if (this.error) return;
+          // A full disk (or the free-space floor): retrying cannot help, and the bytes must go now.
+          const disk = fromFsError(e, `blob ${this.digest}`);
+          if (isRegistryError(disk) && disk.code === 'INSUFFICIENT_STORAGE') return this.fail(disk, true);
           if (f.pos > before) attempts = 0;
           attempts++;
           // Not there, refused credentials, or cut off: retrying the same upstream cannot help.
@@ -275,6 +279,7 @@ export class Fill implements ReadableFill {
 
   /** Put a batch at `at` in the staging file (a short write is finished by hand). */
   private async writeAt(bufs: Buffer[], len: number, at: number): Promise<void> {
+    await this.deps.space?.take(`blob ${this.digest}`, len);
     const { bytesWritten } = await this.fh.writev(bufs, at);
     if (bytesWritten >= len) return;
     const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
@@ -335,7 +340,10 @@ export class Fill implements ReadableFill {
     this.maybeCloseFile();
   }
 
-  /** Stop with an error: readers get it; the state is kept for a resume unless `discard`. */
+  /**
+   * Stop with an error: readers get it. What was filled is kept for a resume (the state records
+   * it), unless `discard`, or unless no state could be recorded: bytes nobody can resume are freed at once.
+   */
   fail(err: Error, discard = false): void {
     if (this.error || this.verified) return;
     this.error = isRegistryError(err) ? err : (upstreamToRegistryError(err, 'blob') as Error);
@@ -347,12 +355,14 @@ export class Fill implements ReadableFill {
     void (async () => {
       await this.until(() => this.fetches.size === 0);
       clearInterval(this.timer);
-      if (discard) await this.removeDir(true);
-      else {
+      if (!discard) {
         await this.persist();
         await this.persistChain;
-        await unlink(this.deps.driver.path(fillKey(this.digest, 'lock'))).catch(() => {});
+        discard = (await this.deps.driver.stat(fillKey(this.digest, 'state.json')).catch(() => null)) === null;
       }
+      // The lock goes last, so no other process takes over a folder being emptied.
+      if (discard) await this.removeDir(true);
+      else await unlink(this.deps.driver.path(fillKey(this.digest, 'lock'))).catch(() => {});
       this.close();
       this.maybeCloseFile();
     })();

@@ -4,15 +4,36 @@
 // manifests that passed through. See fill.ts for how one fill brings a blob in.
 import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { RegistryError } from '../errors.js';
+import { fromFsError, RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
-import { lockHolder, lockText } from '../storage/fs.js';
-import { fillKey, fillsDir } from '../storage/layout.js';
+import type { Logger } from '../log.js';
+import { lockHolder, lockText, type FsDriver } from '../storage/fs.js';
+import { fillDir, fillKey, fillsDir } from '../storage/layout.js';
 import { Fill, upstreamToRegistryError, type FillDeps, type FillSource } from './fill.js';
-import { FollowedFill, readFillState } from './fill-follow.js';
+import { FollowedFill, lockOwner, readFillState } from './fill-follow.js';
+import { IntervalSet } from './intervals.js';
 
 export { FILL_TUNING, Fill, upstreamToRegistryError, type FillSource } from './fill.js';
 export { FollowedFill } from './fill-follow.js';
+
+/**
+ * At start-up, before this process fills anything: fill folders with no state and no live owner
+ * (a process killed before it recorded any progress) can never be resumed, so their bytes go.
+ */
+export async function discardOrphanFills(driver: FsDriver, log: Logger): Promise<number> {
+  let n = 0;
+  for (const name of await driver.list(fillsDir())) {
+    const m = /^sha256-([0-9a-f]{64})$/.exec(name);
+    if (!m) continue;
+    const digest = `sha256:${m[1]}`;
+    if ((await readFillState(driver, digest)) || (await lockOwner(driver, digest)) !== null) continue;
+    for (const f of ['data', 'state.json', 'lock'] as const) await driver.delete(fillKey(digest, f)).catch(() => {});
+    await driver.delete(fillDir(digest)).catch(() => {});
+    n++;
+  }
+  if (n > 0) log.info({ fills: n }, 'removed fills a stopped process left without any record of their progress');
+  return n;
+}
 
 /** A fill run by this process, or one another process runs on the same data folder. */
 export type BlobFill = Fill | FollowedFill;
@@ -126,6 +147,8 @@ export class Fills {
         size = state.size;
         index = Math.max(0, src.upstreams.findIndex((u) => u.name === state.upstream));
       } else ({ size, index } = await this.size(digest, src));
+      // A blob that cannot fit above the free-space floor is refused before a byte is written.
+      await this.deps.space?.check(`blob ${digest}`, size - new IntervalSet(state?.have ?? []).total());
       const dataPath = this.deps.driver.path(fillKey(digest, 'data'));
       let fh: FileHandle;
       let have = state?.have ?? [];
@@ -153,7 +176,8 @@ export class Fills {
       return fill;
     } catch (e) {
       await unlink(this.deps.driver.path(fillKey(digest, 'lock'))).catch(() => {});
-      throw e;
+      await this.deps.driver.delete(fillDir(digest)).catch(() => {}); // only when empty
+      throw fromFsError(e, `blob ${digest}`);
     }
   }
 

@@ -6,7 +6,10 @@
 //  - sweep: delete unreferenced blobs, but never one younger than the grace period (a push
 //    commits its blobs before its manifest; a fill publishes a blob before anyone references it),
 //    and re-check the references right before each delete;
-//  - leftover staging files whose owning process is gone.
+//  - leftover staging files whose owning process is gone, and upload/fill folders that nobody can
+//    continue: idle for a day, or at once (after the grace period) when they hold no record to
+//    resume from (a fill without state.json and without a live lock holder; an upload folder
+//    without info.json).
 // Blobs published after the listing are never candidates.
 import type { App } from '../app.js';
 import { alive, lockHolder } from '../storage/fs.js';
@@ -78,7 +81,9 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   // Size cap: plan on reference counts, then delete the planned tags' manifests.
   const excluded = new Set<string>();
   if (opts.maxSize && opts.maxSize > 0) {
-    const plan = await planEviction(app, index.list(), blobs, opts.maxSize, usage, now, opts.graceMs, isYoung);
+    // Open push sessions take room under the cap too (registry/upload-quota.ts).
+    const uploads = (await walk(app.driver, uploadsDir())).reduce((n, f) => n + f.size, 0);
+    const plan = await planEviction(app, index.list(), blobs, opts.maxSize - uploads, usage, now, opts.graceMs, isYoung);
     for (const p of plan.evict) {
       if (!dry) {
         // A pull since the plan was made keeps the tag.
@@ -213,13 +218,20 @@ async function sweepStaging(driver: Driver, now: number, graceMs: number, staleM
       const newest = Math.max(...(plain.length ? plain : files).map((f) => f.mtimeMs));
       const lock = files.find((f) => f.key === `${key}/lock`);
       const held = lock ? lockHolder((await driver.readAll(lock.key).catch(() => Buffer.from(''))).toString()) !== null : alive(Number(/^(\d+)-/.exec(name)?.[1]));
-      if (held || now - newest < Math.max(staleMs, graceMs)) continue;
+      const idle = orphaned(key, files, dir === uploadsDir()) ? graceMs : Math.max(staleMs, graceMs);
+      if (held || now - newest < idle) continue;
       if (!dry) for (const f of files) await driver.delete(f.key); // files first, then their folders
       out.removed.push(key);
       out.bytes += files.reduce((n, f) => n + f.size, 0);
     }
   }
   return out;
+}
+
+/** A session folder without the record that would let anyone continue it. */
+function orphaned(key: string, files: Array<{ key: string }>, upload: boolean): boolean {
+  // An upload's info.json is written before its data (registry/uploads.ts); a fill's lock before its data.
+  return !files.some((x) => x.key === `${key}/${upload ? 'info.json' : 'state.json'}`);
 }
 
 /** Run gc every `intervalMs` inside `serve` (never two at once); returns a stop function. */

@@ -90,6 +90,7 @@ export async function importFolder(app: App, src: string, onEvent: (e: ImportEve
     let rel: string | undefined;
     for (const c of candidates) if (await stat(path.join(src, c)).then((s) => s.isFile(), () => false)) rel = c;
     if (!rel) return `missing (no ${candidates[0]})`;
+    await app.space.check(`importing ${rel}`); // below storage.minFree: stop here (a hard link needs no room, a copy does)
     const staging = stagingKey();
     const how = await app.driver.ingestFile(path.join(src, rel), staging).catch((e) => {
       if (isRegistryError(e) && e.code === 'INSUFFICIENT_STORAGE') {

@@ -10,14 +10,16 @@
 // other case (a restart, an older part) re-hashes the kept prefix once.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { fromFsError, RegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FsDriver } from '../storage/fs.js';
 import { uploadDataKey, uploadDir, uploadInfoKey, uploadsDir } from '../storage/layout.js';
 import type { BlobStore } from './blobs.js';
+import type { DiskSpace } from './disk-space.js';
 import { onDirectIoRefused, PartWriter } from './part-writer.js';
+import type { UploadQuota } from './upload-quota.js';
 
 export interface UploadRepo {
   namespace: string;
@@ -27,6 +29,8 @@ export interface UploadRepo {
 export interface SessionInfo extends UploadRepo {
   id: string;
   createdMs: number;
+  /** Who opened it (a user, a key, or an anonymous client's address): its quotas count it. */
+  owner?: string;
   /** The digest announced when the session was opened (`POST ?digest=`), if any. */
   digest?: string;
   /** Set once committed: the digest the bytes were published as. */
@@ -57,8 +61,10 @@ export class Uploads {
   private flushes = new Map<string, Promise<void>>();
   private active = new Map<string, () => void>();
   private locks = new Map<string, Promise<void>>();
+  private counted?: Promise<void>;
 
-  constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger) {
+  constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger,
+    private readonly limits: { quota?: UploadQuota; space?: DiskSpace } = {}) {
     onDirectIoRefused((e) => this.log.warn({ err: e }, 'the data folder refuses O_DIRECT writes; uploads are written through the page cache (more CPU per pushed GiB)'));
   }
 
@@ -83,16 +89,43 @@ export class Uploads {
     }
   }
 
-  async create(repo: UploadRepo, digest?: string): Promise<SessionInfo> {
-    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), ...(digest ? { digest } : {}) };
+  /** Count the sessions a previous run left (once, before the first quota decision). */
+  private countOnDisk(): Promise<void> {
+    const quota = this.limits.quota;
+    this.counted ??= (async () => {
+      if (!quota) return;
+      for (const id of await readdir(this.driver.path(uploadsDir())).catch(() => [] as string[])) {
+        if (!ID_RE.test(id)) continue;
+        const info = await this.driver.readAll(uploadInfoKey(id)).then((b) => JSON.parse(b.toString('utf8')) as SessionInfo, () => null);
+        const st = await stat(this.dataPath(id)).catch(() => null);
+        if (info && !info.committed && st) quota.restore(id, info.owner ?? 'unknown', st.size);
+      }
+    })();
+    return this.counted;
+  }
+
+  /** Open a session for `owner`, within the session quotas and the free-space floor. */
+  async create(repo: UploadRepo, digest?: string, owner = 'anonymous'): Promise<SessionInfo> {
+    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), owner, ...(digest ? { digest } : {}) };
+    await this.countOnDisk();
+    await this.limits.space?.check('a new upload');
+    this.limits.quota?.open(info.id, owner);
     try {
-      await mkdir(this.driver.path(uploadDir(info.id)), { recursive: true });
-      await writeFile(this.dataPath(info.id), '', { flag: 'wx' });
+      // info.json first: a folder without it is a leftover gc may remove (registry/gc.ts).
       await this.driver.write(uploadInfoKey(info.id), Buffer.from(JSON.stringify(info)));
+      await writeFile(this.dataPath(info.id), '', { flag: 'wx' });
     } catch (e) {
+      this.limits.quota?.close(info.id);
+      await rm(this.driver.path(uploadDir(info.id)), { recursive: true, force: true }).catch(() => {});
       throw fromFsError(e, 'a new upload');
     }
     return info;
+  }
+
+  /** `n` bytes more for a session: within its quotas and the free-space floor, or a 507. */
+  private async admit(id: string, n: number): Promise<void> {
+    this.limits.quota?.grow(id, n);
+    await this.limits.space?.take(`upload ${id}`, n);
   }
 
   /** The session, checked to belong to the repository in the request URL. */
@@ -156,15 +189,21 @@ export class Uploads {
     this.hashes.set(id, hs);
     const state = hs;
     let written = 0;
+    await this.countOnDisk();
+    await this.limits.quota?.refresh();
     this.active.set(id, () => body.destroy(new RegistryError('BLOB_UPLOAD_INVALID', 'this part was superseded by a newer request on the same upload')));
     try {
       if (size > at) await truncate(file, at);
+      this.limits.quota?.set(id, at);
+      // A part of known length is admitted whole before a byte is written; others chunk by chunk.
+      if (length !== undefined) await this.admit(id, length);
       const out = await PartWriter.open(file, at, state.hash);
       try {
         // An async iterator: measured ~1 CPU-s per GiB cheaper than 'data' events (bench/push.ts, 3 rounds each).
         for await (const chunk of body as AsyncIterable<Buffer>) {
           written += chunk.length;
           if (length !== undefined && written > length) throw new RegistryError('SIZE_INVALID', `the part is longer than its Content-Range (${length} bytes)`);
+          if (length === undefined) await this.admit(id, chunk.length);
           await out.push(chunk);
         }
         await out.finish();
@@ -177,6 +216,7 @@ export class Uploads {
     } catch (e) {
       // All or nothing: back to where the part started, so the client can send it again.
       await truncate(file, at).catch(() => {});
+      this.limits.quota?.set(id, at);
       state.hash = state.partHash.copy();
       state.at = at;
       throw fromFsError(e, `upload ${id}`);
@@ -223,6 +263,7 @@ export class Uploads {
         throw fromFsError(e, `blob ${digest}`);
       }
       this.hashes.delete(id);
+      this.limits.quota?.close(id);
       return { size, already: false };
     });
   }
@@ -247,6 +288,7 @@ export class Uploads {
 
   private async removeLocked(id: string): Promise<void> {
     this.hashes.delete(id);
+    this.limits.quota?.close(id);
     await rm(this.driver.path(uploadDir(id)), { recursive: true, force: true });
   }
 
@@ -254,7 +296,9 @@ export class Uploads {
   async purge(maxAgeMs: number): Promise<number> {
     let removed = 0;
     const root = this.driver.path(uploadsDir());
+    const listedMs = Date.now();
     const names = await readdir(root).catch(() => [] as string[]);
+    this.limits.quota?.keepOnly(new Set(names), listedMs);
     for (const id of names) {
       if (this.locks.has(id)) continue;
       const dir = `${root}/${id}`;
@@ -266,6 +310,7 @@ export class Uploads {
       if (newest === 0) newest = (await stat(dir).catch(() => null))?.mtimeMs ?? 0;
       if (Date.now() - newest > maxAgeMs) {
         this.hashes.delete(id);
+        this.limits.quota?.close(id);
         await rm(dir, { recursive: true, force: true });
         removed++;
       }
