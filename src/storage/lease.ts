@@ -68,7 +68,11 @@ export async function renewLease(driver: Driver, lease: Lease, ttlMs: number, no
   return version ? { key: lease.key, record, version } : null;
 }
 
-/** Give a lease up; a lease already taken over by another holder is left alone. */
+/**
+ * Give a lease up; a lease already taken over by another holder is left alone. It is overwritten
+ * as expired rather than deleted: conditional deletes are not atomic on every store (Ceph 16
+ * ignores If-Match on DELETE).
+ */
 export async function releaseLease(driver: Driver, lease: Lease): Promise<boolean> {
-  return driver.deleteIf(lease.key, lease.version);
+  return (await driver.replaceIf(lease.key, encode({ ...lease.record, expires: 0 }), lease.version)) !== null;
 }
