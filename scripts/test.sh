@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Real peers used by the tests (never mocked): skopeo (OCI client), docker-registry (CNCF
 # distribution 2.8, as an upstream), chromium (the web page, driven by playwright-core), openssh-client
-# (ssh-keygen reads the keys the registry writes).
-APT_PACKAGES=(skopeo docker-registry chromium openssh-client)
+# (ssh-keygen reads the keys the registry writes), Ceph's RADOS Gateway (the S3 the storage tests
+# use: it checks signatures; scripts/s3-test-server.sh starts it).
+APT_PACKAGES=(skopeo docker-registry chromium openssh-client radosgw ceph-mon ceph-osd uuid-runtime curl)
 
 . scripts/apt-packages.sh
 ensure_apt_packages --no-install-recommends "${APT_PACKAGES[@]}"
@@ -17,4 +18,12 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registr
 fi
 
 npm ci --no-audit --no-fund
+
+# One throwaway Ceph cluster for the whole run (test files run alone start their own).
+if [ -z "${OREG_S3_ENDPOINT:-}" ]; then
+  CEPH_DIR=$(mktemp -d /tmp/oreg-ceph.XXXXXX)
+  trap 'scripts/s3-test-server.sh stop "$CEPH_DIR"; rm -rf "$CEPH_DIR"' EXIT
+  OREG_S3_ENDPOINT=$(scripts/s3-test-server.sh start "$CEPH_DIR")
+  export OREG_S3_ENDPOINT
+fi
 npm test

@@ -16,6 +16,27 @@ export interface ByteRange {
   end: number;
 }
 
+/** One stored object, as `entries` lists it. */
+export interface Entry {
+  key: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** A write that nobody sees before `commit()`; `cancel()` leaves nothing behind. */
+export interface PendingWrite {
+  readonly stream: Writable;
+  /** Ends the stream if needed, waits for the bytes to be durable, then makes the key visible. */
+  commit(): Promise<{ size: number }>;
+  cancel(): Promise<void>;
+}
+
+/** A small record and an opaque version, for conditional writes. */
+export interface Versioned {
+  body: Buffer;
+  version: string;
+}
+
 export interface Driver {
   /** Where this driver keeps its bytes, for messages. */
   readonly description: string;
@@ -39,6 +60,20 @@ export interface Driver {
    * (a hard link on the same filesystem). Returns how it was done.
    */
   ingestFile(sourcePath: string, key: string): Promise<'linked' | 'copied'>;
+  /** A streamed write to `key` (on S3: a multipart upload to the final key). */
+  create(key: string): Promise<PendingWrite>;
+  /** Every object under `prefix` ('' for all), at any depth, sorted by key. */
+  entries(prefix: string): AsyncIterable<Entry>;
+  /** A small record with its version, or null when absent. */
+  readVersioned(key: string): Promise<Versioned | null>;
+  /** Writes only when `key` is absent; the new version, or null when it existed. */
+  createIfAbsent(key: string, body: Buffer): Promise<string | null>;
+  /** Replaces only when the current version is `version`; the new version, or null. */
+  replaceIf(key: string, body: Buffer, version: string): Promise<string | null>;
+  /** Deletes only when the current version is `version`; false when it was not. */
+  deleteIf(key: string, version: string): Promise<boolean>;
+  /** A URL that reads the object without credentials for `ttlSeconds` (object stores only). */
+  presign?(key: string, ttlSeconds: number): Promise<string>;
   /** Bytes used and free on the storage, where the driver can tell. */
   space?(): Promise<{ total: number; free: number } | null>;
 }

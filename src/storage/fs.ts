@@ -6,8 +6,9 @@ import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fromFsError } from '../errors.js';
-import type { ByteRange, Driver, Stat } from './driver.js';
-import { stagingKey, tmpDir } from './layout.js';
+import type { ByteRange, Driver, Entry, PendingWrite, Stat, Versioned } from './driver.js';
+import * as records from './fs-records.js';
+import { casGuardKey, stagingKey, tmpDir } from './layout.js';
 
 const CHUNK = 1 << 20; // 1 MiB reads: few syscalls and events per GiB served
 
@@ -30,6 +31,12 @@ export class FsDriver implements Driver {
     }
     return path.join(this.root, ...parts);
   }
+
+  private readonly paths: records.FsPaths = {
+    path: (key) => this.path(key),
+    staging: () => this.path(stagingKey()),
+    guard: (key) => this.path(casGuardKey(key)),
+  };
 
   async stat(key: string): Promise<Stat | null> {
     try {
@@ -174,6 +181,42 @@ export class FsDriver implements Driver {
       await unlink(tmp).catch(() => {});
       throw fromFsError(e, key);
     }
+  }
+
+  create(key: string): Promise<PendingWrite> {
+    return records.createPending(this.paths, key);
+  }
+
+  async *entries(prefix: string): AsyncIterable<Entry> {
+    const base = prefix === '' ? this.root : this.path(prefix);
+    let names: string[];
+    try {
+      names = (await readdir(base, { recursive: true })).map(String).sort();
+    } catch (e) {
+      if (isMissing(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+      throw e;
+    }
+    for (const name of names) {
+      const key = (prefix === '' ? name : `${prefix}/${name}`).split(path.sep).join('/');
+      const st = await this.stat(key);
+      if (st && !st.isDir) yield { key, size: st.size, mtimeMs: st.mtimeMs };
+    }
+  }
+
+  readVersioned(key: string): Promise<Versioned | null> {
+    return records.readVersioned(this.paths, key);
+  }
+
+  createIfAbsent(key: string, body: Buffer): Promise<string | null> {
+    return records.createIfAbsent(this.paths, key, body);
+  }
+
+  replaceIf(key: string, body: Buffer, version: string): Promise<string | null> {
+    return records.replaceIf(this.paths, key, body, version);
+  }
+
+  deleteIf(key: string, version: string): Promise<boolean> {
+    return records.deleteIf(this.paths, key, version);
   }
 
   async space(): Promise<{ total: number; free: number }> {

@@ -15,10 +15,11 @@
 //     fills/sha256-<hex>/...                      pull-through fills in progress
 //     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
 //     last-pulled.json, pins.json                 last use of each tag; tags kept from eviction
+//     cas/<sha256 of a key>                       guard of one conditional write (fs driver only)
 //
 // Each function re-checks its inputs, so a bug elsewhere cannot turn a name into a path
 // outside the data folder.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { checkPart, digestHex } from '../names.js';
 
 export const BLOBS = 'blobs';
@@ -124,4 +125,9 @@ export function tokenSecretKey(): string {
 /** The registry's own ed25519 key (OpenSSH format), for signing in to upstreams as ollama does. */
 export function ownKeyKey(): string {
   return stateKey('id_ed25519');
+}
+
+/** The guard file that serialises conditional writes to one key on a filesystem. */
+export function casGuardKey(key: string): string {
+  return stateKey('cas', createHash('sha256').update(key).digest('hex'));
 }

@@ -1,0 +1,61 @@
+// The S3 the tests use: Ceph's RADOS Gateway (scripts/s3-test-server.sh), a real server that
+// checks signatures. scripts/test.sh starts one for the whole run and sets OREG_S3_ENDPOINT; a
+// test file run alone starts its own. Each test gets a bucket of its own.
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import type { TestContext } from 'node:test';
+import { S3Driver, type S3Options } from '../../src/storage/s3.js';
+import { fileURLToPath } from 'node:url';
+import { tempDir } from './server.js';
+
+const run = promisify(execFile);
+const SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../scripts/s3-test-server.sh');
+export const S3_CREDENTIALS = {
+  accessKeyId: process.env.S3_ACCESS_KEY ?? 'testaccess',
+  secretAccessKey: process.env.S3_SECRET_KEY ?? 'testsecret',
+};
+
+let started: Promise<string> | undefined;
+
+async function startOwn(): Promise<string> {
+  const dir = await tempDir('oreg-ceph-');
+  const base = 41000 + 100 * Math.floor(Math.random() * 180);
+  const env = { ...process.env, MON_PORT: String(base), RGW_PORT: String(base + 99 + 1) };
+  const { stdout } = await run(SCRIPT, ['start', dir], { env, timeout: 120_000 });
+  // Synchronous at exit: stop the daemons this file started.
+  process.once('exit', () => execFileSync(SCRIPT, ['stop', dir], { timeout: 30_000 }));
+  return stdout.trim().split('\n').pop()!;
+}
+
+/** The endpoint of a running Ceph S3, or null (with the reason) where none can be had. */
+export async function s3Endpoint(t: TestContext): Promise<string | null> {
+  if (process.env.OREG_S3_ENDPOINT) return process.env.OREG_S3_ENDPOINT;
+  try {
+    started ??= startOwn();
+    return await started;
+  } catch (e) {
+    const why = `no Ceph S3 here: ${(e as Error).message.split('\n')[0]}`;
+    if (process.env.CI === 'true') throw new Error(`${why} (under CI=true the S3 tests must run)`);
+    t.skip(why);
+    return null;
+  }
+}
+
+/** A new, empty bucket on the test S3. */
+export async function newBucket(endpoint: string): Promise<string> {
+  const bucket = `oreg-${randomBytes(6).toString('hex')}`;
+  const c = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_CREDENTIALS, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+  try {
+    await c.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    c.destroy();
+  }
+  return bucket;
+}
+
+export async function s3Driver(endpoint: string, extra: Partial<S3Options> = {}): Promise<S3Driver> {
+  return new S3Driver({ endpoint, bucket: await newBucket(endpoint), credentials: S3_CREDENTIALS, ...extra });
+}
