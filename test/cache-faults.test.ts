@@ -22,8 +22,10 @@ let n = 0;
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
+/** A fresh blob on the upstream, its manifest already fetched through the cache (as ollama asks first). */
 async function freshBlob(size: number): Promise<{ digest: string; size: number }> {
   const m = await makeModel(s.upstream.data, { model: 'f', tag: `t${++n}`, layers: [{ mediaType: 'application/vnd.ollama.image.model', size, seed: `fault-${n}` }] });
+  assert.equal((await request(s.cache.url, `/v2/library/f/manifests/t${n}`)).status, 200);
   return m.blobs[0]!;
 }
 
@@ -100,15 +102,11 @@ test('5xx answers are retried with backoff', async () => {
 test('blobs answered with a 307 to a CDN host (127.0.0.2): followed, and further ranges go straight to the CDN', async () => {
   const b = await freshBlob(6 * MiB);
   s.front.reset();
-  s.front.redirectBlobs = true;
-  try {
-    const head = await request(s.cache.url, blobUrl(b.digest), { method: 'HEAD' });
-    assert.equal(head.headers['content-length'], String(b.size));
-    const r = await request(s.cache.url, blobUrl(b.digest));
-    assert.equal(sha(r.body), b.digest);
-  } finally {
-    s.front.redirectBlobs = false;
-  }
+  assert.ok(s.front.redirectBlobs, 'the front redirects blobs, as registry.ollama.ai does');
+  const head = await request(s.cache.url, blobUrl(b.digest), { method: 'HEAD' });
+  assert.equal(head.headers['content-length'], String(b.size));
+  const r = await request(s.cache.url, blobUrl(b.digest));
+  assert.equal(sha(r.body), b.digest);
   const gets = blobGets();
   assert.ok(gets.filter((q) => q.host === 'cdn').length >= 3, 'ranges fetched from the CDN host');
   assert.ok(gets.filter((q) => q.host === 'registry').length <= 2, `registry asked ${gets.filter((q) => q.host === 'registry').length} times`);
@@ -148,8 +146,9 @@ test('a slow link: 16 ranged parts all receive bytes early, each byte crosses on
   assert.ok(Math.max(...crossedAtFirstByte) < b.size * 0.75, `blob bytes across the link at each part's first byte: ${crossedAtFirstByte.join(',')} of ${b.size}`);
 });
 
-test('an upstream that wants a Bearer token for anonymous pulls (as CNCF registries do)', async () => {
+test('an upstream that wants a Bearer token for anonymous pulls (as CNCF registries do), one per repository', async () => {
   const m = await makeModel(s.upstream.data, { model: 'tok', tag: 'v1' });
+  const other = await makeModel(s.upstream.data, { model: 'tok2', tag: 'v1' });
   s.front.reset();
   s.front.requireToken = true;
   try {
@@ -158,6 +157,12 @@ test('an upstream that wants a Bearer token for anonymous pulls (as CNCF registr
     const blob = await request(s.cache.url, `/v2/library/tok/blobs/${m.blobs[0]!.digest}`);
     assert.equal(sha(blob.body), m.blobs[0]!.digest);
     assert.ok(s.front.requests.some((q) => q.path.startsWith('/token?') && q.path.includes('scope=repository%3Alibrary%2Ftok%3Apull')));
+    // The token for library/tok is refused for library/tok2: the cache asks for one for tok2.
+    const r2 = await request(s.cache.url, '/v2/library/tok2/manifests/v1');
+    assert.equal(r2.status, 200);
+    assert.deepEqual(r2.body, other.manifestBytes);
+    assert.ok(s.front.requests.some((q) => q.path.startsWith('/token?') && q.path.includes('scope=repository%3Alibrary%2Ftok2%3Apull')));
+    assert.ok(s.front.tokens.size >= 2);
   } finally {
     s.front.requireToken = false;
   }
