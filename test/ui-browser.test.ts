@@ -2,15 +2,14 @@
 // registry on loopback: listing, search, sorting, a model page, the copied commands, hostile
 // model content, 500 models. Screenshots land in test-artifacts/.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { promisify } from 'node:util';
 import { artifact, LAN_NAME, launchBrowser } from './support/browser.js';
 import { makeManyModels, makeModel, type MadeModel } from './support/models.js';
 import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { makeLocalCert } from './support/tls.js';
 
 const MODEL = 'application/vnd.ollama.image.model';
 const TEMPLATE = 'application/vnd.ollama.image.template';
@@ -271,11 +270,7 @@ test('plain HTTP by a LAN name: the commands use that name, and copying works wi
 });
 
 test('over HTTPS the commands drop --insecure and the Windows advice is port 443', async () => {
-  const dir = await tempDir();
-  const cert = `${dir}/cert.pem`;
-  const key = `${dir}/key.pem`;
-  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  const { cert, key } = await makeLocalCert(await tempDir());
   const tls = await startTestRegistry({ config: { tls: { cert, key } } });
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
   try {
