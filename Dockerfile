@@ -10,8 +10,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --no-update-notifier
 COPY tsconfig.json ./
 COPY src ./src
-# Compile, then drop the dev dependencies (typescript): the runtime stage copies what is left.
-RUN npx tsc -p . && chmod +x dist/src/main.js \
+# Compile the server and the web page's script (npm run build), then drop the dev dependencies
+# (typescript): the runtime stage copies what is left.
+RUN npm run build && chmod +x dist/src/main.js \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund --no-update-notifier
 
 FROM ${BASE}
@@ -23,6 +24,8 @@ RUN mkdir -p /data && chown node:node /data \
 COPY package.json package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+# The web catalog's page, CSS and icon, served from here (src/ui/routes.ts: STATIC_DIR).
+COPY --from=build /app/src/ui/static ./src/ui/static
 ENV NODE_ENV=production \
     OLLAMA_REGISTRY_DATA=/data \
     OLLAMA_REGISTRY_LISTEN=0.0.0.0:8080

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { benchCache } from './cache.js';
 import { benchCore } from './core.js';
 import { benchPush } from './push.js';
+import { benchUi } from './ui.js';
 import { installCleanupHandlers } from './lib/procs.js';
 import { printTable, type Row } from './lib/table.js';
 
@@ -18,6 +19,7 @@ const BENCHES: Record<string, { title: string; run: (o: Common) => Promise<Row[]
   core: { title: 'core: this server vs Caddy (older Caddy+ollama setup), 1 GiB blob', run: (o) => benchCore(o) },
   cache: { title: 'cache: cold 1 GiB pull through the cache vs direct from the upstream; distribution 2.8 proxy as the peer', run: () => benchCache() },
   push: { title: 'push: 1 GiB model to this server (ollama PATCH parts) vs docker-registry (monolithic PUT)', run: (o) => benchPush({ rounds: o.rounds, serverMain: o.serverMain }) },
+  ui: { title: 'ui: the web catalog with 500 models in Chromium', run: (o) => benchUi({ rounds: o.rounds }) },
 };
 
 function usage(): never {

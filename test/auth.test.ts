@@ -13,6 +13,7 @@ import { makeModel, sha256Hex } from './support/models.js';
 import { makeOllamaKey, ollamaPull, signTokenRequest, type OllamaKey } from './support/ollama-client.js';
 import { addUser, allowKey, basicToken, captureLog, keyToken, signedTokenRequest, tokenRequestPath } from './support/registry-auth.js';
 import { MAIN, startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { skipUnlessCI } from './support/ci.js';
 
 const run = promisify(execFile);
 let reg: TestRegistry;
@@ -265,7 +266,7 @@ test('keys and users commands: add, list, remove; bad input exits 2', async () =
   assert.equal(code, 2);
 });
 
-test('files written by root (sudo keys add …) keep the owner of the state folder, so the service can read them', { skip: process.getuid?.() !== 0 && 'needs root' }, async () => {
+test('files written by root (sudo keys add …) keep the owner of the state folder, so the service can read them', { skip: skipUnlessCI(process.getuid?.() !== 0 && 'needs root') }, async () => {
   const data = await tempDir('oreg-owner-');
   const { chown, mkdir } = await import('node:fs/promises');
   await mkdir(path.join(data, '.ollama-registry'), { recursive: true });

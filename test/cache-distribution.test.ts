@@ -11,8 +11,9 @@ import { startFaultUpstream } from './support/fault-upstream.js';
 import { makeModel } from './support/models.js';
 import { ollamaPull } from './support/ollama-client.js';
 import { startTestRegistry, tempDir } from './support/server.js';
+import { skipUnlessCI } from './support/ci.js';
 
-test('pull through the cache from docker-registry (distribution 2.8)', { skip: !hasDistribution() && 'docker-registry is not installed (apt-get install docker-registry)' }, async () => {
+test('pull through the cache from docker-registry (distribution 2.8)', { skip: skipUnlessCI(!hasDistribution() && 'docker-registry is not installed (apt-get install docker-registry)') }, async () => {
   const dist = await startDistribution();
   const front = await startFaultUpstream(dist.url);
   const src = await tempDir();

@@ -19,10 +19,12 @@ import { ollamaPull } from './support/ollama-client.js';
 import { goEncodeValues } from './support/ollama-http.js';
 import { addUser, captureLog } from './support/registry-auth.js';
 import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { IN_CI, skipUnlessCI } from './support/ci.js';
 
 const MiB = 1 << 20;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const hasSshKeygen = spawnSync('ssh-keygen', ['-?']).error === undefined;
+// Under CI ssh-keygen must be there (scripts/test.sh installs it): its absence fails the tests below.
+const hasSshKeygen = IN_CI || spawnSync('ssh-keygen', ['-?']).error === undefined;
 let upstream: TestRegistry;
 let model: MadeModel;
 const open: TestRegistry[] = [];
@@ -124,7 +126,7 @@ test('a user name and password for the upstream (Basic at its token endpoint); a
   assert.doesNotMatch(msg, /wrong"|a long password/);
 });
 
-test('docker-registry with htpasswd (Basic on every request): pulled with the configured user; a wrong password is a clear error', { skip: !hasDistribution() && 'docker-registry is not installed (apt-get install docker-registry)' }, async () => {
+test('docker-registry with htpasswd (Basic on every request): pulled with the configured user; a wrong password is a clear error', { skip: skipUnlessCI(!hasDistribution() && 'docker-registry is not installed (apt-get install docker-registry)') }, async () => {
   const data = await tempDir('oreg-dist-');
   const src = await tempDir();
   const m = await makeModel(src, { model: 'basic', tag: 'v1', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 2 * MiB }] });
@@ -177,7 +179,7 @@ test('upstreamKey: an existing ollama or ssh-keygen key file is used as it is; a
   await assert.rejects(startCache({ key: path.join(dir, 'missing') }), /upstreams\[0\]\.key: cannot read the key/);
 });
 
-test('keys written by the registry are OpenSSH keys that ssh-keygen reads', { skip: !hasSshKeygen && 'ssh-keygen not installed' }, async () => {
+test('keys written by the registry are OpenSSH keys that ssh-keygen reads', { skip: skipUnlessCI(!hasSshKeygen && 'ssh-keygen not installed') }, async () => {
   const dir = await tempDir();
   const r = await cli(['keys', 'own', '--data', dir]);
   const out = spawnSync('ssh-keygen', ['-y', '-f', path.join(dir, '.ollama-registry', 'id_ed25519')]);

@@ -115,7 +115,8 @@ test('a fill larger than the room above storage.minFree is refused with 507 befo
     assert.match(r.json().errors[0].message, /^the registry's disk has [\d.]+ MB free and keeps [\d.]+ KB free \(storage\.minFree\): no room for 21\.0 MB for blob sha256:[0-9a-f]{64}; try again after space was freed$/);
     assert.deepEqual(await readdir(path.join(where.data, '.ollama-registry', 'fills')).catch(() => []), []);
     assert.equal(await freeBytes(where.disk), before, 'the disk is as it was');
-    assert.equal(stack.front.blobBytes(), 0, 'nothing was fetched');
+    // At most the 1-byte size probe (the CDN refuses HEAD, as registry.ollama.ai's does).
+    assert.ok(stack.front.blobBytes() <= 1, `nothing of the blob was fetched (${stack.front.blobBytes()} B)`);
   } finally {
     await stack.close();
   }

@@ -1,17 +1,16 @@
-// A full disk: an 8 MiB tmpfs mounted by the test. Imports, an HTTP blob write and exports
-// fail with a clear error, and nothing half-written stays visible.
+// A full disk: an 8 MiB tmpfs mounted by the test. Imports, a push by the ollama client (the
+// real upload path) and exports fail with a clear error, and nothing half-written stays visible.
 import assert from 'node:assert/strict';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test, type TestContext } from 'node:test';
-import { sendJson } from '../src/http/respond.js';
-import { v2Handlers, type HandlerTable } from '../src/http/server.js';
 import { cli } from './support/cli.js';
 import { request } from './support/http.js';
-import { addUser } from './support/registry-auth.js';
-import { makeModel, sha256Hex } from './support/models.js';
+import { makeModel } from './support/models.js';
+import { makeOllamaKey, ollamaPull, ollamaPush, type OllamaError } from './support/ollama-client.js';
+import { allowKey } from './support/registry-auth.js';
 import { startTestRegistry, tempDir } from './support/server.js';
+import { defaults } from '../src/config.js';
 import { mountTmpfs, needTmpfs, type Tmpfs } from './support/tmpfs.js';
 
 const MODEL = 'application/vnd.ollama.image.model';
@@ -62,42 +61,34 @@ test('import of a folder and of a tar onto a full disk: a clear error, the store
   assert.equal((await cli(['verify', '--data', data])).code, 0);
 });
 
-test('an HTTP blob write onto a full disk answers 507 with a one-line JSON error; nothing half-written stays', async (t) => {
+test('a push onto a full disk (the ollama client: POST, PATCH parts, PUT) answers 507 with a one-line error; nothing half-written stays', async (t) => {
   const data = await onDisk(t, 'http');
   if (!data) return;
-  // A monolithic upload handler over BlobStore.put, the store call a push ends in.
-  const table: HandlerTable = v2Handlers();
-  table.uploads = {
-    POST: async ({ app, req, res, url }) => {
-      const digest = url.searchParams.get('digest')!;
-      const body = new PassThrough();
-      req.pipe(body);
-      try {
-        await app.blobs.put(digest, body, Number(req.headers['content-length']));
-      } catch (e) {
-        // Read the rest so the client gets the answer instead of a reset.
-        req.unpipe(body);
-        req.resume();
-        if (!req.complete) await new Promise((r) => req.once('end', r));
-        throw e;
-      }
-      sendJson(res, 201, {});
-    },
-  };
-  const reg = await startTestRegistry({ data, table });
-  await addUser(reg, 'writer', 'pw', '*');
-  const auth = `Basic ${Buffer.from('writer:pw').toString('base64')}`;
+  // No free-space floor: this is about the disk really filling up (ENOSPC); the floor has its own tests.
+  const reg = await startTestRegistry({ data, config: { storage: { ...defaults().storage, minFree: { bytes: 0 } } } });
+  const key = makeOllamaKey();
+  allowKey(reg, key, 'team');
+  const client = await tempDir('oreg-pushclient-');
+  const big = await makeModel(client, { host: reg.hostPort, namespace: 'team', model: 'big', tag: '1', layers: [{ mediaType: MODEL, size: 12_000_000, seed: 'big' }] });
   try {
-    const big = Buffer.alloc(12_000_000, 7);
-    const r = await request(reg.url, `/v2/library/m/blobs/uploads/?digest=sha256:${sha256Hex(big)}`, { method: 'POST', body: big, headers: { 'Content-Length': big.length, Authorization: auth } });
-    assert.equal(r.status, 507);
-    assert.deepEqual(r.json(), { errors: [{ code: 'INSUFFICIENT_STORAGE', message: `no space left on the registry's disk for blob sha256:${sha256Hex(big)}; nothing of it was kept` }] });
-    // Only the auth state the test itself made (the user) is on disk.
-    assert.deepEqual(await allFiles(data), ['.ollama-registry/users.json']);
-    // The registry keeps working once there is room.
-    const small = Buffer.from('fits');
-    const ok = await request(reg.url, `/v2/library/m/blobs/uploads/?digest=sha256:${sha256Hex(small)}`, { method: 'POST', body: small, headers: { 'Content-Length': small.length, Authorization: auth } });
-    assert.equal(ok.status, 201);
+    const err = await ollamaPush(`${reg.hostPort}/team/big:1`, { modelsDir: client, key, partSize: 1_000_000 }).then(() => undefined, (e: OllamaError) => e);
+    assert.ok(err, 'the push fails');
+    const refused = err.requests.filter((r) => r.status === 507);
+    assert.ok(refused.length > 0 && refused.every((r) => r.method === 'PATCH' || r.method === 'PUT'), err.requests.map((r) => `${r.method} ${r.status}`).join(', '));
+    // What ollama prints: its last try's status and the one-line JSON body.
+    assert.match(err.message, /^max retries exceeded: http status 507 Insufficient Storage: \{"errors":\[\{"code":"INSUFFICIENT_STORAGE","message":"(no space left on the registry's disk while writing upload [0-9a-f-]{36}|the registry's disk has [\d.]+ [KM]?B free and keeps 0 B free \(storage\.minFree\): no room for [\d.]+ MB for upload [0-9a-f-]{36}; try again after space was freed)"\}\]\}$/);
+    // Nothing of the big model is visible (the upload session stays, for ollama to resume), and the store is consistent.
+    const files = await allFiles(data);
+    assert.ok(files.every((f) => /^\.ollama-registry\/(keys\.json|token-secret|uploads\/[0-9a-f-]{36}\/(data|info\.json))$/.test(f)), files.join(', '));
+    assert.equal((await request(reg.url, '/v2/team/big/manifests/1')).status, 404);
+    const v = await cli(['verify', '--data', data]);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    // The registry keeps working: a model that fits is pushed and pulled back.
+    const small = await makeModel(client, { host: reg.hostPort, namespace: 'team', model: 'small', tag: '1', layers: [{ mediaType: MODEL, size: 1000, seed: 's' }] });
+    await ollamaPush(`${reg.hostPort}/team/small:1`, { modelsDir: client, key });
+    const back = await ollamaPull(`${reg.hostPort}/team/small:1`, { modelsDir: await tempDir('oreg-pullclient-') });
+    assert.deepEqual(back.manifestBytes, small.manifestBytes);
+    assert.ok(big.blobs.length > 0);
   } finally {
     await reg.close();
   }

@@ -46,7 +46,6 @@ before(async () => {
   await makeModel(reg.data, { model: 'gemma2', tag: 'latest' });
   browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-  page.on('pageerror', (e) => assert.fail(`error in the page: ${e.message}`));
 });
 after(async () => {
   await browser?.close();

@@ -2,16 +2,14 @@
 // registry on loopback: listing, search, sorting, a model page, the copied commands, hostile
 // model content, 500 models. Screenshots land in test-artifacts/.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { promisify } from 'node:util';
 import { artifact, LAN_NAME, launchBrowser } from './support/browser.js';
-import { makeModel, type MadeModel } from './support/models.js';
+import { makeManyModels, makeModel, type MadeModel } from './support/models.js';
 import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { makeLocalCert } from './support/tls.js';
 
 const MODEL = 'application/vnd.ollama.image.model';
 const TEMPLATE = 'application/vnd.ollama.image.template';
@@ -68,7 +66,6 @@ before(async () => {
   context = await browser.newContext({ colorScheme: 'light', viewport: { width: 1280, height: 860 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: reg.url });
   page = await context.newPage();
-  page.on('pageerror', (e) => assert.fail(`error in the page: ${e.message}`));
 });
 after(async () => {
   await browser?.close();
@@ -273,11 +270,7 @@ test('plain HTTP by a LAN name: the commands use that name, and copying works wi
 });
 
 test('over HTTPS the commands drop --insecure and the Windows advice is port 443', async () => {
-  const dir = await tempDir();
-  const cert = `${dir}/cert.pem`;
-  const key = `${dir}/key.pem`;
-  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  const { cert, key } = await makeLocalCert(await tempDir());
   const tls = await startTestRegistry({ config: { tls: { cert, key } } });
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
   try {
@@ -297,46 +290,22 @@ test('over HTTPS the commands drop --insecure and the Windows advice is port 443
   }
 });
 
-test('500 models render in under a second', async () => {
+test('500 models: the whole list is painted, and a search narrows it', async () => {
+  // How fast is measured by `npm run bench -- ui`, not here.
   const big = await startTestRegistry();
   try {
-    const families = ['llama', 'gemma2', 'qwen2', 'phi3', 'mistral'];
-    for (let i = 0; i < 500; i++) {
-      await makeModel(big.data, {
-        namespace: i % 7 === 0 ? 'team' : 'library', model: `model-${String(i).padStart(3, '0')}`, tag: i % 3 === 0 ? 'q8_0' : 'latest',
-        config: { model_family: families[i % 5], model_type: `${(i % 70) + 1}B`, file_type: i % 2 ? 'Q4_K_M' : 'Q8_0' },
-        layers: [{ mediaType: MODEL, size: 100 + i }],
-      });
-    }
+    await makeManyModels(big.data, 500);
     const p = await context.newPage();
-    // Best of five loads (the machine may be busy with other work); each is timed by the page
-    // itself from navigation start to the first paint of the whole list.
-    const runs: Array<{ painted: number; fetched: number; dom: number; wall: number }> = [];
-    for (let i = 0; i < 5; i++) {
-      const t0 = Date.now();
-      await p.goto(`${big.url}/?run=${i}`);
-      const c = p.locator('#catalog[data-painted-at]');
-      await c.waitFor({ state: 'attached' });
-      const wall = Date.now() - t0;
-      const [painted, fetched, dom] = await Promise.all(['data-painted-at', 'data-fetched-at', 'data-render-ms'].map(async (a) => Number(await c.getAttribute(a))));
-      runs.push({ painted: painted!, fetched: fetched!, dom: dom!, wall });
-    }
+    await p.goto(`${big.url}/`);
+    const c = p.locator('#catalog[data-painted-at]');
+    await c.waitFor({ state: 'attached' });
+    assert.ok(Number(await c.getAttribute('data-painted-at')) > 0);
     assert.equal(await p.locator('#catalog .row').count(), 500);
-    const t1 = Date.now();
+    assert.equal(await p.locator('#count').textContent(), '500 models');
     await p.fill('#q', 'gemma2 q8_0');
-    const filterMs = Date.now() - t1;
     const shown = await p.locator('#catalog .row:visible').count();
-    const best = runs.reduce((a, b) => (b.painted < a.painted ? b : a));
-    const fmt = (r: (typeof runs)[number]) => `painted ${r.painted.toFixed(0)} ms (data ${r.fetched.toFixed(0)} ms, DOM ${r.dom.toFixed(0)} ms; playwright wall ${r.wall} ms)`;
-    // The goal is 1 s. On a machine already running more than 1.5 jobs per core (other test
-    // files, builds), wall time says little about the page, so only a gross regression fails.
-    const load = os.loadavg()[0]!;
-    const busy = load > os.cpus().length * 1.5;
-    const limit = busy ? 3000 : 1000;
-    console.log(`# 500 models, navigation start to the whole list painted: best ${fmt(best)}; all: ${runs.map((r) => r.painted.toFixed(0)).join(', ')} ms; ` +
-      `a filter keystroke ${filterMs} ms (${shown} shown); load average ${load.toFixed(1)} on ${os.cpus().length} cores${busy ? `: busy, limit ${limit} ms` : ''}`);
-    assert.ok(best.painted < limit, `500 models took ${best.painted} ms`);
-    assert.ok(shown > 0 && shown < 500);
+    assert.ok(shown > 0 && shown < 500, `${shown} shown`);
+    for (const name of await p.locator('#catalog .row:visible .name').allTextContents()) assert.match(name, /model-\d{3}/);
     await p.close();
   } finally {
     await big.close();

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
 import { UpstreamAuth, type SignIn } from './auth.js';
-import { header, oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
+import { dropBody, header, oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 import type { UpstreamConfig } from './config.js';
 import type { KeySource } from './key.js';
 
@@ -182,7 +182,7 @@ export class Upstream {
     if (res.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no blob ${digest}`, { status: 404 });
     // Presigned CDN URLs often refuse HEAD: ask for one byte and read the total from Content-Range.
     const g = await this.send('GET', target, { range: 'bytes=0-0' });
-    g.body.destroy();
+    dropBody(g);
     const total = /\/(\d+)$/.exec(header(g.headers, 'content-range') ?? '')?.[1];
     if (g.status === 206 && total) return Number(total);
     if (g.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no blob ${digest}`, { status: 404 });
@@ -199,7 +199,7 @@ export class Upstream {
     if (direct.url) {
       res = await this.send('GET', direct.url, range, { direct: true, signal });
       if (res.status >= 400 && res.status !== 416) {
-        res.body.destroy();
+        dropBody(res);
         direct.url = undefined;
         res = undefined;
       }

@@ -29,6 +29,13 @@ export function header(h: UpstreamResponse['headers'], name: string): string | u
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** Drop a body not wanted (the connection closes). undici's body emits an AbortError when destroyed
+ * before its end: without a listener that is an uncaught exception, which would end the process. */
+export function dropBody(res: Pick<UpstreamResponse, 'body'>): void {
+  res.body.on('error', () => {});
+  res.body.destroy();
+}
+
 /** Read a small body whole (manifests, errors, tokens), refusing more than `max` bytes. */
 export async function readSmall(res: Pick<UpstreamResponse, 'body'>, max = 64 << 10): Promise<Buffer> {
   const chunks: Buffer[] = [];

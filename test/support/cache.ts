@@ -1,5 +1,8 @@
 // A pull-through stack for tests: an upstream registry (our own server) holding models, the
-// fault-injecting counting front of it, and a cache registry whose upstream is that front.
+// fault-injecting counting front of it, and a cache registry whose upstream is that front. The
+// front behaves as registry.ollama.ai does (blobs 307 to a CDN host that refuses HEAD, text/plain
+// manifests without Docker-Content-Digest, no /v2/) unless `like: 'registry'` asks for a plain
+// registry (our own server's answers, passed through).
 import type { Config } from '../../src/config.js';
 import { finishRouting, upstreamFromUrl } from '../../src/upstream/config.js';
 import { startFaultUpstream, type FaultUpstream } from './fault-upstream.js';
@@ -18,9 +21,9 @@ export function upstreamConfig(url: string, extra: Record<string, unknown> = {})
   return { upstreams, routes: finishRouting(upstreams, []) };
 }
 
-export async function startCacheStack(opts: { rate?: number; redirectBlobs?: boolean; upstream?: Record<string, unknown>; config?: Partial<Config>; cacheData?: string } = {}): Promise<CacheStack> {
+export async function startCacheStack(opts: { rate?: number; like?: 'registry.ollama.ai' | 'registry'; upstream?: Record<string, unknown>; config?: Partial<Config>; cacheData?: string } = {}): Promise<CacheStack> {
   const upstream = await startTestRegistry();
-  const front = await startFaultUpstream(upstream.url, { rate: opts.rate, redirectBlobs: opts.redirectBlobs });
+  const front = await startFaultUpstream(upstream.url, { rate: opts.rate, like: opts.like === 'registry' ? undefined : 'registry.ollama.ai' });
   const cache = await startTestRegistry({ data: opts.cacheData, config: { ...upstreamConfig(front.url, opts.upstream), ...opts.config } });
   return {
     upstream, front, cache,

@@ -4,6 +4,13 @@
 // with a 307 to the CDN host (as registry.ollama.ai does), cut the connection mid-body, flip
 // bytes, stall, answer 5xx, throttle to a WAN rate shared by all connections, or require a
 // Bearer token from a token endpoint (as a CNCF registry does for anonymous pulls).
+//
+// With `like: 'registry.ollama.ai'` it behaves as protocol/ollama.md (§2.4, §9) says that registry
+// does: blob GET/HEAD answer 307 to a presigned CDN URL; manifests come as text/plain, without
+// Docker-Content-Digest or Content-Length; `/v2/` is 404. Always, as real CDNs and token
+// endpoints do: the CDN host refuses HEAD on a presigned (GET-signed) URL and any URL without a
+// signature (403), and each token is new and good only for the repositories it was asked for.
+import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -35,17 +42,33 @@ export interface FaultUpstream {
   redirectBlobs: boolean;
   /** Bytes per second for all bodies together (a shared WAN link); 0 = unthrottled. */
   rate: number;
-  /** Require `Authorization: Bearer <token>` on /v2/ (token from /token). */
+  /** Require `Authorization: Bearer <token>` on /v2/ (token from /token, covering the repository). */
   requireToken: boolean;
+  /** Tokens handed out, each with the repositories it may pull. */
+  tokens: Map<string, Set<string>>;
   /** Make it unreachable: connections are refused until `up()`. */
   down(): Promise<void>;
   up(): Promise<void>;
   close(): Promise<void>;
 }
 
-const TOKEN = 'test-token-123';
+/** S3/R2's answer to a presigned URL used for another method, or without a valid signature. */
+const CDN_REFUSAL = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error>';
 
-export async function startFaultUpstream(target: string, opts: { rate?: number; redirectBlobs?: boolean } = {}): Promise<FaultUpstream> {
+/** The repositories (`ns/model`) a token request's `scope` parameters ask to pull. */
+function pullScopes(query: URLSearchParams): Set<string> {
+  const repos = new Set<string>();
+  for (const s of query.getAll('scope')) {
+    for (const word of s.split(' ')) {
+      const m = /^repository:([^:]+):(.+)$/.exec(word);
+      if (m && m[2]!.split(',').includes('pull')) repos.add(m[1]!);
+    }
+  }
+  return repos;
+}
+
+export async function startFaultUpstream(target: string, opts: { rate?: number; redirectBlobs?: boolean; like?: 'registry.ollama.ai' } = {}): Promise<FaultUpstream> {
+  const ollamaAi = opts.like === 'registry.ollama.ai';
   const t = new URL(target);
   let bytes = 0;
   let nextFree = 0;
@@ -75,17 +98,32 @@ export async function startFaultUpstream(target: string, opts: { rate?: number; 
       return;
     }
     const index = fu.requests.push(seen) - 1;
+    if (which === 'cdn' && (req.method === 'HEAD' || !/[?&]X-Amz-Signature=/.test(req.url ?? ''))) {
+      res.writeHead(403, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(CDN_REFUSAL) });
+      res.end(req.method === 'HEAD' ? undefined : CDN_REFUSAL);
+      return;
+    }
     if (which === 'registry' && path.startsWith('/token')) {
-      const body = JSON.stringify({ token: TOKEN, expires_in: 300 });
+      const token = randomBytes(16).toString('hex');
+      fu.tokens.set(token, pullScopes(new URL(path, 'http://x').searchParams));
+      const body = JSON.stringify({ token, expires_in: 300 });
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
       res.end(body);
       return;
     }
-    if (which === 'registry' && fu.requireToken && path.startsWith('/v2/') && req.headers.authorization !== `Bearer ${TOKEN}`) {
-      const host = `127.0.0.1:${(regSrv.address() as AddressInfo).port}`;
-      const scope = /^\/v2\/(.+?)\/(manifests|blobs)\//.exec(path)?.[1];
-      res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://${host}/token",service="test-registry"${scope ? `,scope="repository:${scope}:pull"` : ''}`, 'Content-Type': 'application/json' });
-      res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+    const repo = /^\/v2\/(.+?)\/(manifests|blobs)\//.exec(path)?.[1];
+    if (which === 'registry' && fu.requireToken && path.startsWith('/v2/')) {
+      const granted = fu.tokens.get(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
+      if (!granted || (repo && !granted.has(repo))) {
+        const host = `127.0.0.1:${(regSrv.address() as AddressInfo).port}`;
+        res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://${host}/token",service="test-registry"${repo ? `,scope="repository:${repo}:pull"` : ''}`, 'Content-Type': 'application/json' });
+        res.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+        return;
+      }
+    }
+    if (which === 'registry' && ollamaAi && (path === '/v2/' || path === '/v2')) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 19 });
+      res.end('404 page not found\n');
       return;
     }
     const isBlob = /\/blobs\/sha256:[0-9a-f]{64}$/.test(path);
@@ -103,7 +141,14 @@ export async function startFaultUpstream(target: string, opts: { rate?: number; 
     const headers = { ...req.headers, host: t.host };
     delete headers.authorization;
     const up = http.request({ host: t.hostname, port: t.port, method: req.method, path, headers, agent: false }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      const answer = { ...ur.headers };
+      if (ollamaAi && which === 'registry' && /\/manifests\/[^/]+$/.test(path) && ur.statusCode === 200) {
+        // registry.ollama.ai: text/plain (#6470), no digest header, no length (chunked).
+        answer['content-type'] = 'text/plain; charset=utf-8';
+        delete answer['docker-content-digest'];
+        delete answer['content-length'];
+      }
+      res.writeHead(ur.statusCode ?? 502, answer);
       const counted = isBlob && req.method === 'GET';
       let sent = 0;
       let stopped = false;
@@ -175,9 +220,10 @@ export async function startFaultUpstream(target: string, opts: { rate?: number; 
       bytes = 0;
       fu.requests.length = 0;
     },
-    redirectBlobs: opts.redirectBlobs ?? false,
+    redirectBlobs: opts.redirectBlobs ?? ollamaAi,
     rate: opts.rate ?? 0,
     requireToken: false,
+    tokens: new Map(),
     async down() {
       await new Promise<void>((r) => {
         regSrv.close(() => r());

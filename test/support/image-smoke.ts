@@ -1,7 +1,9 @@
 // Helpers for scripts/image-smoke.sh (run as `node dist/test/support/image-smoke.js CMD …`):
-//   seed DIR                      make a small model (library/smoke:latest) in ollama layout in DIR
+//   seed DIR [MODEL]              make a small model (library/MODEL:latest, default smoke) in ollama layout in DIR
 //   wait URL T0_MS [TIMEOUT_S]    poll URL until it answers 200; print the ms since T0_MS (epoch ms)
-//   pull BASE NAME DEST           pull NAME from BASE as ollama does into DEST; check every byte
+//   pull BASE NAME DEST [SEEDED]  pull NAME from BASE as ollama does into DEST; check every byte
+//   web BASE NAME                 the web catalog: page, script, CSS, icon and API answer; Chromium
+//                                 shows NAME in the catalog and on its model page, with no page error
 // Without a command it does nothing (node --test runs every file under test/).
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -83,16 +85,54 @@ async function wait(url: string, t0: number, timeoutS: number): Promise<string> 
   }
 }
 
+/** The web catalog as a user's browser gets it from BASE; NAME is namespace/model. */
+async function web(base: string, name: string): Promise<string> {
+  const want: Array<[string, RegExp, RegExp]> = [
+    ['/', /^text\/html/, /<script src="\/ui\/app\.js"/],
+    ['/ui/app.js', /^text\/javascript/, /\S/],
+    ['/ui/app.css', /^text\/css/, /\S/],
+    ['/ui/favicon.svg', /^image\/svg\+xml/, /<svg/],
+    ['/api/ui/models', /^application\/json/, new RegExp(`"model":"${name.split('/')[1]}"`)],
+  ];
+  for (const [p, type, body] of want) {
+    const r = await get(`${base}${p}`);
+    const text = r.body.toString();
+    if (r.status !== 200 || !type.test(String(r.headers['content-type'])) || !body.test(text)) {
+      throw new Error(`GET ${p}: ${r.status} ${r.headers['content-type']}: ${text.slice(0, 200)}`);
+    }
+    if (r.headers['x-content-type-options'] !== 'nosniff') throw new Error(`GET ${p}: no X-Content-Type-Options: nosniff`);
+  }
+  const { launchBrowser, takePageErrors } = await import('./browser.js');
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${base}/`);
+    const link = page.locator('#catalog .row a.name', { hasText: name });
+    await link.waitFor({ timeout: 30_000 });
+    await link.click();
+    const [ns, model] = name.split('/') as [string, string];
+    await page.locator('h1', { hasText: `${model}:latest` }).waitFor({ timeout: 30_000 });
+    const pull = await page.locator('button.copy').first().getAttribute('data-copy');
+    if (pull !== `ollama pull --insecure ${new URL(base).host}/${ns}/${model}:latest`) throw new Error(`the model page's pull command is ${pull}`);
+    const errors = takePageErrors();
+    if (errors.length) throw new Error(errors.join('\n'));
+  } finally {
+    await browser.close();
+  }
+  return `web catalog: /, script, CSS, icon and /api/ui/models answer; Chromium shows ${name} in the catalog and on its page, no page errors`;
+}
+
 const [cmd, ...args] = process.argv.slice(2);
 const commands: Record<string, () => Promise<string>> = {
   seed: async () => {
-    const m = await makeModel(args[0]!, { model: 'smoke', layers: [
+    const m = await makeModel(args[0]!, { model: args[1] ?? 'smoke', layers: [
       { mediaType: 'application/vnd.ollama.image.model', size: 3_000_000 },
       { mediaType: 'application/vnd.ollama.image.template', content: '{{ .Prompt }}' },
     ] });
-    return `seeded library/smoke:latest (${m.blobs.length} blobs) in ${args[0]}`;
+    return `seeded library/${args[1] ?? 'smoke'}:latest (${m.blobs.length} blobs) in ${args[0]}`;
   },
   wait: () => wait(args[0]!, Number(args[1]), Number(args[2] ?? 60)),
+  web: () => web(args[0]!, args[1]!),
   pull: async () => {
     const out = await pull(args[0]!, args[1]!, args[2]!);
     // The pulled manifest must be byte for byte what was seeded.

@@ -120,3 +120,15 @@ export async function makeModel(dir: string, spec: ModelSpec): Promise<MadeModel
   await writeFile(manifestPath, manifestBytes);
   return { manifestPath, manifestBytes, manifestDigest: `sha256:${sha256Hex(manifestBytes)}`, blobs };
 }
+
+/** `count` small models of mixed families, quantizations and namespaces (the catalog's 500-model page and its bench). */
+export async function makeManyModels(dir: string, count: number): Promise<void> {
+  const families = ['llama', 'gemma2', 'qwen2', 'phi3', 'mistral'];
+  for (let i = 0; i < count; i++) {
+    await makeModel(dir, {
+      namespace: i % 7 === 0 ? 'team' : 'library', model: `model-${String(i).padStart(3, '0')}`, tag: i % 3 === 0 ? 'q8_0' : 'latest',
+      config: { model_family: families[i % 5], model_type: `${(i % 70) + 1}B`, file_type: i % 2 ? 'Q4_K_M' : 'Q8_0' },
+      layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 100 + i }],
+    });
+  }
+}

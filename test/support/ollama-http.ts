@@ -1,7 +1,9 @@
 // Go's net/url and net/http client, as far as ollama's registry traffic depends on them: URLs
 // kept as written, query encoding, the redirect policy (method/body rules, Authorization
-// stripping, Referer), the transport's own Accept-Encoding: gzip and transparent decoding, and
-// Content-Length rules. Every exchange is logged. Nothing ollama-specific lives here.
+// stripping, Referer), the transport's own Accept-Encoding: gzip and transparent decoding,
+// Content-Length rules, and connection reuse (at most 2 idle connections per host; a connection
+// goes back to the pool only after its body was read to the end). Every exchange is logged.
+// Nothing ollama-specific lives here.
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
@@ -192,11 +194,14 @@ export interface TransportOptions {
   ca?: string | Buffer | Array<string | Buffer>;
 }
 
+/** Go's http.DefaultMaxIdleConnsPerHost: idle keep-alive connections kept per host; more are closed. */
+export const MAX_IDLE_CONNS_PER_HOST = 2;
+
 export class Transport {
-  private readonly httpAgent = new http.Agent({ keepAlive: true });
+  private readonly httpAgent = new http.Agent({ keepAlive: true, maxFreeSockets: MAX_IDLE_CONNS_PER_HOST });
   private readonly httpsAgent: https.Agent;
   constructor(readonly opts: TransportOptions) {
-    this.httpsAgent = new https.Agent({ keepAlive: true, ...(opts.ca ? { ca: opts.ca } : {}) });
+    this.httpsAgent = new https.Agent({ keepAlive: true, maxFreeSockets: MAX_IDLE_CONNS_PER_HOST, ...(opts.ca ? { ca: opts.ca } : {}) });
   }
   agent(scheme: string): http.Agent {
     return scheme === 'https' ? this.httpsAgent : this.httpAgent;
@@ -239,10 +244,38 @@ export async function readAll(resp: GoResponse): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** resp.Body.Close() without reading: the connection is dropped if a body is pending. */
+/** The whole body has been read by the caller (Go's body reader has returned io.EOF). */
+function readToEnd(resp: GoResponse): boolean {
+  const m = resp.message;
+  return m.readableEnded || (m.complete && m.readableLength === 0 && (resp.body === m || resp.body.readableLength === 0));
+}
+
+/**
+ * resp.Body.Close(): the connection goes back to the idle pool when there was no body (HEAD,
+ * Content-Length: 0) or it was read to the end; otherwise Go hangs up, however small the unread
+ * rest is (even when its bytes have already arrived).
+ */
 export function discard(resp: GoResponse): void {
-  if (resp.method === 'HEAD' || resp.message.complete || resp.headers['content-length'] === '0') resp.message.resume();
+  if (resp.method === 'HEAD' || resp.headers['content-length'] === '0' || readToEnd(resp)) resp.message.resume();
   else resp.message.destroy();
+}
+
+/** What Go's client does with a redirect's body before following it: read up to 2 KiB, then Close. */
+async function drainRedirect(resp: GoResponse): Promise<void> {
+  const len = Number(resp.headers['content-length'] ?? -1);
+  if (resp.method !== 'HEAD' && (len < 0 || len <= 2048)) {
+    let n = 0;
+    const it = resp.body.iterator({ destroyOnReturn: false });
+    try {
+      for await (const c of it) {
+        n += (c as Buffer).length;
+        if (n >= 2048) break;
+      }
+    } catch {
+      // a broken redirect body does not stop the redirect
+    }
+  }
+  discard(resp);
 }
 
 function roundTrip(t: Transport, method: string, url: GoURL, headers: Record<string, string>, body: ReqBody | undefined, signal?: AbortSignal): Promise<GoResponse> {
@@ -310,7 +343,11 @@ function roundTrip(t: Transport, method: string, url: GoURL, headers: Record<str
         delete headers['content-length'];
         bodyStream = pipeline(res, zlib.createGunzip(), () => {});
       }
-      resolve({ status: entry.status, statusText: res.statusMessage ?? '', headers, rawHeaders: res.rawHeaders, url, method, body: bodyStream, message: res });
+      const resp: GoResponse = { status: entry.status, statusText: res.statusMessage ?? '', headers, rawHeaders: res.rawHeaders, url, method, body: bodyStream, message: res };
+      // No body (Go's NoBody): the connection is back in the idle pool before the caller sees the response.
+      if (method === 'HEAD' || res.headers['content-length'] === '0' || res.statusCode === 204 || res.statusCode === 304) {
+        res.once('end', () => resolve(resp)).once('close', () => resolve(resp)).resume();
+      } else resolve(resp);
     });
     if (!body) req.end();
     else if (body.kind === 'buffer') req.end(body.data);
@@ -368,7 +405,7 @@ export async function goDo(
     if (!(url.scheme === 'https' && next.scheme === 'http')) nextHeaders.Referer = formatURL({ ...url, fragment: '' });
     const decision = (opts.checkRedirect ?? defaultCheckRedirect)(next, via);
     if (decision === 'useLast') return resp;
-    discard(resp);
+    await drainRedirect(resp);
     if (decision instanceof Error) throw urlError(req.method, loc, decision);
     [method, url, headers] = [nextMethod, next, nextHeaders];
   }

@@ -307,7 +307,8 @@ async function downloadChunk(ctx: ClientContext, fp: string, file: FileHandle, d
       return interrupted() ?? (e as Error);
     }
     try {
-      for await (const chunk of resp.body as AsyncIterable<Buffer>) {
+      // io.CopyN: stop at the part's length; Close below keeps the connection only if that was the whole body.
+      for await (const chunk of resp.body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         const take = Math.min(chunk.length, want - copied);
         if (take > 0) {
           await file.write(chunk, 0, take, start + copied);
@@ -324,7 +325,7 @@ async function downloadChunk(ctx: ClientContext, fp: string, file: FileHandle, d
       if (i) return i;
       return (e as NodeJS.ErrnoException).code === 'ENOSPC' ? (e as Error) : new Error('unexpected EOF');
     } finally {
-      resp.message.destroy();
+      discard(resp);
     }
     if (copied < want) return new Error('EOF'); // a complete but short body: progress rolled back, bytes stay
     part.completed += copied;

@@ -1,5 +1,6 @@
-// A self-signed certificate for localhost and 127.0.0.1, made with Debian's openssl.
+// Certificates for localhost and 127.0.0.1 made with Debian's openssl: self-signed, or signed by a test CA.
 import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -12,4 +13,17 @@ export async function makeLocalCert(dir: string): Promise<{ cert: string; key: s
   await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
     '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
   return { cert, key };
+}
+
+/** A test CA (P-256, one day) and a server certificate it signed for localhost and 127.0.0.1: clients trust ca.pem only. */
+export async function makeTestCA(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const f = (n: string) => path.join(dir, n);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  await run('openssl', ['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=ollama-registry test CA',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign', '-keyout', f('ca-key.pem'), '-out', f('ca.pem')]);
+  await run('openssl', ['req', ...ec, '-subj', '/CN=localhost', '-keyout', f('server-key.pem'), '-out', f('server.csr')]);
+  await writeFile(f('server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  await run('openssl', ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca-key.pem'), '-CAcreateserial',
+    '-days', '1', '-extfile', f('server.ext'), '-out', f('server.pem')]);
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server-key.pem') };
 }
