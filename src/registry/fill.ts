@@ -250,8 +250,8 @@ export class Fill implements ReadableFill {
           if (this.error) return;
           if (f.pos > before) attempts = 0;
           attempts++;
-          // Not there, refused credentials, or cut off: retrying the same upstream cannot help.
-          const final = e instanceof UpstreamError && (e.kind === 'not-found' || e.kind === 'auth' || e.kind === 'cut-off');
+          // Not there, refused credentials, cut off, or sent where we do not go: retrying the same upstream cannot help.
+          const final = e instanceof UpstreamError && (e.kind === 'not-found' || e.kind === 'auth' || e.kind === 'cut-off' || e.kind === 'refused');
           if (final || attempts >= MAX_ATTEMPTS) {
             if (this.src.upstreams[this.upIdx] === up && this.upIdx + 1 < this.src.upstreams.length) {
               this.deps.log.warn({ digest: this.digest, upstream: up.name, err: (e as Error).message }, 'blob transfer failed; trying the next upstream');
