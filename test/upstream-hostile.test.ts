@@ -78,13 +78,21 @@ function hostileHandler(to: () => string) {
       res.writeHead(status, { 'Content-Length': Buffer.byteLength(body), ...headers });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
-    if (path === '/v2/library/good/manifests/1') return send(200, { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, MANIFEST);
+    if (/^\/v2\/library\/(good|broken)\/manifests\/1$/.test(path)) return send(200, { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, MANIFEST);
     if (path.startsWith('/v2/library/good/blobs/')) return send(307, { Location: to() });
     if (path === '/v2/library/redirect/manifests/1') return send(307, { Location: to() });
     if (path === '/v2/library/realm/manifests/1') return send(401, { 'WWW-Authenticate': `Bearer realm="${to()}",service="x",scope="repository:library/realm:pull"` });
     if (path === '/v2/library/gated/manifests/1') return send(412, { 'Content-Type': 'text/html' }, `<script>alert(document.cookie)</script>${MARKER}`);
     if (path === '/v2/library/huge/manifests/1') return send(200, { 'Content-Type': 'application/json' }, Buffer.alloc(5 << 20, ' '));
     if (path === '/v2/library/garbage/manifests/1') return send(200, { 'Content-Type': 'text/html' }, `<html>${MARKER}</html>`);
+    if (path.startsWith('/v2/library/broken/blobs/')) {
+      // The answer starts, then the connection breaks before a byte of the body.
+      const [start, end] = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '')?.slice(1).map(Number) ?? [0, LAYER.length - 1];
+      res.writeHead(206, { 'Content-Range': `bytes ${start}-${end}/${LAYER.length}`, 'Content-Length': end! - start! + 1 });
+      res.flushHeaders();
+      setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
     if (path === '/v2/library/reset/manifests/1') {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 1000 });
       res.write('{"schemaVersion":');
@@ -274,4 +282,11 @@ test('a malformed or broken-off upstream answer is a 5xx with a short reason, ne
   const reset = await request(cache.url, '/v2/library/reset/manifests/1');
   assert.ok(reset.status === 502 || reset.status === 503, `${reset.status}: ${reset.text()}`);
   assert.match(reset.json().errors[0].message, /upstream up .* broke off the manifest library\/reset:1/);
+});
+
+test('a blob transfer that the upstream keeps breaking off is a 5xx with a reason, not a 500', async () => {
+  assert.equal((await request(cache.url, '/v2/library/broken/manifests/1')).status, 200);
+  const r = await request(cache.url, `/v2/library/broken/blobs/${sha(LAYER)}`);
+  assert.ok(r.status === 502 || r.status === 503, `${r.status}: ${r.text()}`);
+  assert.match(r.json().errors[0].message, /upstream up \(http:\/\/127\.0\.0\.2:\d+\) broke off/);
 });

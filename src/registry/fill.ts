@@ -245,9 +245,10 @@ export class Fill implements ReadableFill {
             },
             stopped: () => !!this.error,
           });
-          if (f.pos < f.end && !this.error) throw new Error(`the response ended at byte ${f.pos}, before ${f.end}`);
-        } catch (e) {
+          if (f.pos < f.end && !this.error) throw new UpstreamError(up.name, 'unreachable', `${up.describe()} broke off the blob ${this.digest} at byte ${f.pos}, before ${f.end}`);
+        } catch (caught) {
           if (this.error) return;
+          const e = up.brokeOff(caught, `blob ${this.digest} at byte ${f.pos}`);
           if (f.pos > before) attempts = 0;
           attempts++;
           // Not there, refused credentials, cut off, or sent where we do not go: retrying the same upstream cannot help.

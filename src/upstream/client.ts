@@ -8,7 +8,7 @@
 // request() streams bodies with low overhead.
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { EnvHttpProxyAgent, errors as undiciErrors, request, type Dispatcher } from 'undici';
 import { UpstreamAuth, type SignIn } from './auth.js';
 import { MAX_MANIFEST_BYTES } from '../registry/manifest-format.js';
 import { header, readSmall, TooLarge, UpstreamError, USER_AGENT, withReason, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
@@ -195,9 +195,17 @@ export class Upstream {
       return await readSmall(res, max);
     } catch (e) {
       if (e instanceof TooLarge) throw new UpstreamError(this.name, 'invalid', `${this.describe()} answered a ${what} larger than ${max} bytes`);
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new UpstreamError(this.name, 'unreachable', `${this.describe()} broke off the ${what}${code ? ` (${code})` : ''}`, { cause: e });
+      throw this.brokeOff(e, what);
     }
+  }
+
+  /**
+   * A response body that failed in transit (reset, timeout, short) as an UpstreamError naming
+   * `what`; any other error (the local disk's, say) is returned as it is.
+   */
+  brokeOff(e: unknown, what: string): unknown {
+    if (!(e instanceof undiciErrors.UndiciError) && (e as NodeJS.ErrnoException)?.code !== 'ECONNRESET') return e;
+    return new UpstreamError(this.name, 'unreachable', `${this.describe()} broke off the ${what} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
   }
 
   /** The size of a blob, from a HEAD (redirects followed), falling back to a one-byte ranged GET. */

@@ -75,7 +75,7 @@ export function upstreamReason(body: Buffer): string {
   } catch {
     /* not JSON: nothing of it is shown */
   }
-  return printable(text, 200).replace(/unauthori[sz]ed/gi, 'not signed in').replace(/access denied/gi, 'refused');
+  return printable(text, 300).replace(/unauthori[sz]ed/gi, 'not signed in').replace(/access denied/gi, 'refused');
 }
 
 /** `: reason` when the body has one, else nothing: for the end of an error message. */
