@@ -290,3 +290,25 @@ test('a blob transfer that the upstream keeps breaking off is a 5xx with a reaso
   assert.ok(r.status === 502 || r.status === 503, `${r.status}: ${r.text()}`);
   assert.match(r.json().errors[0].message, /upstream up \(http:\/\/127\.0\.0\.2:\d+\) broke off/);
 });
+
+test('through a proxy (which resolves names itself) a name is resolved and checked before the request', async () => {
+  const saved = { HTTP_PROXY: process.env.HTTP_PROXY, NO_PROXY: process.env.NO_PROXY, http_proxy: process.env.http_proxy, no_proxy: process.env.no_proxy };
+  try {
+    delete process.env.http_proxy;
+    delete process.env.no_proxy;
+    // A proxy that is not there: had the redirect been let through, the answer would be a 503.
+    process.env.HTTP_PROXY = 'http://127.0.0.1:9';
+    process.env.NO_PROXY = '127.0.0.2';
+    const c = await cacheOf(hostile.url);
+    target = `http://localhost:${new URL(internal.url).port}/secret`;
+    const r = await request(c.url, '/v2/library/redirect/manifests/1');
+    assert.equal(r.status, 502, r.text());
+    assert.match(r.json().errors[0].message, /redirected to localhost:\d+ \((127\.0\.0\.1|::1)\), a local or private address: not followed/);
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+  assert.deepEqual(internal.seen, []);
+});
