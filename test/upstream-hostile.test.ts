@@ -6,11 +6,12 @@
 // and the service must not even be asked.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
+import { loadConfig } from '../src/config.js';
 import { startCacheStack, upstreamConfig } from './support/cache.js';
 import { request, type RawResponse } from './support/http.js';
 import { makeModel } from './support/models.js';
@@ -311,4 +312,15 @@ test('through a proxy (which resolves names itself) a name is resolved and check
     }
   }
   assert.deepEqual(internal.seen, []);
+});
+
+test('allowPrivateHosts in the config file: a list of hosts without ports, errors name the key', async () => {
+  const dir = await tempDir();
+  const file = `${dir}/config.yaml`;
+  await writeFile(file, 'upstreams:\n  - url: http://10.0.0.5:8080\n    allowPrivateHosts: [cdn.office.lan, 10.0.0.7, "::1"]\n');
+  assert.deepEqual(loadConfig({ file, env: {} }).upstreams[0]!.allowPrivateHosts, ['cdn.office.lan', '10.0.0.7', '::1']);
+  for (const bad of ['[cdn.office.lan:8080]', '[http://x]', '5', '[""]']) {
+    await writeFile(file, `upstreams:\n  - url: http://10.0.0.5:8080\n    allowPrivateHosts: ${bad}\n`);
+    assert.throws(() => loadConfig({ file, env: {} }), /upstreams\[0\]\.allowPrivateHosts.*host names or IP addresses without ports/, bad);
+  }
 });
