@@ -94,6 +94,14 @@ function hostileHandler(to: () => string) {
       setTimeout(() => res.socket?.destroy(), 20);
       return;
     }
+    // Silent: no answer at all; slow: the answer starts, then no byte of the body (the cache's
+    // upstream timeout is 2 s).
+    if (path === '/v2/library/silent/manifests/1') return;
+    if (path === '/v2/library/slow/manifests/1') {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 1000 });
+      res.write('{"schemaVersion":');
+      return;
+    }
     if (path === '/v2/library/reset/manifests/1') {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 1000 });
       res.write('{"schemaVersion":');
@@ -312,6 +320,14 @@ test('through a proxy (which resolves names itself) a name is resolved and check
     }
   }
   assert.deepEqual(internal.seen, []);
+});
+
+test('an upstream that does not answer, or stops in the middle, is a 503 with a reason after its timeout', async () => {
+  for (const [model, why] of [['silent', /is unreachable: UND_ERR_HEADERS_TIMEOUT/], ['slow', /broke off the manifest library\/slow:1 \(UND_ERR_BODY_TIMEOUT\)/]] as const) {
+    const r = await request(cache.url, `/v2/library/${model}/manifests/1`);
+    assert.equal(r.status, 503, `${model}: ${r.text()}`);
+    assert.match(r.json().errors[0].message, why);
+  }
 });
 
 test('allowPrivateHosts in the config file: a list of hosts without ports, errors name the key', async () => {
