@@ -13,7 +13,6 @@ import type { ImportEvent, ImportProblem, ImportReport } from './importer.js';
 import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests } from './manifest-format.js';
 import type { ManifestRef } from './manifests.js';
 
-
 type Target =
   | { kind: 'blob'; digest: string }
   | { kind: 'manifest'; ref: ManifestRef }

@@ -10,7 +10,6 @@ import { stagingKey } from '../storage/layout.js';
 import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
 import type { ManifestRef } from './manifests.js';
 
-
 export interface ImportProblem {
   /** Path relative to the imported folder. */
   file: string;
