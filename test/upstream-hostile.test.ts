@@ -12,6 +12,7 @@ import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../src/config.js';
+import { isLocalAddress } from '../src/upstream/guard.js';
 import { startCacheStack, upstreamConfig } from './support/cache.js';
 import { request, type RawResponse } from './support/http.js';
 import { makeModel } from './support/models.js';
@@ -339,4 +340,12 @@ test('allowPrivateHosts in the config file: a list of hosts without ports, error
     await writeFile(file, `upstreams:\n  - url: http://10.0.0.5:8080\n    allowPrivateHosts: ${bad}\n`);
     assert.throws(() => loadConfig({ file, env: {} }), /upstreams\[0\]\.allowPrivateHosts.*host names or IP addresses without ports/, bad);
   }
+});
+
+test('which addresses count as local: IPv4, IPv6, IPv4 inside IPv6 (mapped, NAT64, 6to4)', () => {
+  const local = ['127.0.0.1', '127.8.9.10', '10.1.2.3', '100.64.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '0.0.0.0', '255.255.255.255', '224.0.0.1',
+    '::', '::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '::127.0.0.1', 'fe80::1', 'fd00::1', 'fc00::1', 'ff02::1', '64:ff9b::7f00:1', '64:ff9b::10.0.0.1', '64:ff9b:1::1', '2002:7f00:1::1', '2002:c0a8:101::1'];
+  const remote = ['8.8.8.8', '100.128.0.1', '172.32.0.1', '1.1.1.1', '::ffff:8.8.8.8', '2001:4860:4860::8888', '64:ff9b::808:808', '2002:808:808::1', 'registry.ollama.ai'];
+  for (const a of local) assert.equal(isLocalAddress(a), true, a);
+  for (const a of remote) assert.equal(isLocalAddress(a), false, a);
 });

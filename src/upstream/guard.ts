@@ -11,15 +11,24 @@ import dns, { type LookupAddress } from 'node:dns';
 import net from 'node:net';
 import { UpstreamError } from './common.js';
 
-const LOCAL = new net.BlockList();
-for (const [a, p] of [
+const LOCAL_V4: Array<[string, number]> = [
   ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
   ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) LOCAL.addSubnet(a, p, 'ipv4');
-// IPv4-mapped addresses (::ffff:a.b.c.d) are checked against the IPv4 rules by BlockList itself.
+];
+const LOCAL = new net.BlockList();
+for (const [a, p] of LOCAL_V4) {
+  LOCAL.addSubnet(a, p, 'ipv4');
+  // The same ranges inside NAT64 (64:ff9b::a.b.c.d; DNS64 maps public hosts there, so only the
+  // local ones are refused) and 6to4 (2002:aabb:ccdd::). IPv4-mapped addresses (::ffff:a.b.c.d)
+  // are checked against the IPv4 rules by BlockList itself.
+  const [w, x, y, z] = a.split('.').map(Number) as [number, number, number, number];
+  const hex = `${((w << 8) | x).toString(16)}:${((y << 8) | z).toString(16)}`;
+  LOCAL.addSubnet(`64:ff9b::${hex}`, 96 + p, 'ipv6');
+  LOCAL.addSubnet(`2002:${hex}::`, 16 + p, 'ipv6');
+}
 for (const [a, p] of [
   ['::', 96], // ::, ::1 and the old IPv4-compatible ::a.b.c.d
-  ['64:ff9b::', 96], ['64:ff9b:1::', 48], // NAT64: reaches IPv4 addresses of the local network
+  ['64:ff9b:1::', 48], // local-use NAT64
   ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
 ] as const) LOCAL.addSubnet(a, p, 'ipv6');
 
