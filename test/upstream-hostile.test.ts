@@ -208,13 +208,18 @@ test('a token realm on an internal service is not asked for a token: 502, no mar
   assert.deepEqual(internal.seen, []);
 });
 
-test('redirects to file: and other schemes are refused with a reason', async () => {
+test('redirects to file: and other schemes are refused with a reason; a loop ends at the hop cap', async () => {
   for (const to of ['file:///etc/passwd', 'ftp://127.0.0.2/x', 'data:text/plain,hello']) {
     target = to;
     const r = await request(cache.url, '/v2/library/redirect/manifests/1');
     assert.equal(r.status, 502, `${to}: ${r.text()}`);
     assert.match(r.json().errors[0].message, /redirected to a (file|ftp|data): URL: only http and https are followed/);
   }
+  // A redirect loop on its own host ends at the hop cap.
+  target = `${hostile.url}/v2/library/redirect/manifests/1`;
+  const loop = await request(cache.url, '/v2/library/redirect/manifests/1');
+  assert.equal(loop.status, 502, loop.text());
+  assert.match(loop.json().errors[0].message, /redirected more than 10 times/);
 });
 
 test('an https upstream cannot downgrade to plain http, even to a host that is allowed', async () => {
