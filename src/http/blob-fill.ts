@@ -59,8 +59,11 @@ export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<B
 
 /** Wait until byte `pos` of the fill is readable, or the fill ended (its error is thrown). */
 async function firstByte(fill: ReadableFill, pos: number): Promise<void> {
-  fill.want(pos);
   // The fill's upstream requests have timeouts: it gets a byte or an error.
-  while (!fill.error && !fill.verified && fill.readableEnd(pos) <= pos) await fill.changed();
+  while (!fill.error && !fill.verified && fill.readableEnd(pos) <= pos) {
+    const changed = fill.changed();
+    fill.want(pos);
+    await changed;
+  }
   if (fill.error) throw fill.error;
 }
