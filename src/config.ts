@@ -29,6 +29,8 @@ export interface Config {
    * data folder, made on first need. An upstream's own `key:` wins.
    */
   upstreamKey?: string;
+  /** Hosts every upstream's redirects and token realm may use although private (env and flag form of allowPrivateHosts). */
+  upstreamAllowPrivateHosts?: string[];
   /** Never contact an upstream: serve what is cached, say so when it is stale. */
   offline: boolean;
   /** Allow/deny rules for pull, pull-through and push (file only; reloaded when the file changes). */
@@ -124,6 +126,8 @@ const ENV: Array<[string, string]> = [
   ['shutdownTimeoutSeconds', 'OLLAMA_REGISTRY_SHUTDOWN_TIMEOUT'],
   // `upstream: URL` is the one-setting form: URL is the upstream for every namespace.
   ['upstream', 'OLLAMA_REGISTRY_UPSTREAM'],
+  // The one-setting form's allowPrivateHosts (hosts its redirects and token realm may use).
+  ['upstreamAllowPrivateHosts', 'OLLAMA_REGISTRY_UPSTREAM_ALLOW_PRIVATE_HOSTS'],
   ['upstreams', ''],
   ['upstreamKey', 'OLLAMA_REGISTRY_UPSTREAM_KEY'],
   ['routes', ''],
@@ -278,6 +282,10 @@ function applyUpstreamKey(cfg: Config, key: string, raw: unknown): boolean {
       cfg.upstreams = [upstreamFromUrl(raw, key)];
       cfg.routes = [];
       return true;
+    case 'upstreamAllowPrivateHosts':
+      // Checked and applied at the end (loadConfig), whichever source gave `upstream`.
+      cfg.upstreamAllowPrivateHosts = upstreamFromUrl('http://check.invalid', key, { allowPrivateHosts: raw }).allowPrivateHosts;
+      return true;
     case 'upstreams': cfg.upstreams = parseUpstreams(raw, key); return true;
     case 'upstreamKey':
       if (typeof raw !== 'string' || raw === '') throw new UpstreamConfigError(key, 'expected the path of an ed25519 private key file');
@@ -327,6 +335,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   apply(cfg, Object.fromEntries(ENV.filter(([, v]) => env[v] !== undefined && env[v] !== '').map(([k, v]) => [k, env[v]])), 'environment');
   apply(cfg, opts.flags ?? {}, 'command line');
   if (cfg.tls && (!cfg.tls.cert || !cfg.tls.key)) throw new ConfigError('tls', 'give both tls.cert and tls.key (--tls-cert and --tls-key)');
+  if (cfg.upstreamAllowPrivateHosts) {
+    const extra = cfg.upstreamAllowPrivateHosts;
+    cfg.upstreams = cfg.upstreams.map((u) => ({ ...u, allowPrivateHosts: [...new Set([...u.allowPrivateHosts, ...extra])] }));
+  }
   try {
     cfg.routes = finishRouting(cfg.upstreams, cfg.routes);
   } catch (e) {

@@ -179,7 +179,7 @@ test('a dead first upstream falls back to the next; a dead only upstream is cut 
   await new Promise<void>((r) => dead.listen(0, '127.0.0.1', () => r()));
   const upstreams = [
     upstreamFromUrl(`http://127.0.0.1:${(dead.address() as AddressInfo).port}`, 'a', { name: 'dead', timeout: '1s', retries: 0, maxFailures: 2, failTimeout: '30s' }),
-    upstreamFromUrl(s.front.url, 'b', { name: 'alive', timeout: '2s' }),
+    upstreamFromUrl(s.front.url, 'b', { name: 'alive', timeout: '2s', allowPrivateHosts: ['127.0.0.2'] }), // its CDN host
   ];
   const reg = await startTestRegistry({ config: { upstreams, routes: finishRouting(upstreams, [{ namespace: 'library', upstreams: ['dead', 'alive'] }, { namespace: '*', upstreams: ['dead'] }]) } });
   try {

@@ -18,7 +18,9 @@ let hf: MadeModel;
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { env: { ...process.env, OLLAMA_REGISTRY_CONFIG: '' } }, (err, stdout, stderr) => {
+    // The fault front redirects blobs to its CDN host, 127.0.0.2: a private address, so listed.
+    const env = { ...process.env, OLLAMA_REGISTRY_CONFIG: '', OLLAMA_REGISTRY_UPSTREAM_ALLOW_PRIVATE_HOSTS: '127.0.0.2' };
+    execFile(process.execPath, [MAIN, ...args], { env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });

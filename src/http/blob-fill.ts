@@ -7,6 +7,7 @@ import { blobLocation } from './auth.js';
 import type { Ctx, Handler } from './context.js';
 import { parseRange } from './range.js';
 import { isClientGone } from './respond.js';
+import type { ReadableFill } from '../registry/fill-reader.js';
 
 export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<BlobRoute>): Promise<void> {
   const { app, req, res, route } = ctx;
@@ -36,6 +37,9 @@ export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<B
   setBytesSource(res, 'upstream');
   const size = fill.size;
   const range = parseRange(req.headers.range, size);
+  // A fill that fails before its first byte (the upstream refused, redirected somewhere not
+  // followed, is down) is answered with its error, not with a cut connection.
+  if (size > 0) await firstByte(fill, range?.start ?? 0);
   const h = { ...headers, 'X-Ollama-Registry-Cache': 'filling' };
   if (range) {
     res.writeHead(206, { ...h, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': range.end - range.start + 1 });
@@ -51,4 +55,15 @@ export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<B
   } catch (e) {
     if (!isClientGone(e, res)) throw e;
   }
+}
+
+/** Wait until byte `pos` of the fill is readable, or the fill ended (its error is thrown). */
+async function firstByte(fill: ReadableFill, pos: number): Promise<void> {
+  // The fill's upstream requests have timeouts: it gets a byte or an error.
+  while (!fill.error && !fill.verified && fill.readableEnd(pos) <= pos) {
+    const changed = fill.changed();
+    fill.want(pos);
+    await changed;
+  }
+  if (fill.error) throw fill.error;
 }

@@ -4,7 +4,7 @@ import { GATED_BODY, versionGate } from '../registry/gating.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { isDigest, isReservedTag } from '../names.js';
-import { parseManifest, referencedDigests } from '../registry/manifest-format.js';
+import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests } from '../registry/manifest-format.js';
 import type { Handler } from './context.js';
 import { absoluteUrl } from './context.js';
 
@@ -54,9 +54,6 @@ export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route
   res.writeHead(200, { ...headers, 'Content-Length': m.bytes.length });
   res.end(req.method === 'HEAD' ? undefined : m.bytes);
 };
-
-/** Manifests larger than this are refused (ollama's are a few KB). */
-export const MAX_MANIFEST_BYTES = 4 << 20;
 
 async function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
   const tooLarge = () => {

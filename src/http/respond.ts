@@ -3,6 +3,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isRegistryError, RegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
 
+/**
+ * On every response, set before any handler runs (a handler may widen the policy for its own
+ * page, as the web catalog does): nothing is sniffed into a runnable type, and nothing served
+ * here (error text, an upstream's 412, a model's files) may run script, load anything or be framed.
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'X-Content-Type-Options': 'nosniff',
+  'Content-Security-Policy': "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+};
+
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const bytes = Buffer.from(JSON.stringify(body));
   res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': bytes.length });

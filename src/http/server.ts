@@ -14,7 +14,7 @@ import { authorize, TOKEN_PATH, tokenEndpoint } from './auth.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
 import { postPull } from './pull.js';
 import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
-import { sendError } from './respond.js';
+import { SECURITY_HEADERS, sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
 import { serviceRoutes } from './service.js';
 import { uiRoutes } from '../ui/routes.js';
@@ -54,6 +54,7 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
   const plain = new Map<string, PlainHandler>([...plainHandlers(), ...extraPlain]);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     let routeKind = 'none';
     let who: string | undefined;
     const sent = countBodyBytes(res);
@@ -135,7 +136,8 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
       ? { code: 'HEADERS_TOO_LARGE', message: 'request headers are too large' }
       : { code: 'BAD_REQUEST', message: 'malformed HTTP request' }] });
     if (socket.writable) {
-      socket.end(`HTTP/1.1 ${big ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\n` +
+      const security = Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      socket.end(`HTTP/1.1 ${big ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\n${security}` +
         `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     } else socket.destroy();
     app.log.debug({ err: err.message }, 'bad request from client');

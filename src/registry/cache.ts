@@ -14,6 +14,7 @@ import { isDigest } from '../names.js';
 import type { FsDriver } from '../storage/fs.js';
 import { routeFor } from '../upstream/config.js';
 import { Upstream, UpstreamError } from '../upstream/client.js';
+import { printable } from '../upstream/common.js';
 import { keySourceFor, type OwnKey } from '../upstream/key.js';
 import type { BlobStore } from './blobs.js';
 import type { DiskSpace } from './disk-space.js';
@@ -36,7 +37,8 @@ export interface ManifestAnswer {
 
 /** An upstream answer that must reach the client verbatim (e.g. 412 "requires a newer version of Ollama"). */
 export class UpstreamAnswer extends Error {
-  constructor(readonly status: number, readonly body: Buffer, readonly contentType: string) {
+  readonly contentType = 'text/plain; charset=utf-8';
+  constructor(readonly status: number, readonly body: Buffer) {
     super(`upstream answered ${status}`);
   }
 }
@@ -145,7 +147,9 @@ export class PullThrough {
         try {
           parseManifest(bytes);
         } catch (e) {
-          throw new UpstreamError(up.name, 'invalid', `${up.describe()} answered something that is not a manifest for ${namespace}/${model}:${reference} (${(e as Error).message})`);
+          // JSON.parse quotes the bytes it chokes on: keep the upstream's bytes out of the reason.
+          const why = /not valid JSON/.test((e as Error).message) ? 'not JSON' : printable((e as Error).message, 120);
+          throw new UpstreamError(up.name, 'invalid', `${up.describe()} answered something that is not a manifest for ${namespace}/${model}:${reference} (${why})`);
         }
         if (isDigest(reference)) {
           if (sha256Digest(bytes) !== reference) throw new UpstreamError(up.name, 'invalid', `${up.describe()} answered a manifest whose digest is not ${reference}`);
@@ -161,8 +165,9 @@ export class PullThrough {
         return { manifest: stored, cache: state };
       } catch (e) {
         if (!(e instanceof UpstreamError)) throw e;
-        // 412: the upstream gates this model by client version; the user must see its words.
-        if (e.extra.status === 412 && e.extra.body) throw new UpstreamAnswer(412, e.extra.body, e.extra.contentType ?? 'text/plain; charset=utf-8');
+        // 412: the upstream gates this model by client version; the user must see its words,
+        // as plain text whatever type the upstream gave them (an HTML body must not run here).
+        if (e.extra.status === 412 && e.extra.body) throw new UpstreamAnswer(412, e.extra.body);
         errors.push(e);
       }
     }

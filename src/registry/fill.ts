@@ -246,16 +246,17 @@ export class Fill implements ReadableFill {
             },
             stopped: () => !!this.error,
           });
-          if (f.pos < f.end && !this.error) throw new Error(`the response ended at byte ${f.pos}, before ${f.end}`);
-        } catch (e) {
+          if (f.pos < f.end && !this.error) throw new UpstreamError(up.name, 'unreachable', `${up.describe()} broke off the blob ${this.digest} at byte ${f.pos}, before ${f.end}`);
+        } catch (caught) {
           if (this.error) return;
           // A full disk (or the free-space floor): retrying cannot help, and the bytes must go now.
-          const disk = fromFsError(e, `blob ${this.digest}`);
+          const disk = fromFsError(caught, `blob ${this.digest}`);
           if (isRegistryError(disk) && disk.code === 'INSUFFICIENT_STORAGE') return this.fail(disk, true);
+          const e = up.brokeOff(caught, `blob ${this.digest} at byte ${f.pos}`);
           if (f.pos > before) attempts = 0;
           attempts++;
-          // Not there, refused credentials, or cut off: retrying the same upstream cannot help.
-          const final = e instanceof UpstreamError && (e.kind === 'not-found' || e.kind === 'auth' || e.kind === 'cut-off');
+          // Not there, refused credentials, cut off, or sent where we do not go: retrying the same upstream cannot help.
+          const final = e instanceof UpstreamError && (e.kind === 'not-found' || e.kind === 'auth' || e.kind === 'cut-off' || e.kind === 'refused');
           if (final || attempts >= MAX_ATTEMPTS) {
             if (this.src.upstreams[this.upIdx] === up && this.upIdx + 1 < this.src.upstreams.length) {
               this.deps.log.warn({ digest: this.digest, upstream: up.name, err: (e as Error).message }, 'blob transfer failed; trying the next upstream');

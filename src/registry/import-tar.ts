@@ -10,10 +10,8 @@ import type { App } from '../app.js';
 import { isRegistryError, RegistryError } from '../errors.js';
 import { digestFromBlobFileName, isValidPart } from '../names.js';
 import type { ImportEvent, ImportProblem, ImportReport } from './importer.js';
-import { parseManifest, referencedDigests } from './manifest-format.js';
+import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests } from './manifest-format.js';
 import type { ManifestRef } from './manifests.js';
-
-const MAX_MANIFEST_BYTES = 4 << 20;
 
 type Target =
   | { kind: 'blob'; digest: string }

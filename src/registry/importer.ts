@@ -7,10 +7,8 @@ import type { App } from '../app.js';
 import { isRegistryError, RegistryError } from '../errors.js';
 import { digestHex, isValidPart } from '../names.js';
 import { stagingKey } from '../storage/layout.js';
-import { parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
+import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
 import type { ManifestRef } from './manifests.js';
-
-const MAX_MANIFEST_BYTES = 4 << 20;
 
 export interface ImportProblem {
   /** Path relative to the imported folder. */

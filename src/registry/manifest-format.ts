@@ -7,6 +7,9 @@ export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const MANIFEST_TYPES = [DOCKER_MANIFEST, OCI_MANIFEST];
 
+/** Manifests larger than this are refused, wherever they come from (ollama's are a few KB). */
+export const MAX_MANIFEST_BYTES = 4 << 20;
+
 export interface Descriptor {
   mediaType?: string;
   digest: string;

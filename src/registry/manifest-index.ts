@@ -5,10 +5,9 @@ import { isValidPart } from '../names.js';
 import { readAllIfExists, type Driver } from '../storage/driver.js';
 import { MANIFESTS, manifestTreeKey } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
-import { parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
+import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
 import type { ManifestRef } from './manifests.js';
 
-const MAX_MANIFEST_BYTES = 4 << 20;
 const DIGEST_SCAN = /sha256:[0-9a-f]{64}/g;
 
 export interface ManifestEntry {

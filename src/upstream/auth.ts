@@ -8,7 +8,8 @@
 // user and password on every later request. Tokens are cached per repository scope until expiry.
 import { randomBytes } from 'node:crypto';
 import { request, type Dispatcher } from 'undici';
-import { oneLine, readSmall, UpstreamError, USER_AGENT } from './common.js';
+import { printable, readSmall, UpstreamError, USER_AGENT, withReason } from './common.js';
+import type { OutboundGuard } from './guard.js';
 import type { UpstreamConfig } from './config.js';
 import { goEncodeQuery, loadOwnKey, signTokenUrl, type KeySource, type OwnKey } from './key.js';
 
@@ -18,22 +19,6 @@ export function parseChallenge(v: string | undefined): Record<string, string> | 
   const out: Record<string, string> = {};
   for (const m of v.slice(7).matchAll(/([A-Za-z]+)=(?:"([^"]*)"|([^,\s]*))/g)) out[m[1]!.toLowerCase()] = m[2] ?? m[3] ?? '';
   return out.realm ? out : null;
-}
-
-/**
- * Upstream words shown to ollama users: ollama rewrites errors that contain "unauthorized" or
- * "access denied" into a message of its own that would hide the reason (protocol §5, §2.5).
- */
-export function upstreamMessage(body: Buffer): string {
-  let text = oneLine(body);
-  try {
-    const j = JSON.parse(body.toString('utf8')) as { errors?: Array<{ message?: string; code?: string }>; error?: string; details?: string };
-    const e = j.errors?.[0];
-    text = (e?.message || e?.code || j.error || j.details || text).replace(/\s+/g, ' ').trim();
-  } catch {
-    /* not JSON: the text as it is */
-  }
-  return text.replace(/unauthori[sz]ed/gi, 'not signed in').replace(/access denied/gi, 'refused').slice(0, 300);
 }
 
 type Way = 'key' | 'basic' | 'anonymous';
@@ -54,7 +39,7 @@ export class UpstreamAuth {
   private key?: OwnKey;
 
   constructor(private readonly up: { name: string; base: URL; config: UpstreamConfig; describe(): string },
-    private readonly dispatcher: Dispatcher, private readonly keySource?: KeySource) {}
+    private readonly dispatcher: Dispatcher, private readonly guard: OutboundGuard, private readonly keySource?: KeySource) {}
 
   /** A configured key that cannot be read is a configuration error: say so at start-up. */
   checkKey(): void {
@@ -111,7 +96,7 @@ export class UpstreamAuth {
         this.basicEverywhere = true;
         return { with: `user ${username}`, refusals: [] };
       }
-      throw this.fail(`answered 401 with no challenge this registry can answer${challenge ? ` (${challenge.slice(0, 100)})` : ''}`);
+      throw this.fail(`answered 401 with no challenge this registry can answer${challenge ? ` (${printable(challenge, 100)})` : ''}`);
     }
     let realm: URL;
     try {
@@ -119,7 +104,9 @@ export class UpstreamAuth {
     } catch {
       realm = new URL('invalid:');
     }
-    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw this.fail(`asked for a token from an unusable realm ${ch.realm}`);
+    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw this.fail(`asked for a token from an unusable realm (${realm.protocol.slice(0, 20) || 'not a URL'})`);
+    // The realm is a URL of the upstream's choosing: the same rules as a redirect.
+    await this.guard.check(realm, this.up.base, 'named a token realm at');
     const scope = ch.scope || pathScope;
     const sameHost = realm.host === this.up.base.host;
     const ways: Way[] = username ? ['basic'] : this.keySource && sameHost ? ['key', 'anonymous'] : ['anonymous'];
@@ -171,9 +158,9 @@ export class UpstreamAuth {
     // A network error propagates as it is: the caller retries it like any other.
     const res = await request(url, { method: 'GET', headers: h, dispatcher: this.dispatcher });
     const body = await readSmall({ body: res.body });
-    if (res.statusCode >= 400 && res.statusCode < 500) return { refused: `${res.statusCode}: ${upstreamMessage(body)}` };
+    if (res.statusCode >= 400 && res.statusCode < 500) return { refused: `${res.statusCode}${withReason(body)}` };
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      throw new UpstreamError(this.up.name, 'status', `${this.up.describe()} token endpoint answered ${res.statusCode}${body.length ? `: ${upstreamMessage(body)}` : ''}`, { status: res.statusCode });
+      throw new UpstreamError(this.up.name, 'status', `${this.up.describe()} token endpoint answered ${res.statusCode}${withReason(body)}`, { status: res.statusCode });
     }
     let parsed: { token?: string; access_token?: string; expires_in?: number };
     try {
@@ -190,7 +177,7 @@ export class UpstreamAuth {
 
   /** The request was refused even after signing in (or with a 403): say what was tried. */
   refused(method: string, pathname: string, status: number, body: Buffer, signedIn?: SignIn): UpstreamError {
-    const answer = `${status}${body.length ? `: ${upstreamMessage(body)}` : ''}`;
+    const answer = `${status}${withReason(body)}`;
     // The key was refused and a fallback token did not help: the key refusal is the news.
     if (signedIn?.refusals.length) {
       return this.fail(`refused ${signedIn.refusals.join(' and ')}; ${signedIn.with} does not get ${method} ${pathname} either (${status})${signedIn.refusals.some((r) => r.includes("registry's key")) ? KEY_HINT : ''}`, { status, body });

@@ -2,18 +2,21 @@
 // another ollama-registry, a CNCF distribution). It follows redirects itself (registry.ollama.ai
 // answers blob requests with a 307 to a CDN host), signs in after a 401 (auth.ts: the registry's
 // own ollama key, Basic, or anonymous tokens), retries with backoff, cuts the upstream off after
-// repeated failures, and honours HTTPS_PROXY/NO_PROXY.
+// repeated failures, and honours HTTPS_PROXY/NO_PROXY. Where redirects and token realms may lead
+// is decided by guard.ts; what an upstream said reaches clients only as a short reason.
 // undici: its EnvHttpProxyAgent gives proxy support with per-origin keep-alive pools, and its
 // request() streams bodies with low overhead.
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { EnvHttpProxyAgent, request, type Dispatcher } from 'undici';
+import { EnvHttpProxyAgent, errors as undiciErrors, request, type Dispatcher } from 'undici';
 import { UpstreamAuth, type SignIn } from './auth.js';
-import { dropBody, header, oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
+import { MAX_MANIFEST_BYTES } from '../registry/manifest-format.js';
+import { dropBody, header, readSmall, TooLarge, UpstreamError, USER_AGENT, withReason, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 import type { UpstreamConfig } from './config.js';
+import { OutboundGuard } from './guard.js';
 import type { KeySource } from './key.js';
 
-export { oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
+export { readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 
 const MAX_REDIRECTS = 10;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -29,6 +32,7 @@ export class Upstream {
   private failures = 0;
   private cutOffUntil = 0;
   private readonly auth: UpstreamAuth;
+  private readonly guard: OutboundGuard;
   /** Body bytes received from this upstream (all requests), for logs and tests. */
   bytesIn = 0;
 
@@ -38,14 +42,17 @@ export class Upstream {
     this.base = new URL(config.url + '/');
     const timeout = config.timeoutSeconds * 1000;
     const tls = config.ca ? { ca: [...rootCertificates, readFileSync(config.ca, 'utf8')] } : {};
+    const env = process.env;
+    this.guard = new OutboundGuard(this, config.allowPrivateHosts, !!(env.https_proxy || env.HTTPS_PROXY || env.http_proxy || env.HTTP_PROXY));
     this.dispatcher = new EnvHttpProxyAgent({
       headersTimeout: timeout,
       bodyTimeout: timeout,
-      connect: { timeout: Math.min(timeout, 15_000), ...tls },
+      // Direct connections resolve names through the guard (proxied ones are checked in once()).
+      connect: { timeout: Math.min(timeout, 15_000), lookup: this.guard.lookup, ...tls },
       requestTls: tls,
       keepAliveTimeout: 30_000,
     });
-    this.auth = new UpstreamAuth(this, this.dispatcher, key);
+    this.auth = new UpstreamAuth(this, this.dispatcher, this.guard, key);
     this.auth.checkKey();
   }
 
@@ -101,7 +108,7 @@ export class Upstream {
         const res = await this.once(method, target, headers, opts.direct ?? false, opts.signal);
         if (res.status >= 500 || res.status === 429) {
           const body = await readSmall(res);
-          lastErr = new UpstreamError(this.name, 'status', `${this.describe()} answered ${res.status}${body.length ? `: ${oneLine(body)}` : ''}`, { status: res.status, body });
+          lastErr = new UpstreamError(this.name, 'status', `${this.describe()} answered ${res.status}${withReason(body)}`, { status: res.status });
           continue;
         }
         this.recordSuccess();
@@ -128,9 +135,12 @@ export class Upstream {
 
   private async once(method: 'GET' | 'HEAD', target: string, headers: Record<string, string>, direct: boolean, signal?: AbortSignal): Promise<UpstreamResponse> {
     let url = target;
+    let from: URL | undefined;
     let signedIn: SignIn | undefined;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const u = new URL(url);
+      // Every hop, the first included (a remembered CDN URL), is checked before it is asked.
+      await this.guard.check(u, from, from ? 'redirected to' : 'sent this registry to');
       // Credentials go to the registry's own host only, never to a CDN it redirects to.
       const ours = u.host === this.base.host && !direct;
       const h: Record<string, string> = { 'user-agent': USER_AGENT, ...headers };
@@ -142,7 +152,12 @@ export class Upstream {
         const loc = header(res.headers, 'location');
         res.body.resume();
         if (!loc) throw new UpstreamError(this.name, 'invalid', `${this.describe()} answered ${res.statusCode} without a Location`);
-        url = new URL(loc, url).href;
+        from = u;
+        try {
+          url = new URL(loc, url).href;
+        } catch {
+          throw new UpstreamError(this.name, 'invalid', `${this.describe()} answered ${res.statusCode} with a Location that is not a URL`);
+        }
         continue;
       }
       if (ours && (res.statusCode === 401 || res.statusCode === 403)) {
@@ -165,11 +180,32 @@ export class Upstream {
       // Upstreams gate model versions by the client's User-Agent (412 "requires a newer version").
       ...(userAgent ? { 'user-agent': userAgent } : {}),
     });
-    const bytes = await readSmall(res, 4 << 20);
+    const name = `${namespace}/${model}:${reference}`;
+    const bytes = await this.readBody(res, MAX_MANIFEST_BYTES, `manifest ${name}`);
     const contentType = header(res.headers, 'content-type');
     if (res.status === 200) return { bytes, contentType };
-    if (res.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no manifest ${namespace}/${model}:${reference}`, { status: 404, body: bytes });
-    throw new UpstreamError(this.name, 'status', `${this.describe()} answered ${res.status} for manifest ${namespace}/${model}:${reference}${bytes.length ? `: ${oneLine(bytes)}` : ''}`, { status: res.status, body: bytes, contentType });
+    if (res.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no manifest ${name}`, { status: 404 });
+    // The body goes along for a 412, which reaches the client verbatim (as plain text).
+    throw new UpstreamError(this.name, 'status', `${this.describe()} answered ${res.status} for manifest ${name}${withReason(bytes)}`, { status: res.status, body: bytes });
+  }
+
+  /** A small body whole; too large, cut off or timed out is an UpstreamError (a 502/503), never a bare error. */
+  private async readBody(res: UpstreamResponse, max: number, what: string): Promise<Buffer> {
+    try {
+      return await readSmall(res, max);
+    } catch (e) {
+      if (e instanceof TooLarge) throw new UpstreamError(this.name, 'invalid', `${this.describe()} answered a ${what} larger than ${max} bytes`);
+      throw this.brokeOff(e, what);
+    }
+  }
+
+  /**
+   * A response body that failed in transit (reset, timeout, short) as an UpstreamError naming
+   * `what`; any other error (the local disk's, say) is returned as it is.
+   */
+  brokeOff(e: unknown, what: string): unknown {
+    if (!(e instanceof undiciErrors.UndiciError) && (e as NodeJS.ErrnoException)?.code !== 'ECONNRESET') return e;
+    return new UpstreamError(this.name, 'unreachable', `${this.describe()} broke off the ${what} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
   }
 
   /** The size of a blob, from a HEAD (redirects followed), falling back to a one-byte ranged GET. */
@@ -215,6 +251,6 @@ export class Upstream {
     const body = await readSmall(res).catch(() => Buffer.alloc(0));
     if (res.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no blob ${digest}`, { status: 404 });
     throw new UpstreamError(this.name, res.status === 200 || res.status === 206 ? 'invalid' : 'status',
-      `${this.describe()} answered ${res.status}${cr ? ` (${cr[0]})` : ''} to a request for bytes ${start}-${end - 1} of ${digest}${res.status >= 400 && body.length ? `: ${oneLine(body)}` : ''}`, { status: res.status });
+      `${this.describe()} answered ${res.status}${cr ? ` (${cr[0]})` : ''} to a request for bytes ${start}-${end - 1} of ${digest}${res.status >= 400 ? withReason(body) : ''}`, { status: res.status });
   }
 }

@@ -1,5 +1,6 @@
 // Configuration of upstream registries and of which namespaces route to them, validated with
 // errors that name the key (config.ts calls in here so it stays one small table).
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { isValidPart } from '../names.js';
 import { parseDuration as parseSeconds } from '../units.js';
@@ -28,6 +29,11 @@ export interface UpstreamConfig {
   /** Credentials for the token realm of a CNCF registry, or its htpasswd (anonymous when absent). */
   username?: string;
   password?: string;
+  /**
+   * Hosts (names or addresses, no port) this upstream's redirects and token realms may lead to
+   * although they are loopback, private or otherwise local; its own host always may.
+   */
+  allowPrivateHosts: string[];
 }
 
 export interface RouteConfig {
@@ -43,7 +49,7 @@ export class UpstreamConfigError extends Error {
   }
 }
 
-const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'key', 'username', 'password']);
+const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'key', 'username', 'password', 'allowPrivateHosts']);
 
 /** A duration (`30s`, `10m`, `2h`, or seconds) with an error naming the key. */
 export function parseDuration(v: unknown, key: string): number {
@@ -56,6 +62,15 @@ function count(v: unknown, key: string): number {
   const n = typeof v === 'string' ? Number(v) : v;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new UpstreamConfigError(key, `expected a whole number ≥ 0, got ${JSON.stringify(v)}`);
   return n;
+}
+
+function hostList(v: unknown, key: string): string[] {
+  const list = typeof v === 'string' ? v.split(',').map((h) => h.trim()).filter(Boolean) : v;
+  const ok = (h: unknown) => typeof h === 'string' && (isIP(h.replace(/^\[|\]$/g, '')) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(h));
+  if (!Array.isArray(list) || !list.every(ok)) {
+    throw new UpstreamConfigError(key, `expected a list of host names or IP addresses without ports, e.g. [cdn.internal, 10.0.0.7], got ${JSON.stringify(v)}`);
+  }
+  return list as string[];
 }
 
 export function upstreamFromUrl(url: string, key: string, extra: Record<string, unknown> = {}): UpstreamConfig {
@@ -79,6 +94,7 @@ export function upstreamFromUrl(url: string, key: string, extra: Record<string, 
     retries: extra.retries === undefined ? 2 : count(extra.retries, `${key}.retries`),
     maxFailures: extra.maxFailures === undefined ? 5 : count(extra.maxFailures, `${key}.maxFailures`),
     failTimeoutSeconds: extra.failTimeout === undefined ? 30 : parseDuration(extra.failTimeout, `${key}.failTimeout`),
+    allowPrivateHosts: extra.allowPrivateHosts === undefined ? [] : hostList(extra.allowPrivateHosts, `${key}.allowPrivateHosts`),
   };
   if (up.timeoutSeconds <= 0) throw new UpstreamConfigError(`${key}.timeout`, 'must be more than 0');
   for (const k of ['ca', 'key', 'username', 'password'] as const) {

@@ -22,16 +22,18 @@ export function upstreamConfig(url: string, extra: Record<string, unknown> = {})
 }
 
 export async function startCacheStack(opts: { rate?: number; like?: 'registry.ollama.ai' | 'registry'; upstream?: Record<string, unknown>; config?: Partial<Config>; cacheData?: string } = {}): Promise<CacheStack> {
-  const upstream = await startTestRegistry();
-  const front = await startFaultUpstream(upstream.url, { rate: opts.rate, like: opts.like === 'registry' ? undefined : 'registry.ollama.ai' });
-  const cache = await startTestRegistry({ data: opts.cacheData, config: { ...upstreamConfig(front.url, opts.upstream), ...opts.config } });
+  const origin = await startTestRegistry();
+  const front = await startFaultUpstream(origin.url, { rate: opts.rate, like: opts.like === 'registry' ? undefined : 'registry.ollama.ai' });
+  // The front's CDN host (127.0.0.2) is a loopback address: listed, so its redirects are followed.
+  const upstream = { allowPrivateHosts: [new URL(front.cdnUrl).hostname], ...opts.upstream };
+  const cache = await startTestRegistry({ data: opts.cacheData, config: { ...upstreamConfig(front.url, upstream), ...opts.config } });
   return {
-    upstream, front, cache,
+    upstream: origin, front, cache,
     async close() {
       await cache.app.cache?.close();
       await cache.close();
       await front.close();
-      await upstream.close();
+      await origin.close();
     },
   };
 }

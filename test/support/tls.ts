@@ -1,4 +1,4 @@
-// Certificates for localhost and 127.0.0.1 made with Debian's openssl: self-signed, or signed by a test CA.
+// Certificates made with Debian's openssl for localhost, 127.0.0.1 and 127.0.0.2 (a second host): self-signed, or signed by a test CA.
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,7 +11,7 @@ export async function makeLocalCert(dir: string): Promise<{ cert: string; key: s
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
   await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert]);
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2', '-keyout', key, '-out', cert]);
   return { cert, key };
 }
 
