@@ -42,7 +42,11 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   const blobs = new BlobStore(driver);
   const metrics = createMetrics(driver, blobs);
   const manifests = new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]);
-  const access = new BlobAccess(driver, { grantTtlMs: config.uploadMaxAgeHours * 3600_000, onError: (e) => app.log.warn({ err: e.message }, 'could not re-read the manifests for blob access') });
+  const access = new BlobAccess(driver, {
+    grantTtlMs: config.uploadMaxAgeHours * 3600_000,
+    keysOf: (r) => manifests.keysOf(r.namespace, r.model),
+    onError: (e) => app.log.warn({ err: e.message }, 'could not re-read the manifests for blob access'),
+  });
   manifests.onChange = (key) => access.changed(key);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
   const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy }) : undefined;

@@ -23,6 +23,8 @@ const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex'
 
 async function freshBlob(size: number): Promise<{ digest: string; size: number }> {
   const m = await makeModel(s.upstream.data, { model: 'f', tag: `t${++n}`, layers: [{ mediaType: 'application/vnd.ollama.image.model', size, seed: `fault-${n}` }] });
+  // The manifest first, as ollama asks: blobs are read through a repository that references them.
+  assert.equal((await request(s.cache.url, `/v2/library/f/manifests/t${n}`)).status, 200);
   return m.blobs[0]!;
 }
 

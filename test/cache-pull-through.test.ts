@@ -24,9 +24,16 @@ let small: MadeModel;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const blobPath = (digest: string) => `/v2/library/big/blobs/${digest}`;
 
+/** The manifest through the cache, as ollama asks for it before any blob: blobs are read through a repository that references them. */
+async function manifestThroughCache(tag: string): Promise<void> {
+  const r = await request(s.cache.url, `/v2/library/big/manifests/${tag}`);
+  assert.equal(r.status, 200, r.text());
+}
+
 /** A fresh blob on the upstream for one test, so each test starts cold. */
 async function freshBlob(size: number, seed: string): Promise<{ digest: string; size: number }> {
   const m = await makeModel(s.upstream.data, { model: 'big', tag: seed, layers: [{ mediaType: 'application/vnd.ollama.image.model', size, seed }] });
+  await manifestThroughCache(seed);
   return m.blobs[0]!;
 }
 
@@ -38,6 +45,7 @@ before(async () => {
   s = await startCacheStack();
   big = await makeModel(s.upstream.data, { model: 'big', tag: 'latest', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 12 * MiB }] });
   small = await makeModel(s.upstream.data, { model: 'gemma2', tag: '2b' });
+  await manifestThroughCache('latest');
 });
 after(() => s.close());
 

@@ -12,8 +12,9 @@ function subjectOf(app: App, p: Principal | undefined): string {
 }
 
 /** The one answer for a blob that is absent or not reachable through the repository. */
-export function blobUnknown(digest: string, repo: RepoName): RegistryError {
-  return new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} is not in ${repo.namespace}/${repo.model}`);
+export function blobUnknown(app: App, digest: string, repo: RepoName): RegistryError {
+  const why = app.cache?.offline ? ' (the registry is in offline mode)' : '';
+  return new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} is not in ${repo.namespace}/${repo.model}${why}`);
 }
 
 /** Is the blob reachable through this repository by this requester? (Its rights there were checked by the gate.) */

@@ -16,12 +16,12 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
   // Only through a repository that references it (or that this requester put it into).
   const reachable = (await reachableThrough(app, ctx.principal, digest, route))
     || (req.method === 'HEAD' && (await mountOnHead(app, ctx.principal, digest, route)));
-  if (!reachable) throw blobUnknown(digest, route);
+  if (!reachable) throw blobUnknown(app, digest, route);
   const size = await app.blobs.size(digest);
   if (app.cache && size !== null) app.metrics.cacheLookups.inc({ result: 'hit' });
   if (size === null) {
     if (app.cache) return getBlobThroughCache(ctx, getBlob);
-    throw blobUnknown(digest, route);
+    throw blobUnknown(app, digest, route);
   }
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/octet-stream',

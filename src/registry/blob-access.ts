@@ -7,9 +7,10 @@
 //
 // Kept in memory: digest → repositories, from the manifest index. It follows this process's
 // manifest writes and deletes at once (ManifestStore.onChange, also called when a read finds a
-// file changed), and other processes' (pull, import, gc, rm) by a walk of the tree: in the
-// background every few seconds while requests come, and before answering "not here" when the
-// last walk is more than a second old.
+// file changed). Other processes' writes (pull, import) are looked for before answering "not
+// here": the requested repository's own manifest files are re-checked (a few readdirs and a stat
+// per tag, like a manifest lookup). Their deletes and rewrites (rm, gc) are found by a walk of
+// the whole tree, in the background every few seconds while requests come.
 import type { Driver } from '../storage/driver.js';
 import { ManifestIndex, type ManifestEntry } from './manifest-index.js';
 
@@ -45,7 +46,8 @@ export class BlobAccess {
   /** Index updates run one at a time, so a walk and a single-file update never interleave. */
   private queue: Promise<void> = Promise.resolve();
 
-  constructor(driver: Driver, private readonly opts: { grantTtlMs: number; onError?: (e: Error) => void }) {
+  /** `keysOf`: the storage keys of a repository's manifest files (every host folder, every tag). */
+  constructor(driver: Driver, private readonly opts: { grantTtlMs: number; keysOf: (repo: RepoName) => Promise<string[]>; onError?: (e: Error) => void }) {
     this.index = new ManifestIndex(driver, (prev, next) => {
       this.count(prev, -1);
       this.count(next, 1);
@@ -122,8 +124,11 @@ export class BlobAccess {
     await this.current();
     const key = repoKey(repo);
     if (this.visible(digest, key, subject)) return true;
-    if (Date.now() - this.walkedAt < MISS_WALK_MS) return false;
-    await this.walk();
+    // Maybe a manifest another process just wrote (a pull, an import): re-check this repository's files.
+    const keys = await this.opts.keysOf(repo);
+    await this.serial(async () => {
+      for (const k of keys) await this.index.refreshKey(k);
+    });
     return this.visible(digest, key, subject);
   }
 

@@ -187,6 +187,15 @@ export class ManifestStore {
     return [...byFold.values()].sort();
   }
 
+  /** Storage keys of every tag of a repository, in every host folder. */
+  async keysOf(namespace: string, model: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const repo of await this.findRepos(namespace, model)) {
+      for (const tag of await this.tagsOf(repo)) out.push(manifestKey(repo.host, repo.namespace, repo.model, tag));
+    }
+    return out;
+  }
+
   /** Every stored manifest reference, host by host in lookup order. */
   async *all(): AsyncGenerator<ManifestRef> {
     for (const host of await this.hosts()) {
