@@ -45,6 +45,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   const access = new BlobAccess(driver, {
     grantTtlMs: config.uploadMaxAgeHours * 3600_000,
     keysOf: (r) => manifests.keysOf(r.namespace, r.model),
+    saved: async () => (await app.uploads.committed()).flatMap((u) => (/^(key|user):/.test(u.by ?? '') ? [{ subject: u.by!, repo: u, digest: u.committed, sinceMs: u.atMs }] : [])),
     onError: (e) => app.log.warn({ err: e.message }, 'could not re-read the manifests for blob access'),
   });
   manifests.onChange = (key) => access.changed(key);

@@ -3,6 +3,7 @@
 // there. Attacks through the real server on loopback: reading another repository's layers under
 // a deny rule and under `anonymousRead: false`, mounting them, linking them into a manifest.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -208,4 +209,30 @@ test('pull-through: a blob is fetched only through a repository whose manifest (
   assert.deepEqual(r.body, (await blobFile(s.upstream.data, layer)).subarray(0, 16));
   const still = await request(s.cache.url, `/v2/library/other/blobs/${layer}`, { method: 'HEAD' });
   assert.equal(still.status, 404, 'and through no other name');
+});
+
+test('a push interrupted by a restart: blobs committed before it stay the pusher\'s to read and to name in the manifest, nobody else\'s', async (t) => {
+  const data = await tempDir();
+  let reg = await startTestRegistry({ data });
+  await addUser(reg, 'ci', 'pw', 'team');
+  const bytes = Buffer.from('a layer pushed just before the restart');
+  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  const open = await request(reg.url, '/v2/team/fresh/blobs/uploads/', { method: 'POST', headers: basic('ci') });
+  assert.equal(open.status, 202);
+  const session = new URL(String(open.headers.location)).pathname;
+  const commit = await request(reg.url, `${session}?digest=${encodeURIComponent(digest)}`, { method: 'PUT', headers: basic('ci'), body: bytes });
+  assert.equal(commit.status, 201, commit.text());
+  await reg.close();
+  reg = await startTestRegistry({ data });
+  t.after(reg.close);
+  await assertReadable(reg, 'team/fresh', digest, basic('ci'));
+  await assertHidden(reg, 'team/fresh', digest); // anonymous readers: no manifest names it yet
+  const manifest = JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+    config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest, size: bytes.length },
+    layers: [{ mediaType: 'application/vnd.ollama.image.model', digest, size: bytes.length }],
+  });
+  const put = await request(reg.url, '/v2/team/fresh/manifests/v1', { method: 'PUT', headers: { ...basic('ci'), 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, body: manifest });
+  assert.equal(put.status, 201, put.text());
+  await assertReadable(reg, 'team/fresh', digest);
 });

@@ -88,7 +88,7 @@ export const postUpload: Handler<UploadRoute> = async (ctx) => {
     created(req, res, route, digest);
     return;
   }
-  const session = await app.uploads.create(route, digest ?? undefined);
+  const session = await app.uploads.create(route, digest ?? undefined, ctx.principal && app.auth.subject(ctx.principal));
   audit(ctx, 'upload-started', { upload: session.id });
   accepted(req, res, route, session.id, 0);
 };

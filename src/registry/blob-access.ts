@@ -47,7 +47,13 @@ export class BlobAccess {
   private queue: Promise<void> = Promise.resolve();
 
   /** `keysOf`: the storage keys of a repository's manifest files (every host folder, every tag). */
-  constructor(driver: Driver, private readonly opts: { grantTtlMs: number; keysOf: (repo: RepoName) => Promise<string[]>; onError?: (e: Error) => void }) {
+  constructor(driver: Driver, private readonly opts: {
+    grantTtlMs: number;
+    keysOf: (repo: RepoName) => Promise<string[]>;
+    /** Grants that outlive a restart (blobs committed by pushes still in progress), loaded once at start. */
+    saved?: () => Promise<Array<{ subject: string; repo: RepoName; digest: string; sinceMs: number }>>;
+    onError?: (e: Error) => void;
+  }) {
     this.index = new ManifestIndex(driver, (prev, next) => {
       this.count(prev, -1);
       this.count(next, 1);
@@ -90,7 +96,10 @@ export class BlobAccess {
 
   /** Load the index (the first call walks the tree; later calls return at once). */
   start(): Promise<void> {
-    this.started ??= this.walk().catch((e: unknown) => {
+    this.started ??= (async () => {
+      for (const g of (await this.opts.saved?.()) ?? []) this.grant(g.subject, g.repo, [g.digest], g.sinceMs);
+      await this.walk();
+    })().catch((e: unknown) => {
       this.started = null;
       throw e;
     });
@@ -153,10 +162,11 @@ export class BlobAccess {
   }
 
   /** Let `subject` (or EVERYONE) reach these blobs through the repository for a while. */
-  grant(subject: string, repo: RepoName, digests: string[]): void {
+  grant(subject: string, repo: RepoName, digests: string[], sinceMs = Date.now()): void {
     const key = repoKey(repo);
     if (!this.names.has(key)) this.names.set(key, { namespace: repo.namespace, model: repo.model });
-    const until = Date.now() + this.opts.grantTtlMs;
+    const until = sinceMs + this.opts.grantTtlMs;
+    if (until <= Date.now()) return;
     for (const d of digests) {
       let g = this.grants.get(d);
       if (!g) this.grants.set(d, (g = new Map()));

@@ -29,6 +29,8 @@ export interface SessionInfo extends UploadRepo {
   createdMs: number;
   /** The digest announced when the session was opened (`POST ?digest=`), if any. */
   digest?: string;
+  /** Who opened it (a token subject), so a restart keeps the pusher's access to what it committed. */
+  by?: string;
   /** Set once committed: the digest the bytes were published as. */
   committed?: string;
   size?: number;
@@ -83,8 +85,8 @@ export class Uploads {
     }
   }
 
-  async create(repo: UploadRepo, digest?: string): Promise<SessionInfo> {
-    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), ...(digest ? { digest } : {}) };
+  async create(repo: UploadRepo, digest?: string, by?: string): Promise<SessionInfo> {
+    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), ...(digest ? { digest } : {}), ...(by ? { by } : {}) };
     try {
       await mkdir(this.driver.path(uploadDir(info.id)), { recursive: true });
       await writeFile(this.dataPath(info.id), '', { flag: 'wx' });
@@ -248,6 +250,23 @@ export class Uploads {
   private async removeLocked(id: string): Promise<void> {
     this.hashes.delete(id);
     await rm(this.driver.path(uploadDir(id)), { recursive: true, force: true });
+  }
+
+  /** Committed sessions still kept (their commit markers), with when each was committed. */
+  async committed(): Promise<Array<SessionInfo & { committed: string; atMs: number }>> {
+    const out: Array<SessionInfo & { committed: string; atMs: number }> = [];
+    for (const id of await readdir(this.driver.path(uploadsDir())).catch(() => [] as string[])) {
+      if (!ID_RE.test(id)) continue;
+      const key = uploadInfoKey(id);
+      try {
+        const st = await stat(this.driver.path(key));
+        const info = JSON.parse((await this.driver.readAll(key)).toString('utf8')) as SessionInfo;
+        if (typeof info.committed === 'string') out.push({ ...info, committed: info.committed, atMs: st.mtimeMs });
+      } catch {
+        /* gone meanwhile, or not ours to read: no grant */
+      }
+    }
+    return out;
   }
 
   /** Remove sessions (and commit markers) untouched for `maxAgeMs`. Returns how many went. */
