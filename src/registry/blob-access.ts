@@ -9,12 +9,14 @@
 // manifest writes and deletes at once (ManifestStore.onChange, also called when a read finds a
 // file changed). Other processes' writes (pull, import) are looked for before answering "not
 // here": the requested repository's own manifest files are re-checked (a few readdirs and a stat
-// per tag, like a manifest lookup). Their deletes and rewrites (rm, gc) are found by a walk of
-// the whole tree, in the background every few seconds while requests come.
+// per tag, like a manifest lookup; at most once a second per repository). Their deletes and
+// rewrites (rm, gc) are found by a walk of the whole tree, in the background every few seconds
+// while requests come.
 import type { Driver } from '../storage/driver.js';
 import { ManifestIndex, type ManifestEntry } from './manifest-index.js';
 
-const MISS_WALK_MS = 1000;
+const RECHECK_MS = 1000;
+const RECHECKS_MAX = 10_000;
 const BACKGROUND_WALK_MS = 5000;
 const GRANTS_MAX = 100_000;
 
@@ -43,6 +45,8 @@ export class BlobAccess {
   private walking: Promise<void> | null = null;
   /** When the last finished walk began. */
   private walkedAt = -Infinity;
+  /** Repository key → the last re-read of its manifest files after a miss. */
+  private rechecks = new Map<string, { at: number; done: Promise<void> }>();
   /** Index updates run one at a time, so a walk and a single-file update never interleave. */
   private queue: Promise<void> = Promise.resolve();
 
@@ -133,15 +137,32 @@ export class BlobAccess {
     await this.current();
     const key = repoKey(repo);
     if (this.visible(digest, key, subject)) return true;
-    // Maybe a manifest another process just wrote (a pull, an import): re-check this repository's files.
-    const keys = await this.opts.keysOf(repo);
-    await this.serial(async () => {
-      for (const k of keys) await this.index.refreshKey(k);
-    });
+    await this.recheck(repo, key);
     return this.visible(digest, key, subject);
   }
 
-  private reachableNow(digest: string, subject: string): RepoName[] {
+  /**
+   * Maybe a manifest another process just wrote (a pull, an import): re-read this repository's
+   * files. At most once a second per repository, so a flood of misses costs no more.
+   */
+  private recheck(repo: RepoName, key: string): Promise<void> {
+    const last = this.rechecks.get(key);
+    if (last && Date.now() - last.at < RECHECK_MS) return last.done;
+    if (this.rechecks.size >= RECHECKS_MAX) this.rechecks.clear();
+    const done = this.opts.keysOf(repo).then((keys) => this.serial(async () => {
+      for (const k of keys) await this.index.refreshKey(k);
+    }));
+    this.rechecks.set(key, { at: Date.now(), done });
+    return done;
+  }
+
+  /**
+   * Every repository through which `subject` reaches the blob (rights apart). Asked by pushes
+   * (mounts, manifest PUTs): a manifest another process wrote in the last seconds may be missing,
+   * which costs an upload of bytes the registry has, never a wrong answer.
+   */
+  async repositories(digest: string, subject: string): Promise<RepoName[]> {
+    await this.current();
     const keys = new Set(this.byDigest.get(digest)?.keys());
     const now = Date.now();
     for (const [k, until] of this.grants.get(digest) ?? []) {
@@ -150,15 +171,6 @@ export class BlobAccess {
       if (until > now && (who === subject || who === EVERYONE)) keys.add(k.slice(i + 1));
     }
     return [...keys].flatMap((k) => this.names.get(k) ?? []);
-  }
-
-  /** Every repository through which `subject` reaches the blob (rights apart). */
-  async repositories(digest: string, subject: string): Promise<RepoName[]> {
-    await this.current();
-    const found = this.reachableNow(digest, subject);
-    if (found.length > 0 || Date.now() - this.walkedAt < MISS_WALK_MS) return found;
-    await this.walk();
-    return this.reachableNow(digest, subject);
   }
 
   /** Let `subject` (or EVERYONE) reach these blobs through the repository for a while. */
