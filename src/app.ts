@@ -46,7 +46,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     grantTtlMs: config.uploadMaxAgeHours * 3600_000,
     keysOf: (r) => manifests.keysOf(r.namespace, r.model),
     saved: async () => (await app.uploads.committed()).flatMap((u) => (/^(key|user):/.test(u.by ?? '') ? [{ subject: u.by!, repo: u, digest: u.committed, sinceMs: u.atMs }] : [])),
-    onError: (e) => app.log.warn({ err: e.message }, 'could not re-read the manifests for blob access'),
+    onError: (e) => app.log.warn({ err: e.message }, 'blob access: could not read the manifests or the upload markers'),
   });
   manifests.onChange = (key) => access.changed(key);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });

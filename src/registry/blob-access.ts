@@ -101,7 +101,9 @@ export class BlobAccess {
   /** Load the index (the first call walks the tree; later calls return at once). */
   start(): Promise<void> {
     this.started ??= (async () => {
-      for (const g of (await this.opts.saved?.()) ?? []) this.grant(g.subject, g.repo, [g.digest], g.sinceMs);
+      // Without them a pusher uploads again after a restart: worth a log line, not a failed read.
+      const saved = await this.opts.saved?.().catch((e: unknown) => { this.opts.onError?.(e as Error); return []; });
+      for (const g of saved ?? []) this.grant(g.subject, g.repo, [g.digest], g.sinceMs);
       await this.walk();
     })().catch((e: unknown) => {
       this.started = null;
