@@ -4,6 +4,7 @@ import { Auth } from './auth/policy.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { BlobAccess } from './registry/blob-access.js';
 import { BlobStore } from './registry/blobs.js';
 import { PullThrough } from './registry/cache.js';
 import { DiskSpace } from './registry/disk-space.js';
@@ -21,6 +22,8 @@ export interface App {
   log: Logger;
   driver: FsDriver;
   blobs: BlobStore;
+  /** Which repositories each blob can be read through (manifest references and grants). */
+  access: BlobAccess;
   manifests: ManifestStore;
   metrics: Metrics;
   /** Allow/deny rules; features call app.policy.check(action, namespace, model). */
@@ -46,6 +49,13 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   const blobs = new BlobStore(driver, space);
   const metrics = createMetrics(driver, blobs);
   const manifests = new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]);
+  const access = new BlobAccess(driver, {
+    grantTtlMs: config.uploadMaxAgeHours * 3600_000,
+    keysOf: (r) => manifests.keysOf(r.namespace, r.model),
+    saved: async () => (await app.uploads.committed()).flatMap((u) => (/^(key|user):/.test(u.by ?? '') ? [{ subject: u.by!, repo: u, digest: u.committed, sinceMs: u.atMs }] : [])),
+    onError: (e) => app.log.warn({ err: e.message }, 'blob access: could not read the manifests or the upload markers'),
+  });
+  manifests.onChange = (key) => access.changed(key);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
   const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space }) : undefined;
   const app: App = {
@@ -53,6 +63,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     log,
     driver,
     blobs,
+    access,
     // Pushed models first: see the rule in registry/manifests.ts.
     manifests,
     metrics,

@@ -12,7 +12,7 @@ import { startCacheStack, type CacheStack } from './support/cache.js';
 import { request } from './support/http.js';
 import { makeModel, type MadeModel } from './support/models.js';
 import { ollamaPull } from './support/ollama-client.js';
-import { tempDir } from './support/server.js';
+import { startTestRegistry, tempDir } from './support/server.js';
 import { waitFor } from './support/eventually.js';
 
 const MiB = 1 << 20;
@@ -24,11 +24,11 @@ let small: MadeModel;
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const blobPath = (digest: string) => `/v2/library/big/blobs/${digest}`;
 
-/** A fresh blob on the upstream for one test, so each test starts cold; with `manifest` its manifest is
- * fetched through the cache first, as ollama does, so the cache knows the blob's size. */
-async function freshBlob(size: number, seed: string, manifest = true): Promise<{ digest: string; size: number }> {
+/** A fresh blob on the upstream for one test, so each test starts cold; its manifest is
+ * fetched through the cache first, as ollama does (blobs are read through a repository that references them). */
+async function freshBlob(size: number, seed: string): Promise<{ digest: string; size: number }> {
   const m = await makeModel(s.upstream.data, { model: 'big', tag: seed, layers: [{ mediaType: 'application/vnd.ollama.image.model', size, seed }] });
-  if (manifest) assert.equal((await request(s.cache.url, `/v2/library/big/manifests/${seed}`)).status, 200);
+  assert.equal((await request(s.cache.url, `/v2/library/big/manifests/${seed}`)).status, 200);
   return m.blobs[0]!;
 }
 
@@ -80,19 +80,26 @@ test('one client: a cold whole-blob GET streams the right bytes and fetches each
   assert.equal(s.front.requests.length, 0);
 });
 
-test('HEAD of a missing blob nobody asked the manifest of: the size from upstream, whose CDN refuses HEAD, for one byte', async () => {
-  const b = await freshBlob(3 * MiB, 'head', false);
-  s.front.reset();
-  const r = await request(s.cache.url, blobPath(b.digest), { method: 'HEAD' });
-  assert.equal(r.status, 200);
-  assert.equal(r.headers['content-length'], String(b.size));
-  // The upstream client's fallback ran: HEAD refused by the CDN, then a one-byte ranged GET.
-  assert.ok(s.front.requests.some((q) => q.host === 'cdn' && q.method === 'HEAD'), JSON.stringify(s.front.requests));
-  assert.ok(s.front.requests.some((q) => q.host === 'cdn' && q.method === 'GET' && q.range === 'bytes=0-0'));
-  assert.equal(s.front.blobBytes(), 1);
-  assert.ok(!existsSync(path.join(s.cache.data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`)));
-  const miss = await request(s.cache.url, `/v2/library/big/blobs/sha256:${'0'.repeat(64)}`, { method: 'HEAD' });
-  assert.equal(miss.status, 404);
+test('HEAD of a blob not yet cached, after a restart (its size no longer in memory): the size from upstream, whose CDN refuses HEAD, for one byte', async () => {
+  const b = await freshBlob(3 * MiB, 'head');
+  // A second server on the same data folder knows the manifest (on disk) but not the blob's size.
+  const again = await startTestRegistry({ data: s.cache.data, config: { upstreams: s.cache.app.config.upstreams, routes: s.cache.app.config.routes } });
+  try {
+    s.front.reset();
+    const r = await request(again.url, blobPath(b.digest), { method: 'HEAD' });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-length'], String(b.size));
+    // The upstream client's fallback ran: HEAD refused by the CDN, then a one-byte ranged GET.
+    assert.ok(s.front.requests.some((q) => q.host === 'cdn' && q.method === 'HEAD'), JSON.stringify(s.front.requests));
+    assert.ok(s.front.requests.some((q) => q.host === 'cdn' && q.method === 'GET' && q.range === 'bytes=0-0'));
+    assert.equal(s.front.blobBytes(), 1);
+    assert.ok(!existsSync(path.join(s.cache.data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`)));
+    const miss = await request(again.url, `/v2/library/big/blobs/sha256:${'0'.repeat(64)}`, { method: 'HEAD' });
+    assert.equal(miss.status, 404);
+  } finally {
+    await again.app.cache?.close();
+    await again.close();
+  }
 });
 
 test("ollama's probe GET that hangs up: the fill goes on alone and completes, each byte fetched once", async () => {

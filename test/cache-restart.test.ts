@@ -25,6 +25,8 @@ test('kill -9 mid-fill, restart: the fill resumes and filled ranges are not fetc
   const statePath = path.join(data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`, 'state.json');
   try {
     const first = await spawnRegistry(['--data', data, '--upstream', front.url]);
+    // The manifest first, as ollama asks: blobs are read through a repository that references them.
+    assert.equal((await request(first.url, '/v2/library/resume/manifests/v1')).status, 200);
     // A client starts the fill, then the registry dies hard while bytes are flowing.
     const req = http.get(`${first.url}/v2/library/resume/blobs/${b.digest}`, { agent: false }, (res) => res.resume());
     req.on('error', () => {});
@@ -78,6 +80,7 @@ test('a fill lock left by a dead process whose pid now belongs to another proces
   await writeFile(lock, `${other.pid} 1`);
   const reg = await spawnRegistry(['--data', data, '--upstream', upstream.url]);
   try {
+    assert.equal((await request(reg.url, '/v2/library/reused/manifests/v1')).status, 200);
     const r = await request(reg.url, `/v2/library/reused/blobs/${b.digest}`);
     assert.equal(r.status, 200, r.text());
     assert.equal(`sha256:${createHash('sha256').update(r.body).digest('hex')}`, b.digest);

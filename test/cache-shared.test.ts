@@ -119,6 +119,8 @@ test('pull while serve fills the same blob: pull waits for it instead of failing
   front.rate = 8 * MiB;
   const serve = await spawnRegistry(['--data', data, '--upstream', front.url]);
   try {
+    // The manifest first, as ollama asks: blobs are read through a repository that references them.
+    assert.equal((await request(serve.url, '/v2/library/shared/manifests/v3')).status, 200);
     const whole = request(serve.url, `/v2/library/shared/blobs/${b.digest}`);
     await waitFor(async () => (await recorded(data, b.digest)) >= 1 * MiB);
     const r = await pull(data, 'shared:v3').done;

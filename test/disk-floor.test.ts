@@ -75,6 +75,7 @@ test('a fill that runs out of disk frees its bytes at once, and the next push fi
     const m = await makeModel(stack.upstream.data, { model: 'big', layers: [{ mediaType: MODEL, size: 10 * MiB }] });
     const b = m.blobs[0]!;
     const fillDir = path.join(where.data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`);
+    assert.equal((await request(stack.cache.url, '/v2/library/big/manifests/latest')).status, 200); // first, as ollama asks
     let got = 0;
     const client = new Promise<void>((resolve) => {
       const req = http.get(`${stack.cache.url}/v2/library/big/blobs/${b.digest}`, { agent: false }, (res) => {
@@ -108,6 +109,7 @@ test('a fill larger than the room above storage.minFree is refused with 507 befo
   try {
     const m = await makeModel(stack.upstream.data, { model: 'huge', layers: [{ mediaType: MODEL, size: 20 * MiB }] });
     const b = m.blobs[0]!;
+    assert.equal((await request(stack.cache.url, '/v2/library/huge/manifests/latest')).status, 200); // first, as ollama asks
     const before = await freeBytes(where.disk);
     const r = await request(stack.cache.url, `/v2/library/huge/blobs/${b.digest}`);
     assert.equal(r.status, 507, r.text());

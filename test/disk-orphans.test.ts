@@ -31,6 +31,8 @@ test('kill -9 mid-fill and mid-upload: gc --grace 0 removes what nobody can cont
     const reg = await spawnRegistry(['--data', data, '--upstream', front.url]);
     assert.equal((await cli(['users', 'add', 'ci', '--namespace', 'team', '--data', data], { stdin: Buffer.from('password1\n') })).code, 0);
     const auth = { Authorization: `Basic ${Buffer.from('ci:password1').toString('base64')}` };
+    // The manifest first, as ollama asks: blobs are read through a repository that references them.
+    assert.equal((await request(reg.url, '/v2/library/stuck/manifests/latest')).status, 200);
     const req = http.get(`${reg.url}/v2/library/stuck/blobs/${b.digest}`, { agent: false }, (res) => res.resume());
     req.on('error', () => {});
     await waitFor(() => existsSync(path.join(fillDir, 'data')) && existsSync(path.join(fillDir, 'lock')));

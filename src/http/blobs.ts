@@ -1,10 +1,9 @@
 // Blob reads, shaped by what ollama's downloader needs (protocol §2.3, §3.3):
 // HEAD answers directly with the exact size; a GET without Range answers 200 *with* a Location
 // header (ollama's probe reads only the headers and hangs up); a ranged GET answers 206.
-import { RegistryError } from '../errors.js';
 import type { Handler } from './context.js';
 import { blobLocation } from './auth.js';
-import { absoluteUrl } from './context.js';
+import { blobUnknown, mountOnHead, reachableThrough } from './blob-access.js';
 import { getBlobThroughCache } from './blob-fill.js';
 import { parseRange } from './range.js';
 import { isClientGone } from './respond.js';
@@ -14,11 +13,15 @@ export type BlobRoute = { kind: 'blob'; namespace: string; model: string; digest
 export const getBlob: Handler<BlobRoute> = async (ctx) => {
   const { app, req, res, route } = ctx;
   const { digest } = route;
+  // Only through a repository that references it (or that this requester put it into).
+  const reachable = (await reachableThrough(app, ctx.principal, digest, route))
+    || (req.method === 'HEAD' && (await mountOnHead(app, ctx.principal, digest, route)));
+  if (!reachable) throw blobUnknown(app, digest, route);
   const size = await app.blobs.size(digest);
   if (app.cache && size !== null) app.metrics.cacheLookups.inc({ result: 'hit' });
   if (size === null) {
     if (app.cache) return getBlobThroughCache(ctx, getBlob);
-    throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${digest} is not in this registry`);
+    throw blobUnknown(app, digest, route);
   }
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/octet-stream',

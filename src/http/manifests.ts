@@ -1,3 +1,4 @@
+import { EVERYONE } from '../registry/blob-access.js';
 import { CACHE_HEADER, UpstreamAnswer } from '../registry/cache.js';
 import type { StoredManifest } from '../registry/manifests.js';
 import { GATED_BODY, versionGate } from '../registry/gating.js';
@@ -5,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { isDigest, isReservedTag } from '../names.js';
 import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests } from '../registry/manifest-format.js';
+import { reachableThrough, readableAnywhere } from './blob-access.js';
 import type { Handler } from './context.js';
 import { absoluteUrl } from './context.js';
 
@@ -19,6 +21,8 @@ export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route
       const a = await app.cache.manifest(route.namespace, route.model, route.reference, { userAgent: req.headers['user-agent'] });
       m = a.manifest;
       extra[CACHE_HEADER] = a.cache;
+      // Fetched by digest and not stored: its blobs become reachable through this repository here.
+      if (a.cache === 'miss' && isDigest(route.reference)) app.access.grant(EVERYONE, route, referencedDigests(parseManifest(m.bytes)).map((d) => d.digest));
     } catch (e) {
       if (!(e instanceof UpstreamAnswer)) throw e;
       // Verbatim: ollama prints this body to the user (e.g. "requires a newer version of Ollama").
@@ -87,7 +91,10 @@ export const putManifest: Handler<ManifestRoute> = async (ctx) => {
   const bytes = await readBody(req, res, MAX_MANIFEST_BYTES);
   const manifest = parseManifest(bytes);
   for (const d of referencedDigests(manifest)) {
-    const size = await app.blobs.size(d.digest);
+    // Only blobs the pusher may read, or put into this repository: else it could link a
+    // private digest into its own repository and read it there. Both cases get one answer.
+    const linkable = (await reachableThrough(app, ctx.principal, d.digest, route)) || (await readableAnywhere(app, ctx.principal, d.digest));
+    const size = linkable ? await app.blobs.size(d.digest) : null;
     if (size === null) {
       throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest names blob ${d.digest}, which is not in this registry; push the blobs before the manifest`, { detail: { digest: d.digest } });
     }

@@ -149,6 +149,8 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
       resolve();
     });
   });
+  // Load which blobs each repository references now, not on the first blob request.
+  app.access.start().catch((e: unknown) => app.log.warn({ err: (e as Error).message }, 'could not read the manifests for blob access'));
   const stopSweeper = app.uploads.startSweeper(app.config.uploadMaxAgeHours * 3600_000);
   server.once('close', stopSweeper);
   const addr = server.address() as AddressInfo;

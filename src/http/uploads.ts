@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
 import { uploadRange } from '../registry/uploads.js';
+import { notePut, readableAnywhere } from './blob-access.js';
 import type { Handler } from './context.js';
 import { absoluteUrl } from './context.js';
 
@@ -74,9 +75,13 @@ export const postUpload: Handler<UploadRoute> = async (ctx) => {
   const mount = url.searchParams.get('mount');
   const digest = url.searchParams.get('digest');
   for (const d of [mount, digest]) {
-    if (d !== null && (await app.blobs.size(d)) !== null) {
-      // Blobs are shared by every repository: an existing one counts as mounted, whatever `from` says.
-      audit(ctx, 'blob-exists', { digest: d });
+    if (d === null) continue;
+    digestHex(d); // DIGEST_INVALID for a malformed one
+    // 201 at once only for a blob this requester may already read somewhere (whatever `from`
+    // says): anything else is uploaded and verified, so existence is never confirmed for free.
+    if ((await readableAnywhere(ctx.app, ctx.principal, d)) && (await app.blobs.size(d)) !== null) {
+      notePut(app, ctx.principal, route, d);
+      audit(ctx, 'blob-mounted', { digest: d });
       created(req, res, route, d);
       return;
     }
@@ -84,11 +89,12 @@ export const postUpload: Handler<UploadRoute> = async (ctx) => {
   if (digest !== null && hasBody(req)) {
     // Monolithic upload in one request.
     const { size } = await app.blobs.put(digest, req, declaredLength(req));
+    notePut(app, ctx.principal, route, digest);
     audit(ctx, 'blob-pushed', { digest, size, how: 'monolithic' });
     created(req, res, route, digest);
     return;
   }
-  const session = await app.uploads.create(route, digest ?? undefined, requester(ctx));
+  const session = await app.uploads.create(route, digest ?? undefined, requester(ctx), ctx.principal && app.auth.subject(ctx.principal));
   audit(ctx, 'upload-started', { upload: session.id });
   accepted(req, res, route, session.id, 0);
 };
@@ -117,6 +123,7 @@ export const putUpload: Handler<UploadRoute> = async (ctx) => {
   const range = parseContentRange(req);
   const last = hasBody(req) || range ? { start: range?.start, body: req, length: range?.length } : undefined;
   const { size, already } = await app.uploads.commit(id, route, digest, last);
+  notePut(app, ctx.principal, route, digest);
   if (!already) audit(ctx, 'blob-pushed', { digest, size, upload: id });
   created(req, res, route, digest);
 };

@@ -34,10 +34,21 @@ interface Cached extends ManifestEntry {
   stamp: string;
 }
 
+/** Told of every entry that appears, changes (both set) or goes (next undefined). */
+export type IndexListener = (prev: ManifestEntry | undefined, next: ManifestEntry | undefined) => void;
+
 export class ManifestIndex {
   private entries = new Map<string, Cached>();
 
-  constructor(private readonly driver: Driver) {}
+  constructor(private readonly driver: Driver, private readonly onChange?: IndexListener) {}
+
+  private set(key: string, entry: Cached | undefined): void {
+    const prev = this.entries.get(key);
+    if (entry) this.entries.set(key, entry);
+    else if (prev) this.entries.delete(key);
+    else return;
+    this.onChange?.(prev, entry);
+  }
 
   /** Walk manifests/<host>/<namespace>/<model>/<tag>; re-read only files that changed. */
   async refresh(): Promise<void> {
@@ -54,12 +65,24 @@ export class ManifestIndex {
             const stamp = `${st.size}:${st.mtimeMs}:${st.ctimeMs ?? ''}`;
             if (this.entries.get(key)?.stamp === stamp) continue;
             const entry = await this.read(key, [host, ns, model, tag], st.size, st.mtimeMs);
-            if (entry) this.entries.set(key, { ...entry, stamp });
+            if (entry) this.set(key, { ...entry, stamp });
           }
         }
       }
     }
-    for (const key of this.entries.keys()) if (!seen.has(key)) this.entries.delete(key);
+    for (const key of [...this.entries.keys()]) if (!seen.has(key)) this.set(key, undefined);
+  }
+
+  /** Re-read one manifest file (a key under manifests/) after a write or delete; cheap when unchanged. */
+  async refreshKey(key: string): Promise<void> {
+    const parts = key.split('/');
+    if (parts.length !== 5 || parts[0] !== MANIFESTS) return;
+    const st = await this.driver.stat(key);
+    if (!st || st.isDir) return this.set(key, undefined);
+    const stamp = `${st.size}:${st.mtimeMs}:${st.ctimeMs ?? ''}`;
+    if (this.entries.get(key)?.stamp === stamp) return;
+    const entry = await this.read(key, parts.slice(1), st.size, st.mtimeMs);
+    this.set(key, entry ? { ...entry, stamp } : undefined);
   }
 
   private async read(key: string, [host, namespace, model, tag]: string[], size: number, mtimeMs: number): Promise<ManifestEntry | null> {

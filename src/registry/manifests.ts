@@ -39,6 +39,8 @@ export interface Repo {
 
 export class ManifestStore {
   private digests = new Map<string, { mtimeMs: number; size: number; digest: string }>();
+  /** Awaited after a manifest file is written, deleted, or first seen changed (keeps blob access current). */
+  onChange?: (key: string) => Promise<void>;
 
   constructor(readonly driver: Driver, private readonly hostOrder: string[]) {}
 
@@ -80,6 +82,7 @@ export class ManifestStore {
     if (!cached || cached.mtimeMs !== st.mtimeMs || cached.size !== bytes.length) {
       cached = { mtimeMs: st.mtimeMs, size: bytes.length, digest: sha256Digest(bytes) };
       this.digests.set(key, cached);
+      await this.onChange?.(key);
     }
     return { ...ref, bytes, digest: cached.digest, mediaType: manifestContentType(bytes), mtimeMs: st.mtimeMs };
   }
@@ -184,6 +187,15 @@ export class ManifestStore {
     return [...byFold.values()].sort();
   }
 
+  /** Storage keys of every tag of a repository, in every host folder. */
+  async keysOf(namespace: string, model: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const repo of await this.findRepos(namespace, model)) {
+      for (const tag of await this.tagsOf(repo)) out.push(manifestKey(repo.host, repo.namespace, repo.model, tag));
+    }
+    return out;
+  }
+
   /** Every stored manifest reference, host by host in lookup order. */
   async *all(): AsyncGenerator<ManifestRef> {
     for (const host of await this.hosts()) {
@@ -214,8 +226,10 @@ export class ManifestStore {
 
   /** Store manifest bytes verbatim (atomically). */
   async put(ref: ManifestRef, bytes: Buffer): Promise<{ digest: string }> {
-    await this.driver.write(manifestKey(ref.host, ref.namespace, ref.model, ref.tag), bytes);
+    const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
+    await this.driver.write(key, bytes);
     this.forgetRecent();
+    await this.onChange?.(key);
     return { digest: sha256Digest(bytes) };
   }
 
@@ -252,8 +266,10 @@ export class ManifestStore {
 
   /** Remove a tag, then its model and namespace folders when they became empty. */
   async delete(ref: ManifestRef): Promise<void> {
-    await this.driver.delete(manifestKey(ref.host, ref.namespace, ref.model, ref.tag));
+    const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
+    await this.driver.delete(key);
     this.forgetRecent();
+    await this.onChange?.(key);
     await this.driver.delete(manifestDir(ref.host, ref.namespace, ref.model));
     await this.driver.delete(manifestDir(ref.host, ref.namespace));
   }

@@ -33,6 +33,8 @@ export interface SessionInfo extends UploadRepo {
   owner?: string;
   /** The digest announced when the session was opened (`POST ?digest=`), if any. */
   digest?: string;
+  /** Who opened it (a token subject), so a restart keeps the pusher's access to what it committed. */
+  by?: string;
   /** Set once committed: the digest the bytes were published as. */
   committed?: string;
   size?: number;
@@ -105,8 +107,8 @@ export class Uploads {
   }
 
   /** Open a session for `owner`, within the session quotas and the free-space floor. */
-  async create(repo: UploadRepo, digest?: string, owner = 'anonymous'): Promise<SessionInfo> {
-    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), owner, ...(digest ? { digest } : {}) };
+  async create(repo: UploadRepo, digest?: string, owner = 'anonymous', by?: string): Promise<SessionInfo> {
+    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), owner, ...(digest ? { digest } : {}), ...(by ? { by } : {}) };
     await this.countOnDisk();
     await this.limits.space?.check('a new upload');
     this.limits.quota?.open(info.id, owner);
@@ -290,6 +292,23 @@ export class Uploads {
     this.hashes.delete(id);
     this.limits.quota?.close(id);
     await rm(this.driver.path(uploadDir(id)), { recursive: true, force: true });
+  }
+
+  /** Committed sessions still kept (their commit markers), with when each was committed. */
+  async committed(): Promise<Array<SessionInfo & { committed: string; atMs: number }>> {
+    const out: Array<SessionInfo & { committed: string; atMs: number }> = [];
+    for (const id of await readdir(this.driver.path(uploadsDir())).catch(() => [] as string[])) {
+      if (!ID_RE.test(id)) continue;
+      const key = uploadInfoKey(id);
+      try {
+        const st = await stat(this.driver.path(key));
+        const info = JSON.parse((await this.driver.readAll(key)).toString('utf8')) as SessionInfo;
+        if (typeof info.committed === 'string') out.push({ ...info, committed: info.committed, atMs: st.mtimeMs });
+      } catch {
+        /* gone meanwhile, or not ours to read: no grant */
+      }
+    }
+    return out;
   }
 
   /** Remove sessions (and commit markers) untouched for `maxAgeMs`. Returns how many went. */
