@@ -5,6 +5,7 @@ import path from 'node:path';
 import { benchCache } from './cache.js';
 import { benchCore } from './core.js';
 import { benchPush } from './push.js';
+import { benchTransfer } from './transfer.js';
 import { benchUi } from './ui.js';
 import { installCleanupHandlers } from './lib/procs.js';
 import { printTable, type Row } from './lib/table.js';
@@ -20,6 +21,7 @@ const BENCHES: Record<string, { title: string; run: (o: Common) => Promise<Row[]
   cache: { title: 'cache: cold 1 GiB pull through the cache vs direct from the upstream; distribution 2.8 proxy as the peer', run: () => benchCache() },
   push: { title: 'push: 1 GiB model to this server (ollama PATCH parts) vs docker-registry (monolithic PUT)', run: (o) => benchPush({ rounds: o.rounds, serverMain: o.serverMain }) },
   ui: { title: 'ui: the web catalog with 500 models in Chromium', run: (o) => benchUi({ rounds: o.rounds }) },
+  transfer: { title: "transfer: a safetensors model (1000 small tensors + 4 x 64 MiB) by ollama's transfer client, emulated", run: () => benchTransfer() },
 };
 
 function usage(): never {

@@ -8,6 +8,10 @@
 // to the current size: the data is truncated to its start (distribution answers 416 there). The
 // hash state at the start of the last part is kept, so retrying that part costs no re-hash; any
 // other case (a restart, an older part) re-hashes the kept prefix once.
+//
+// ollama's transfer client opens a session per attempt at a blob (`POST ?digest=`) and never
+// cancels one it gave up on; when the blob is committed, the other open sessions announced for
+// it in that repository are removed, rather than held until they expire.
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
@@ -64,6 +68,9 @@ export class Uploads {
   private active = new Map<string, () => void>();
   private locks = new Map<string, Promise<void>>();
   private counted?: Promise<void>;
+  /** Open sessions announced for a blob, by `<repository>@<digest>` (in memory: after a restart, expiry removes them). */
+  private announced = new Map<string, Set<string>>();
+  private announcedAs = new Map<string, string>();
 
   constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger,
     private readonly limits: { quota?: UploadQuota; space?: DiskSpace } = {}) {
@@ -121,7 +128,37 @@ export class Uploads {
       await rm(this.driver.path(uploadDir(info.id)), { recursive: true, force: true }).catch(() => {});
       throw fromFsError(e, 'a new upload');
     }
+    if (digest) {
+      const k = announceKey(info, digest);
+      this.announced.set(k, (this.announced.get(k) ?? new Set()).add(info.id));
+      this.announcedAs.set(info.id, k);
+    }
     return info;
+  }
+
+  private unannounce(id: string): void {
+    const k = this.announcedAs.get(id);
+    if (k === undefined) return;
+    this.announcedAs.delete(id);
+    const set = this.announced.get(k);
+    set?.delete(id);
+    if (set?.size === 0) this.announced.delete(k);
+  }
+
+  /** After `digest` was committed by `id`: remove the other sessions still open for it in that repository. */
+  private dropAbandoned(repo: UploadRepo, digest: string, id: string): void {
+    const k = announceKey(repo, digest);
+    const others = [...(this.announced.get(k) ?? [])].filter((x) => x !== id);
+    this.unannounce(id);
+    if (others.length === 0) return;
+    // Not awaited: each takes its own session's lock (a twin upload may hold it while committing).
+    void Promise.all(others.map((other) => this.exclusive(other, true, async () => {
+      const info = await this.driver.readAll(uploadInfoKey(other)).then((b) => JSON.parse(b.toString('utf8')) as SessionInfo, () => null);
+      if (info && !info.committed) await this.removeLocked(other);
+    }))).then(
+      () => this.log.info({ digest, removed: others.length }, 'removed upload sessions a client left behind for a blob it has now pushed'),
+      (e) => this.log.warn({ err: e, digest }, 'could not remove upload sessions left behind'),
+    );
   }
 
   /** `n` bytes more for a session: within its quotas and the free-space floor, or a 507. */
@@ -266,6 +303,7 @@ export class Uploads {
       }
       this.hashes.delete(id);
       this.limits.quota?.close(id);
+      this.dropAbandoned(info, digest, id);
       return { size, already: false };
     });
   }
@@ -290,6 +328,7 @@ export class Uploads {
 
   private async removeLocked(id: string): Promise<void> {
     this.hashes.delete(id);
+    this.unannounce(id);
     this.limits.quota?.close(id);
     await rm(this.driver.path(uploadDir(id)), { recursive: true, force: true });
   }
@@ -329,6 +368,7 @@ export class Uploads {
       if (newest === 0) newest = (await stat(dir).catch(() => null))?.mtimeMs ?? 0;
       if (Date.now() - newest > maxAgeMs) {
         this.hashes.delete(id);
+        this.unannounce(id);
         this.limits.quota?.close(id);
         await rm(dir, { recursive: true, force: true });
         removed++;
@@ -351,6 +391,8 @@ export class Uploads {
     return () => clearInterval(timer);
   }
 }
+
+const announceKey = (repo: UploadRepo, digest: string) => `${repo.namespace}/${repo.model}@${digest}`.toLowerCase();
 
 async function hashPrefix(file: string, bytes: number): Promise<Hash> {
   const h = createHash('sha256');

@@ -15,6 +15,8 @@ export interface LayerSpec {
   /** Varies the pseudo-random bytes. */
   seed?: string;
   from?: string;
+  /** A tensor or model-file layer's `name` (safetensors models). */
+  name?: string;
 }
 
 export interface ModelSpec {
@@ -101,7 +103,7 @@ export async function makeModel(dir: string, spec: ModelSpec): Promise<MadeModel
   for (const [i, l] of (spec.layers ?? DEFAULT_LAYERS).entries()) {
     const { digest, size } = await writeBlob(dir, { ...l, seed: l.seed ?? `${spec.model}:${i}:${l.size ?? 0}` });
     blobs.push({ digest, size, mediaType: l.mediaType });
-    layers.push({ mediaType: l.mediaType, digest, size, ...(l.from ? { from: l.from } : {}) });
+    layers.push({ mediaType: l.mediaType, digest, size, ...(l.from ? { from: l.from } : {}), ...(l.name ? { name: l.name } : {}) });
   }
   const config = Buffer.from(JSON.stringify({
     model_format: 'gguf', model_family: 'llama', model_families: ['llama'], model_type: '1.2B', file_type: 'Q4_K_M',

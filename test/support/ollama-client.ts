@@ -6,6 +6,7 @@
 //   ollama-client.ts  entry points: ollamaPull, ollamaPush (the local API's name handling)
 //   ollama-names.ts   name grammar, the models folder, manifest (de)serialisation, part layout
 //   ollama-pull.ts    PullModel + download.go          ollama-push.ts  PushModel + upload.go
+//   ollama-transfer*.ts  x/transfer: tensor models' blobs (ollama-transfer-pull.ts, -push.ts)
 //   ollama-auth.ts    makeRequest(WithRetry), 401 → signed token request, ed25519 keys
 //   ollama-http.ts    Go net/url + net/http client (redirects, gzip, Content-Length), request log
 //
@@ -42,16 +43,22 @@ export interface OllamaClientOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Re-spell name parts after local manifests that match case-insensitively, as the local API does (default true). */
   canonicalizeCase?: boolean;
+  /** OLLAMA_MAX_TRANSFER_STREAMS: bodies in flight for tensor models (default 4). */
+  maxTransferStreams?: number;
 }
 
 export interface OllamaPullOptions extends OllamaClientOptions {
   /** Delete blobs only the tag's previous manifest used (ollama does unless OLLAMA_NOPRUNE; default true). */
   prune?: boolean;
+  /** The MLX runtime is there (default true); without it a tensor model's pull fails as ollama's does. */
+  mlx?: boolean;
 }
 
 export interface OllamaPushOptions extends OllamaClientOptions {
   /** Test hook: one PATCH's response is treated as lost, so it is re-sent (same Content-Range, same URL). */
   retryPatchOnce?: boolean | { digest?: string; part?: number };
+  /** Test hook (tensor models): the first attempt at these blobs fails after its session is open; ollama starts another. */
+  failFirstAttempt?: string[];
 }
 
 export type OllamaPullResult = PullModelResult & { requests: RequestLog[] };
@@ -88,7 +95,9 @@ async function effectiveName(n: ModelName, opts: OllamaClientOptions): Promise<M
 export function ollamaPull(name: string, opts: OllamaPullOptions): Promise<OllamaPullResult> {
   return withClient(opts, async (ctx) => {
     const n = await effectiveName(parseName(normalizePullName(name)), opts);
-    return pullModel(ctx, n, { modelsDir: opts.modelsDir, insecure: opts.insecure ?? true, partSize: opts.partSize, prune: opts.prune ?? true });
+    return pullModel(ctx, n, {
+      modelsDir: opts.modelsDir, insecure: opts.insecure ?? true, partSize: opts.partSize, prune: opts.prune ?? true, mlx: opts.mlx, maxTransferStreams: opts.maxTransferStreams,
+    });
   });
 }
 
@@ -98,6 +107,9 @@ export function ollamaPush(name: string, opts: OllamaPushOptions): Promise<Ollam
   return withClient(opts, async (ctx) => {
     const n = await effectiveName(parseNameLoose(name), opts);
     if (!isFullyQualified(n)) throw new Error(`unqualified name: ${nameString(n)}`);
-    return pushModel(ctx, n, { modelsDir: opts.modelsDir, insecure: opts.insecure ?? true, partSize: opts.partSize, retryPatchOnce: opts.retryPatchOnce });
+    return pushModel(ctx, n, {
+      modelsDir: opts.modelsDir, insecure: opts.insecure ?? true, partSize: opts.partSize, retryPatchOnce: opts.retryPatchOnce,
+      maxTransferStreams: opts.maxTransferStreams, failFirstAttempt: opts.failFirstAttempt,
+    });
   }, rewrite);
 }

@@ -3,12 +3,15 @@
 // probe GET, and ≤16 concurrent ranged part GETs written at their offsets into
 // blobs/sha256-<hex>-partial (with the -partial-N state files), then verification of
 // everything downloaded, the manifest written verbatim, and the old tag's unused blobs pruned.
+// A manifest with tensor layers goes to the transfer client instead (ollama-transfer-pull.ts).
 import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { makeRequestWithRetry, type ClientContext, type RegOpts } from './ollama-auth.js';
 import { CanceledError, discard, goDo, headerGet, hostnameOf, parseURL, readAll, resolveReference, sleep, type GoResponse, type GoURL } from './ollama-http.js';
+import { pullWithTransfer } from './ollama-transfer-pull.js';
+import { errgroup, hasTensorLayers } from './ollama-transfer.js';
 import { blobPath, decodeManifest, layoutParts, listManifests, manifestPath, registryURL, type Layer, type Manifest, type ModelName, type PartLayout } from './ollama-names.js';
 
 export interface PullModelOptions {
@@ -18,6 +21,10 @@ export interface PullModelOptions {
   partSize?: PartLayout | number;
   /** Delete blobs of the tag's previous manifest that no manifest uses any more (ollama does, unless OLLAMA_NOPRUNE). */
   prune: boolean;
+  /** The machine has the MLX runtime (default true): tensor models are pulled by the transfer client. */
+  mlx?: boolean;
+  /** OLLAMA_MAX_TRANSFER_STREAMS (default 4). */
+  maxTransferStreams?: number;
 }
 
 export interface PullModelResult {
@@ -27,6 +34,8 @@ export interface PullModelResult {
   /** Digests fetched from the registry / found on disk, in the order they were handled. */
   downloaded: string[];
   skipped: string[];
+  /** Tensor models (transfer client): the most blob bodies in flight at once. */
+  maxBodiesInFlight?: number;
 }
 
 const MANIFEST_V2 = 'application/vnd.docker.distribution.manifest.v2+json';
@@ -72,11 +81,18 @@ export async function pullModel(ctx: ClientContext, n: ModelName, o: PullModelOp
   } catch (e) {
     throw new Error(`pull model manifest: ${errMessage(e)}`);
   }
-  if ((mf.layers ?? []).some((l) => l.mediaType === 'application/vnd.ollama.image.tensor')) {
+  if (hasTensorLayers(mf.layers ?? []) && o.mlx === false) {
     throw new Error('this model requires MLX support, but the MLX runtime is not available');
   }
 
   const layers: Layer[] = [...(mf.layers ?? []), ...(mf.config.digest ? [mf.config] : [])];
+  if (hasTensorLayers(layers)) {
+    // The transfer client fetches the blobs; the manifest is written as is; no pruning.
+    const r = await pullWithTransfer(ctx, n, layers, regOpts, o.modelsDir, o.maxTransferStreams);
+    await mkdir(path.dirname(mfPath), { recursive: true });
+    await writeFile(mfPath, manifestBytes, { mode: 0o644 });
+    return { manifestPath: mfPath, manifest: raw, manifestBytes, ...r };
+  }
   const downloaded: string[] = [];
   const skipped: string[] = [];
   const skipVerify = new Map<string, boolean>();
@@ -183,7 +199,7 @@ async function run(ctx: ClientContext, fp: string, url: GoURL, prep: { total: nu
     await file.truncate(prep.total).catch(() => {});
     const directURL = await probeDirectURL(ctx, url, regOpts);
     const limit = typeof o.partSize === 'object' ? o.partSize.numParts : NUM_DOWNLOAD_PARTS;
-    await runGroup(prep.parts.filter((p) => p.completed !== p.size), limit, (part, signal) => downloadPart(ctx, fp, file, directURL, part, signal));
+    await errgroup(prep.parts.filter((p) => p.completed !== p.size), (part, signal) => downloadPart(ctx, fp, file, directURL, part, signal), limit);
   } finally {
     await file.close();
   }
@@ -233,28 +249,6 @@ async function probeDirectURL(ctx: ClientContext, url: GoURL, regOpts: RegOpts):
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** errgroup with SetLimit: the first error cancels the others and is returned. */
-async function runGroup<T>(items: T[], limit: number, fn: (item: T, signal: AbortSignal) => Promise<void>): Promise<void> {
-  const ac = new AbortController();
-  let failure: { e: unknown } | undefined;
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length && !failure) {
-      const item = items[next++]!;
-      try {
-        await fn(item, ac.signal);
-      } catch (e) {
-        if (!failure) {
-          failure = { e };
-          ac.abort();
-        }
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw failure.e;
 }
 
 /** One part, with ollama's retries: 2^try × base sleeps; stalls restart without using a try. */

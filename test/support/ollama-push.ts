@@ -2,11 +2,14 @@
 // layers then config, one at a time — HEAD, POST …/blobs/uploads/ (with from/mount), PATCH parts
 // in order following each response's Location (307 "redirect uploads" handled as ollama does),
 // the commit PUT with digest and S3-style etag; then the manifest PUT of json.Marshal(manifest).
+// A model with tensor layers goes to the transfer client instead (ollama-transfer-push.ts).
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { makeRequest, makeRequestWithRetry, getAuthorizationToken, parseRegistryChallenge, type ClientContext, type RegOpts } from './ollama-auth.js';
 import { CanceledError, discard, formatURL, goEncodeValues, goParseQuery, headerGet, parseURL, readAll, resolveReference, sleep, ErrNotExist, type GoURL } from './ollama-http.js';
+import { pushWithTransfer } from './ollama-transfer-push.js';
+import { hasTensorLayers } from './ollama-transfer.js';
 import { blobPath, decodeManifest, layoutParts, manifestPath, marshalManifest, parseNameLoose, registryURL, type Layer, type ModelName, type PartLayout } from './ollama-names.js';
 
 export interface PushModelOptions {
@@ -19,6 +22,10 @@ export interface PushModelOptions {
    * Content-Range to the same URL. `true` = the first PATCH of the push; or pick the blob/part.
    */
   retryPatchOnce?: boolean | { digest?: string; part?: number };
+  /** OLLAMA_MAX_TRANSFER_STREAMS (default 4), for tensor models. */
+  maxTransferStreams?: number;
+  /** Test hook (tensor models): the first attempt at these blobs fails after opening its session. */
+  failFirstAttempt?: string[];
 }
 
 export interface PushModelResult {
@@ -68,8 +75,12 @@ export async function pushModel(ctx: ClientContext, n: ModelName, o: PushModelOp
   }
   const mf = decodeManifest(bytes);
   const layers: Layer[] = [...(mf.layers ?? []), ...(mf.config.digest ? [mf.config] : [])];
-  if (layers.some((l) => l.mediaType === 'application/vnd.ollama.image.tensor')) {
-    throw new Error('tensor models are pushed by the transfer client, which this emulation does not implement');
+  if (hasTensorLayers(layers)) {
+    // The raw manifest file, not json.Marshal of it: tensor layers carry fields Manifest drops.
+    const r = await pushWithTransfer(ctx, n, layers, bytes, o.insecure, o.modelsDir, {
+      bodyConcurrency: o.maxTransferStreams, partSize: typeof o.partSize === 'number' ? o.partSize : undefined, failFirstAttempt: o.failFirstAttempt,
+    });
+    return { manifestPath: mfPath, manifestBytes: bytes, ...r };
   }
 
   const regOpts: RegOpts = { insecure: o.insecure, token: '' };
