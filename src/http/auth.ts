@@ -151,8 +151,10 @@ async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL):
   const p = who.principal;
   const allowedNow = app.auth.may(p, namespace, action);
   if (allowedNow && (!who.claims || who.claims.any || tokenCovers(who.claims, namespace, model, action) || (action === 'pull' && app.config.auth.anonymousRead))) return p;
+  // An anonymous token (skopeo and docker fetch one when no credentials are given): log in.
+  if (p.kind === 'anonymous') throw challenge(req, n, `${action} needs credentials: log in (skopeo --dest-creds USER:PASSWORD, docker login); ollama signs in with its machine key`);
   // A token for another scope (e.g. pull, now pushing): the client gets a new one.
-  if (allowedNow || p.kind === 'anonymous') throw challenge(req, n, `this token does not cover ${action} on ${namespace}/${model}; get a new one`);
+  if (allowedNow) throw challenge(req, n, `this token does not cover ${action} on ${namespace}/${model}; get a new one`);
   throw deniedFor(app, p, action, namespace, model);
 }
 
