@@ -259,6 +259,19 @@ test('the page and its assets are served by the registry, with a script-blocking
   assert.equal((await api('/ui/nope.js')).status, 404);
 });
 
+test('the page offers sign-in only when the registry has a user to sign in as', async () => {
+  const r = await startTestRegistry({ config: { allowDelete: true } });
+  try {
+    const features = async () => (await request(r.url, '/api/ui/models')).json().features;
+    // Deleting is on, but nobody could sign in: no "Sign in" button on a registry without users.
+    assert.deepEqual(await features(), { prefetch: false, delete: { url: '/v2/{namespace}/{model}/manifests/{tag}' }, signIn: false });
+    await addUser(r, 'admin', 'admin password', '*', ['pull', 'push', 'delete']);
+    assert.deepEqual((await features()).signIn, { tokenUrl: '/v2/token' });
+  } finally {
+    await r.close();
+  }
+});
+
 test('an empty registry has an empty catalog', async () => {
   const empty = await startTestRegistry();
   try {
