@@ -248,7 +248,7 @@ test('the page and its assets are served by the registry, with a script-blocking
   assert.match(String(page.headers['content-type']), /^text\/html/);
   assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
   assert.doesNotMatch(page.text(), /https?:\/\//); // nothing from outside: works offline
-  for (const [p, type] of [['/ui/app.js', /javascript/], ['/ui/model.js', /javascript/], ['/ui/actions.js', /javascript/], ['/ui/util.js', /javascript/], ['/ui/app.css', /css/], ['/ui/favicon.svg', /svg/]] as const) {
+  for (const [p, type] of [['/ui/app.js', /javascript/], ['/ui/model.js', /javascript/], ['/ui/actions.js', /javascript/], ['/ui/util.js', /javascript/], ['/ui/bytes.js', /javascript/], ['/ui/app.css', /css/], ['/ui/favicon.svg', /svg/]] as const) {
     const r = await api(p);
     assert.equal(r.status, 200, p);
     assert.match(String(r.headers['content-type']), type);
