@@ -1,12 +1,11 @@
 // What a new user reads when something is off: each case through the real command line.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmod, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { cli } from './support/cli.js';
 import { makeOllamaKey } from './support/ollama-client.js';
-import { MAIN, tempDir } from './support/server.js';
+import { MAIN, spawnRegistry, tempDir } from './support/server.js';
 
 const CLEAN = { OLLAMA_REGISTRY_CONFIG: '', OLLAMA_REGISTRY_DATA: '', OLLAMA_REGISTRY_UPSTREAM: '' };
 
@@ -70,23 +69,13 @@ test('serve on a data folder it cannot write warns at start and still serves', a
   // Root writes anywhere: run the server as nobody then (setpriv, util-linux).
   const asRoot = process.getuid?.() === 0;
   for (const d of [data, ...(await readdir(data)).map((n) => path.join(data, n))]) await chmod(d, 0o555);
-  await chmod(path.dirname(data), 0o755).catch(() => {});
-  const [cmd, ...pre] = asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
-  const child = spawn(cmd!, [...pre, MAIN, 'serve', '--listen', '127.0.0.1:0', '--log-format', 'json', '--data', data], { env: { ...process.env, ...CLEAN }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const asNobody = asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
   let out = '';
   try {
-    await new Promise<void>((resolve, reject) => {
-      const onData = (b: Buffer) => {
-        out += b.toString();
-        if (out.includes('ollama-registry is serving')) resolve();
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.once('exit', (code) => reject(new Error(`serve exited (${code}):\n${out}`)));
-      setTimeout(() => reject(new Error(`serve did not start in 20 s:\n${out}`)), 20_000).unref();
-    });
+    const reg = await spawnRegistry(['--data', data], CLEAN, [...asNobody, process.execPath, MAIN]);
+    out = reg.output();
+    await reg.stop();
   } finally {
-    child.kill('SIGTERM');
     for (const d of [data, ...(await readdir(data)).map((n) => path.join(data, n))]) await chmod(d, 0o755);
   }
   const warn = out.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.level === 40);
