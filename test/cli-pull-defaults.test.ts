@@ -32,6 +32,17 @@ test('pull with no upstream goes to registry.ollama.ai and names it when it cann
   assert.doesNotMatch(r.stdout + r.stderr, /no upstream is configured: give/);
 });
 
+test('pull with no upstream and a name with a host fetches from that host (--insecure: plain HTTP), into its host folder', async () => {
+  const data = await tempDir();
+  const host = new URL(s.front.url).host;
+  const r = await cli(['pull', '--data', data, '--insecure', `${host}/library/gemma2:2b`], { env: CLEAN });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stderr, new RegExp(`pulling from registry\\.ollama\\.ai, ${host.replace(/\./g, '\\.')} as ollama does`));
+  assert.match(r.stdout, /pulled 127\.0\.0\.1:\d+\/library\/gemma2:2b: 2 blob\(s\)/);
+  const ls = JSON.parse((await cli(['ls', '--data', data, '--json'], { env: CLEAN })).stdout);
+  assert.deepEqual(ls.models.map((m: { host: string; source: string }) => [m.host, m.source]), [[host, 'cache']]);
+});
+
 test('pull --offline (or OLLAMA_REGISTRY_OFFLINE) refuses with a clear message', async () => {
   const data = await tempDir();
   for (const [args, env] of [[['--offline'], {}], [[], { OLLAMA_REGISTRY_OFFLINE: 'true' }]] as const) {

@@ -99,13 +99,14 @@ export function registerPull(program: Command): void {
     .description('fetch models from the upstream registries into the data folder ahead of time (resumable, verified)')
     .option('--upstream <url>', 'pull from this registry for every namespace (env OLLAMA_REGISTRY_UPSTREAM; default: registry.ollama.ai, or the host typed in the name, as ollama does)')
     .option('--offline', 'refuse to contact any registry (env OLLAMA_REGISTRY_OFFLINE)')
+    .option('--insecure', 'with no upstream configured: fetch names with a host (10.0.0.5:8080/ns/model) over plain HTTP, as ollama pull --insecure')
     .option('-j, --jobs <n>', 'models pulled at once', '2')
     .action(async (names: string[], opts) => {
       try {
         const config = configFrom(opts, { upstream: opts.upstream, offline: opts.offline });
         const parsed = names.map((n) => parseModelName(n)); // bad names are a usage error before anything starts
         if (config.upstreams.length === 0 && !config.offline) {
-          Object.assign(config, ollamaDefaults(parsed.map((n) => n.host)));
+          Object.assign(config, ollamaDefaults(parsed.map((n) => n.host), opts.insecure === true));
           process.stderr.write(`no upstream is configured: pulling from ${config.upstreams.map((u) => u.host).join(', ')} as ollama does (--upstream URL picks another, --offline refuses)\n`);
         }
         const jobs = Number(opts.jobs);

@@ -133,14 +133,15 @@ export function parseRoutes(raw: unknown, key = 'routes'): RouteConfig[] {
 
 /**
  * What `pull` uses when no upstream is configured, as ollama itself does: registry.ollama.ai for
- * names without a host, and https://HOST for each host typed in a name (hf.co/…). Short timeouts
- * and one retry, so an unreachable default fails in seconds with a message naming the host.
+ * names without a host, and https://HOST for each host typed in a name (hf.co/…), or http://HOST
+ * when `insecure` (ollama's --insecure). Short timeouts and one retry, so an unreachable default
+ * fails in seconds with a message naming the host.
  */
-export function ollamaDefaults(hosts: string[]): { upstreams: UpstreamConfig[]; routes: RouteConfig[] } {
+export function ollamaDefaults(hosts: string[], insecure = false): { upstreams: UpstreamConfig[]; routes: RouteConfig[] } {
   const extra = { timeout: '10s', retries: 1 };
   const main = upstreamFromUrl(`https://${DEFAULT_HOST}`, 'upstream', extra);
   const others = [...new Set(hosts.map((h) => h.toLowerCase()))].filter((h) => h !== DEFAULT_HOST)
-    .map((h) => upstreamFromUrl(`https://${h}`, 'upstream', extra));
+    .map((h) => upstreamFromUrl(`${insecure ? 'http' : 'https'}://${h}`, 'upstream', extra));
   return { upstreams: [main, ...others], routes: [{ namespace: '*', upstreams: [main.name] }] };
 }
 
