@@ -1,5 +1,4 @@
 // What every command and request handler shares: the configuration and the stores of one data folder.
-import { mkdir } from 'node:fs/promises';
 import { Auth } from './auth/policy.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -14,7 +13,7 @@ import { Policy } from './registry/policy.js';
 import { UsageTracker } from './registry/usage.js';
 import { UploadQuota } from './registry/upload-quota.js';
 import { Uploads } from './registry/uploads.js';
-import { FsDriver } from './storage/fs.js';
+import { FsDriver, makeDirs } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
 export interface App {
@@ -41,7 +40,7 @@ export interface App {
 /** Open (creating on first use) the data folder named by the config. */
 export async function openApp(config: Config, log: Logger): Promise<App> {
   const driver = new FsDriver(config.data);
-  for (const dir of [BLOBS, MANIFESTS, STATE]) await mkdir(driver.path(dir), { recursive: true });
+  for (const dir of [BLOBS, MANIFESTS, STATE]) makeDirs(driver.path(dir));
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
   await discardOrphanFills(driver, log);

@@ -159,11 +159,39 @@ function flatten(obj: unknown, prefix = '', out: Flat = {}): Flat {
   return out;
 }
 
+/** The candidate within 2 edits of `word` (a typo such as lisen → listen), if any. */
+function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance, with adjacent swaps counted as one edit (lsiten → listen). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
 function apply(cfg: Config, flat: Flat, source: string): void {
   const known = new Set(ENV.map(([k]) => k));
   for (const [key, raw] of Object.entries(flat)) {
     if (raw === undefined) continue;
-    if (!known.has(key)) throw new ConfigError(key, `unknown setting (in ${source})`);
+    if (!known.has(key)) {
+      const near = closest(key, [...known]);
+      throw new ConfigError(key, `unknown setting (in ${source})${near ? `; did you mean ${near}?` : ''}`);
+    }
     const str = (v: unknown) => {
       if (typeof v !== 'string' || v === '') throw new ConfigError(key, `expected a non-empty string (in ${source})`);
       return v;
@@ -320,15 +348,16 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      throw new ConfigError('config', `cannot read ${file}: ${(e as Error).message}`);
+      throw new ConfigError(file, `cannot read it: ${(e as Error).message}`);
     }
     let doc: unknown;
     try {
       doc = parseYaml(text);
     } catch (e) {
-      throw new ConfigError('config', `${file} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+      // The first line of the yaml library's message; it ends in ':' before a source excerpt.
+      throw new ConfigError(file, `not valid YAML: ${(e as Error).message.split('\n')[0]!.replace(/:\s*$/, '')}`);
     }
-    if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError('config', `${file} must be a YAML mapping`);
+    if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError(file, 'must be a YAML mapping of settings');
     apply(cfg, flatten(doc ?? {}), file);
     cfg.configFile = path.resolve(file);
   }

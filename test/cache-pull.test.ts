@@ -66,7 +66,7 @@ test('pull picks the upstream by the host typed in the name (hf.co/user/repo:qua
   assert.deepEqual(await readFile(path.join(data, 'manifests', 'hf.co', 'bartowski', 'Llama-3.2-1B-GGUF', 'Q4_K_M')), hf.manifestBytes);
 });
 
-test('pull exit codes: 1 when a model fails, 2 for bad names and missing configuration', async () => {
+test('pull exit codes: 1 when a model fails, 2 for bad names and offline mode', async () => {
   const data = await tempDir();
   const missing = await cli(['pull', '--data', data, '--upstream', s.front.url, 'gemma2:2b', 'nosuchmodel']);
   assert.equal(missing.code, 1);
@@ -75,9 +75,9 @@ test('pull exit codes: 1 when a model fails, 2 for bad names and missing configu
   const bad = await cli(['pull', '--data', data, '--upstream', s.front.url, 'bad name!']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /invalid model name/);
-  const none = await cli(['pull', '--data', data, 'gemma2:2b']);
-  assert.equal(none.code, 2);
-  assert.match(none.stderr, /no upstream is configured/);
+  const offline = await cli(['pull', '--data', data, '--offline', 'gemma2:2b']);
+  assert.equal(offline.code, 2);
+  assert.match(offline.stderr, /offline mode is set/);
   const otherHost = await cli(['pull', '--data', data, '--upstream', s.front.url, 'elsewhere.example/ns/m:1']);
   assert.equal(otherHost.code, 1);
   assert.match(otherHost.stdout, /no upstream is configured for host elsewhere\.example/);

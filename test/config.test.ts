@@ -34,7 +34,7 @@ test('errors name the setting and where it came from', async () => {
   await writeFile(file, 'lsiten: 1\n');
   assert.throws(() => loadConfig({ file, env: {} }), /config: lsiten: unknown setting \(in .*bad\.yaml\)/);
   await writeFile(file, 'a: [\n');
-  assert.throws(() => loadConfig({ file, env: {} }), /config: config: .* is not valid YAML/);
+  assert.throws(() => loadConfig({ file, env: {} }), /config: .*bad\.yaml: not valid YAML: /);
   assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_LOG_LEVEL: 'loud' } }), /config: log\.level: expected .* \(in environment\)|log\.level: expected/);
   assert.throws(() => loadConfig({ env: {}, flags: { 'tls.cert': '/x.pem' } }), /config: tls: give both/);
   assert.throws(() => loadConfig({ env: {}, flags: { hosts: 'ok.host,bad/host' } }), /config: hosts: invalid host folder name "bad\/host"/);

@@ -143,9 +143,19 @@ test('a key not on the list is refused with a message that says how to register 
   const before = await storedTree();
   const err = await ollamaPush(`${reg.hostPort}/team/stranger:1`, { modelsDir: clientDir, key: stranger, partSize: PART }).then(() => null, (e: Error) => e);
   assert.ok(err);
-  assert.match(err.message, /^403: .*is not registered on this registry; to allow it, run on the registry: ollama-registry keys add \\"ssh-ed25519 AAAA/);
+  assert.match(err.message, /^403: .*is not registered on this registry; to allow it, run on the registry: ollama-registry keys add 'ssh-ed25519 AAAA[^']+' --namespace team"\}\]\}$/);
   assert.ok(err.message.includes(stranger.publicKeyB64), 'the message carries the key to paste');
   assert.deepEqual(await storedTree(), before);
+  // Pasted as ollama prints it (the raw JSON body) into a shell, the command registers the key.
+  const pasted = /run on the registry: (ollama-registry keys add .*?)"\}\]\}$/.exec(err.message)?.[1];
+  assert.ok(pasted, err.message);
+  const data = await tempDir();
+  await run('bash', ['-c', `ollama-registry() { "${process.execPath}" "${MAIN}" "$@"; }\n${pasted}`], { env: { ...process.env, OLLAMA_REGISTRY_DATA: data, OLLAMA_REGISTRY_CONFIG: '' } });
+  const { stdout } = await run(process.execPath, [MAIN, 'keys', 'ls', '--json', '--data', data]);
+  const keys = JSON.parse(stdout) as Array<{ key: string; grants: Array<{ namespace: string }> }>;
+  assert.equal(keys.length, 1);
+  assert.equal(keys[0]!.key, `ssh-ed25519 ${stranger.publicKeyB64}`);
+  assert.equal(keys[0]!.grants[0]!.namespace, 'team');
 });
 
 test('a namespace the key may not write is refused (403 with its grants), a pull-only key cannot push', async () => {

@@ -101,6 +101,9 @@ test('skopeo push with a wrong password, without credentials, or as a pull-only 
       (e: any) => /unauthorized|denied|authentication required|wrong user name/i.test(e.stderr),
     );
   }
+  // Without credentials, skopeo is told to log in (it pushes with an anonymous token).
+  const anon = await skopeo('copy', '--retry-times', '0', '--dest-tls-verify=false', `oci:${image.dir}:1`, `docker://${reg.hostPort}/team/denied:1`).then(() => '', (e: any) => e.stderr as string);
+  assert.match(anon, /push needs credentials: log in \(skopeo --dest-creds USER:PASSWORD, docker login\)/);
   const r = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${reg.hostPort}/team/denied:1`).then(() => 'found', (e: any) => e.stderr as string);
   assert.match(r, /manifest unknown|not in this registry/i);
 });

@@ -129,13 +129,13 @@ test('signed in, a prefetch shows progress per blob and in total with a rate, th
   await page.screenshot({ path: await artifact('prefetch-progress.png') });
   assert.ok(mid);
   assert.equal(mid.max, totalBytes);
-  assert.match(mid.text, /^[\d.]+ MB of 6\.29 MB \([3-7]\d%\) · [\d.]+ (kB|MB)\/s$/);
+  assert.match(mid.text, /^[\d.]+ MB of 6\.3 MB \([3-7]\d%\) · [\d.]+ (KB|MB)\/s$/);
   assert.match(String(mid.status), /^pulling [0-9a-f]{12}$/);
   const rows = await page.locator('.pf-blobs li').allTextContents();
-  assert.ok(rows.some((r) => r.startsWith(tiny.blobs[0]!.digest.slice(7, 19)) && r.endsWith('/ 4.19 MB')), rows.join('\n'));
+  assert.ok(rows.some((r) => r.startsWith(tiny.blobs[0]!.digest.slice(7, 19)) && r.endsWith('/ 4.2 MB')), rows.join('\n'));
 
   await page.locator('.pf-status', { hasText: 'Done: tinyllama:1b is in the registry.' }).waitFor({ timeout: 30_000 });
-  assert.match(String(await page.locator('.pf-total').textContent()), /^6\.29 MB of 6\.29 MB \(100%\)/);
+  assert.match(String(await page.locator('.pf-total').textContent()), /^6\.3 MB of 6\.3 MB \(100%\)/);
   assert.deepEqual(await page.locator('.pf-blobs progress').evaluateAll((bars) => bars.map((b) => (b as HTMLProgressElement).value === (b as HTMLProgressElement).max)), tiny.blobs.map(() => true));
   await page.locator('#catalog .row', { hasText: 'library/tinyllama' }).waitFor();
   await page.screenshot({ path: await artifact('prefetch-done.png') });
@@ -157,7 +157,7 @@ test('signed in, deleting a tag removes it; an account without the delete right 
   page.once('dialog', (d) => void d.accept());
   await page.click('#delete-tag');
   await page.locator('h1').filter({ hasText: 'gemma2:latest' }).waitFor();
-  assert.deepEqual(await page.locator('.tags .chip').allTextContents(), ['latest 1.25 kB']);
+  assert.deepEqual(await page.locator('.tags .chip').allTextContents(), ['latest 1.2 KB']);
   await assert.rejects(access(gemma2b.manifestPath), /ENOENT/);
   // Not on the upstream either, so a GET answers 404 (a cached model would be fetched again).
   assert.equal((await request(reg.url, '/v2/library/gemma2/manifests/2b')).status, 404);

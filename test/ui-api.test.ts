@@ -248,7 +248,7 @@ test('the page and its assets are served by the registry, with a script-blocking
   assert.match(String(page.headers['content-type']), /^text\/html/);
   assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
   assert.doesNotMatch(page.text(), /https?:\/\//); // nothing from outside: works offline
-  for (const [p, type] of [['/ui/app.js', /javascript/], ['/ui/model.js', /javascript/], ['/ui/actions.js', /javascript/], ['/ui/util.js', /javascript/], ['/ui/app.css', /css/], ['/ui/favicon.svg', /svg/]] as const) {
+  for (const [p, type] of [['/ui/app.js', /javascript/], ['/ui/model.js', /javascript/], ['/ui/actions.js', /javascript/], ['/ui/util.js', /javascript/], ['/ui/bytes.js', /javascript/], ['/ui/app.css', /css/], ['/ui/favicon.svg', /svg/]] as const) {
     const r = await api(p);
     assert.equal(r.status, 200, p);
     assert.match(String(r.headers['content-type']), type);
@@ -257,6 +257,19 @@ test('the page and its assets are served by the registry, with a script-blocking
     assert.equal(again.status, 304, p);
   }
   assert.equal((await api('/ui/nope.js')).status, 404);
+});
+
+test('the page offers sign-in only when the registry has a user to sign in as', async () => {
+  const r = await startTestRegistry({ config: { allowDelete: true } });
+  try {
+    const features = async () => (await request(r.url, '/api/ui/models')).json().features;
+    // Deleting is on, but nobody could sign in: no "Sign in" button on a registry without users.
+    assert.deepEqual(await features(), { prefetch: false, delete: { url: '/v2/{namespace}/{model}/manifests/{tag}' }, signIn: false });
+    await addUser(r, 'admin', 'admin password', '*', ['pull', 'push', 'delete']);
+    assert.deepEqual((await features()).signIn, { tokenUrl: '/v2/token' });
+  } finally {
+    await r.close();
+  }
 });
 
 test('an empty registry has an empty catalog', async () => {

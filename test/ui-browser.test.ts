@@ -2,13 +2,15 @@
 // registry on loopback: listing, search, sorting, a model page, the copied commands, hostile
 // model content, 500 models. Screenshots land in test-artifacts/.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { promisify } from 'node:util';
 import { artifact, LAN_NAME, launchBrowser } from './support/browser.js';
 import { makeManyModels, makeModel, type MadeModel } from './support/models.js';
-import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { MAIN, startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
 import { makeLocalCert } from './support/tls.js';
 
 const MODEL = 'application/vnd.ollama.image.model';
@@ -155,7 +157,11 @@ test('a model page shows the right details, and the copy buttons copy exactly th
   assert.deepEqual(await page.locator('.params tr').allTextContents(), ['stop"<end_of_turn>"', 'temperature0.7']);
   await page.locator('summary', { hasText: 'License' }).click();
   assert.equal(await page.locator('details.text', { hasText: 'License' }).locator('pre').textContent(), 'Gemma Terms of Use\n\nYou may use it.');
-  assert.equal(await page.locator('a.chip[aria-current="page"]').textContent(), '2b 2.00 MB');
+  // The size as `ollama-registry ls` prints it, both in ollama's way of writing sizes.
+  const { stdout: ls } = await promisify(execFile)(process.execPath, [MAIN, 'ls', '--data', reg.data], { env: { ...process.env, OLLAMA_REGISTRY_CONFIG: '' } });
+  const cliSize = ls.split('\n').find((l) => l.startsWith('registry.ollama.ai/library/gemma2:2b '))?.split(/\s{2,}/)[2];
+  assert.equal(cliSize, '2.0 MB');
+  assert.equal(await page.locator('a.chip[aria-current="page"]').textContent(), `2b ${cliSize}`);
 
   const host = reg.hostPort;
   const ip = new URL(reg.url).hostname;

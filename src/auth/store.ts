@@ -2,9 +2,10 @@
 // each with grants per namespace. Kept as two JSON files in .ollama-registry/ (0600), edited by the
 // `keys` and `users` commands and re-read by a running server when they change (checked at most
 // once a second, so a change takes effect without a restart and costs nothing per request).
-import { closeSync, fchownSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fchownSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parseKeyBlob } from './sshkey.js';
+import { makeDirs } from '../storage/fs.js';
 
 export type Action = 'pull' | 'push' | 'delete';
 export const ACTIONS: Action[] = ['pull', 'push', 'delete'];
@@ -182,7 +183,7 @@ export class AuthStore {
 
   /** Atomic, private write: temp file (0600) in the same folder, fsync, rename. */
   private save(file: string, doc: unknown): void {
-    mkdirSync(path.dirname(file), { recursive: true });
+    makeDirs(path.dirname(file));
     const tmp = `${file}.${process.pid}.tmp`;
     const fd = openSync(tmp, 'w', 0o600);
     try {

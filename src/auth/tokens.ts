@@ -2,9 +2,10 @@
 // downloads that carry no Authorization, and the nonce memory that refuses replayed requests.
 // The HMAC key lives in .ollama-registry/token-secret (0600); deleting it revokes everything.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { keepOwner, type Action } from './store.js';
+import { makeDirs } from '../storage/fs.js';
 
 export interface Access {
   type: 'repository' | 'registry';
@@ -35,7 +36,7 @@ export function loadSecret(file: string): Buffer {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-  mkdirSync(path.dirname(file), { recursive: true });
+  makeDirs(path.dirname(file));
   const secret = randomBytes(32);
   try {
     const fd = openSync(file, 'wx', 0o600);

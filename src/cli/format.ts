@@ -1,14 +1,5 @@
-/** Human-readable byte counts (decimal units, as ollama shows sizes). */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
+// Sizes: the one formatter the web page uses too (ollama's convention).
+export { formatBytes } from '../ui/client/bytes.js';
 
 /** `3 minutes ago`, `2 days ago`, as ollama's `ls` shows times. */
 export function formatAgo(ms: number, now = Date.now()): string {

@@ -43,11 +43,11 @@ export function registerKeys(program: Command): void {
     });
 
   withStoreOptions(keys.command('rm'))
-    .argument('<key>', 'the key line, its base64 part, or its fingerprint (SHA256:…)')
+    .argument('<key>', 'the key line (or a .pub file holding it), its base64 part, or its fingerprint (SHA256:…)')
     .description('remove a machine key (its tokens stop working at once)')
     .action((arg: string, opts) => {
       try {
-        const gone = storeFrom(opts).removeKey(arg);
+        const gone = storeFrom(opts).removeKey(keyLine(arg)); // a .pub file works as in `keys add`
         if (!gone) throw new CliError(`no such key: ${arg.slice(0, 80)} (see: ollama-registry keys ls)`);
         process.stdout.write(`removed key ${gone.fingerprint}${gone.comment ? ` (${gone.comment})` : ''}\n`);
       } catch (e) {

@@ -7,6 +7,7 @@ import cliProgress from 'cli-progress';
 import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
 import { parseModelName } from '../names.js';
+import { ollamaDefaults } from '../upstream/config.js';
 import { prefetch, type PullEvent } from '../registry/prefetch.js';
 import { CliError, configFrom, EXIT, fail, withStoreOptions } from './common.js';
 import { formatBytes } from './format.js';
@@ -18,11 +19,15 @@ interface Progress {
 }
 
 function ttyProgress(): Progress {
+  // On stdout (the stream whose terminal we checked); a bar line fits 80 columns. linewrap: bars
+  // are cut to the width, but the result lines above them wrap and are shown whole (without it
+  // the terminal cuts them).
   const bars = new cliProgress.MultiBar({
     format: '{label} |{bar}| {percentage}% {done}/{size} {rate} ETA {eta_formatted}',
-    hideCursor: true, clearOnComplete: false, stopOnComplete: false, etaBuffer: 50, fps: 8,
+    hideCursor: true, clearOnComplete: false, stopOnComplete: false, etaBuffer: 50, fps: 8, barsize: 18,
+    stream: process.stdout, linewrap: true,
   }, cliProgress.Presets.shades_classic);
-  const total = bars.create(0, 0, { label: 'total'.padEnd(28), done: '0 B', size: '0 B', rate: '' });
+  const total = bars.create(0, 0, { label: 'total'.padEnd(22), done: '0 B', size: '0 B', rate: '' });
   const blobs = new Map<string, { bar: cliProgress.SingleBar; total: number; completed: number; since: number; from: number }>();
   const started = Date.now();
   const refreshTotal = () => {
@@ -41,7 +46,7 @@ function ttyProgress(): Progress {
       if ('error' in e || !e.digest || e.total === undefined) return;
       let b = blobs.get(e.digest);
       if (!b) {
-        const label = `${name.slice(0, 15)} ${e.digest.slice(7, 19)}`.padEnd(28);
+        const label = `${name.slice(0, 9)} ${e.digest.slice(7, 19)}`.padEnd(22);
         b = { bar: bars.create(e.total, 0, { label, done: '0 B', size: formatBytes(e.total), rate: '' }), total: e.total, completed: 0, since: Date.now(), from: e.completed ?? 0 };
         blobs.set(e.digest, b);
       }
@@ -55,6 +60,8 @@ function ttyProgress(): Progress {
     },
     stop() {
       refreshTotal();
+      // Lines logged since the last redraw are only written by a redraw: stop() alone drops them.
+      bars.update();
       bars.stop();
     },
   };
@@ -90,17 +97,23 @@ export function registerPull(program: Command): void {
   withStoreOptions(program.command('pull'))
     .argument('<names...>', 'models as ollama users type them: gemma2:2b, library/llama3.2, hf.co/user/repo:Q4_K_M')
     .description('fetch models from the upstream registries into the data folder ahead of time (resumable, verified)')
-    .option('--upstream <url>', 'pull from this registry for every namespace (env OLLAMA_REGISTRY_UPSTREAM)')
+    .option('--upstream <url>', 'pull from this registry for every namespace (env OLLAMA_REGISTRY_UPSTREAM; default: registry.ollama.ai, or the host typed in the name, as ollama does)')
+    .option('--offline', 'refuse to contact any registry (env OLLAMA_REGISTRY_OFFLINE)')
+    .option('--insecure', 'with no upstream configured: fetch names with a host (10.0.0.5:8080/ns/model) over plain HTTP, as ollama pull --insecure')
     .option('-j, --jobs <n>', 'models pulled at once', '2')
     .action(async (names: string[], opts) => {
       try {
-        const config = configFrom(opts, { upstream: opts.upstream });
-        for (const n of names) parseModelName(n); // bad names are a usage error before anything starts
+        const config = configFrom(opts, { upstream: opts.upstream, offline: opts.offline });
+        const parsed = names.map((n) => parseModelName(n)); // bad names are a usage error before anything starts
+        if (config.upstreams.length === 0 && !config.offline) {
+          Object.assign(config, ollamaDefaults(parsed.map((n) => n.host), opts.insecure === true, config.upstreamAllowPrivateHosts));
+          process.stderr.write(`no upstream is configured: pulling from ${config.upstreams.map((u) => u.host).join(', ')} as ollama does (--upstream URL picks another, --offline refuses)\n`);
+        }
         const jobs = Number(opts.jobs);
         if (!Number.isInteger(jobs) || jobs < 1) throw new CliError(`--jobs: expected a whole number ≥ 1, got ${opts.jobs}`, EXIT.USAGE);
         const app = await openApp(config, createLogger({ level: 'warn', destination: process.stderr }));
         if (!app.cache || app.cache.offline) {
-          throw new CliError(app.cache ? 'offline mode is set: nothing can be pulled' : 'no upstream is configured: give --upstream URL or set upstreams in the config file', EXIT.USAGE);
+          throw new CliError(app.cache ? 'offline mode is set (--offline, offline: true or OLLAMA_REGISTRY_OFFLINE): nothing can be pulled' : 'no upstream is configured: give --upstream URL or set upstreams in the config file', EXIT.USAGE);
         }
         const progress = process.stdout.isTTY ? ttyProgress() : plainProgress();
         const queue = [...names];

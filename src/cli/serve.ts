@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../http/server.js';
+import { storageCheck } from '../http/service.js';
 import { configFrom, fail, withStoreOptions } from './common.js';
 import { startHousekeeping } from './housekeeping.js';
 
@@ -26,6 +27,9 @@ export function registerServe(program: Command): void {
         });
         const log = createLogger(config.log);
         const app = await openApp(config, log);
+        // A read-only folder can still be served, but every write would fail later: say so now.
+        const storage = await storageCheck(app);
+        if (storage !== 'ok') log.warn({ data: config.data, storage }, `the data folder is ${storage}: serving what it holds, but pushes, pull-through, gc and last-pull records will fail`);
         const srv = await startServer(app, { ...config.listen, tls: config.tls });
         log.info({ url: srv.url, data: config.data, upstreams: config.upstreams.map((u) => u.url), offline: config.offline || undefined, startupMs: Math.round(process.uptime() * 1000) }, 'ollama-registry is serving');
         const housekeeping = startHousekeeping(app);

@@ -49,9 +49,33 @@ async function readPassword(): Promise<string> {
     if (a !== b) throw new CliError('the passwords differ');
     return a;
   }
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0]!;
+  const line = await firstLine(process.stdin, STDIN_WAIT_MS);
+  if (!line) throw new CliError(`no password on stdin: pipe one line (e.g. from a password manager) or run on a terminal to be asked`, EXIT.USAGE);
+  return line;
+}
+
+/** How long `users add` waits for the password on a pipe that stays open. */
+const STDIN_WAIT_MS = 60_000;
+
+/** The first line of a stream (up to 4 KiB): null when it ends empty; an error after `ms`. */
+function firstLine(input: NodeJS.ReadableStream & { destroy(): void }, ms: number): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const done = (fn: () => void) => {
+      clearTimeout(timer);
+      input.removeAllListeners('data');
+      input.destroy();
+      fn();
+    };
+    const timer = setTimeout(() => done(() => reject(new CliError(`no password on stdin within ${ms / 1000} s`, EXIT.USAGE))), ms);
+    input.on('data', (b: Buffer) => {
+      got += b.toString('utf8');
+      const end = got.search(/\r?\n/);
+      if (end >= 0 || got.length > 4096) done(() => resolve(got.slice(0, end >= 0 ? end : 4096)));
+    });
+    input.once('end', () => done(() => resolve(got === '' ? null : got)));
+    input.once('error', (e) => done(() => reject(e)));
+  });
 }
 
 export function registerUsers(program: Command): void {

@@ -98,12 +98,21 @@ function tokenCovers(claims: TokenClaims, namespace: string, model: string, acti
   return claims.access.some((a) => a.type === 'repository' && a.name.toLowerCase() === name && a.actions.includes(action));
 }
 
+/**
+ * The `keys add` command a message offers. Single quotes: ollama prints the JSON error body raw,
+ * where double quotes would show as \" and break the pasted command. A key line without its
+ * comment (type and base64) and a namespace never hold a quote.
+ */
+function keysAddCommand(key: string, namespace: string): string {
+  return `ollama-registry keys add '${key}' --namespace ${namespace}`;
+}
+
 function deniedFor(app: App, p: Principal, action: Action, namespace: string, model: string): RegistryError {
   const grants = app.auth.grants(p) ?? [];
   let fix = `ask the registry's admin to grant ${action} in namespace ${namespace}`;
   if (p.kind === 'key') {
     const entry = app.auth.store.keyByFingerprint(p.id);
-    if (entry) fix = `on the registry, an admin can run: ollama-registry keys add "${entry.key}" --namespace ${namespace}${action === 'delete' ? ' --delete' : ''}`;
+    if (entry) fix = `on the registry, an admin can run: ${keysAddCommand(entry.key, namespace)}${action === 'delete' ? ' --delete' : ''}`;
   }
   return denied(`${p.label} may not ${action} ${namespace}/${model} (it has: ${formatGrants(grants)}); ${fix}`);
 }
@@ -142,8 +151,10 @@ async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL):
   const p = who.principal;
   const allowedNow = app.auth.may(p, namespace, action);
   if (allowedNow && (!who.claims || who.claims.any || tokenCovers(who.claims, namespace, model, action) || (action === 'pull' && app.config.auth.anonymousRead))) return p;
+  // An anonymous token (skopeo and docker fetch one when no credentials are given): log in.
+  if (p.kind === 'anonymous') throw challenge(req, n, `${action} needs credentials: log in (skopeo --dest-creds USER:PASSWORD, docker login); ollama signs in with its machine key`);
   // A token for another scope (e.g. pull, now pushing): the client gets a new one.
-  if (allowedNow || p.kind === 'anonymous') throw challenge(req, n, `this token does not cover ${action} on ${namespace}/${model}; get a new one`);
+  if (allowedNow) throw challenge(req, n, `this token does not cover ${action} on ${namespace}/${model}; get a new one`);
   throw deniedFor(app, p, action, namespace, model);
 }
 
@@ -239,7 +250,7 @@ function verifyOllamaRequest(app: App, req: IncomingMessage, url: URL, header: s
   if (!entry) {
     const ns = scopes[0]?.namespace ?? 'NAMESPACE';
     const none = app.auth.store.keys().length === 0 ? ' (it has no keys yet)' : '';
-    throw denied(`this machine's key ${key.fingerprint} is not registered on this registry${none}; to allow it, run on the registry: ollama-registry keys add "ssh-ed25519 ${blob}" --namespace ${ns}`);
+    throw denied(`this machine's key ${key.fingerprint} is not registered on this registry${none}; to allow it, run on the registry: ${keysAddCommand(`ssh-ed25519 ${blob}`, ns)}`);
   }
   const nonce = url.searchParams.get('nonce') ?? '';
   if (nonce === '' || nonce.length > 128) throw denied('the token request has no nonce');

@@ -20,7 +20,7 @@ const healthz: PlainHandler = async (_app, req, res) => {
 };
 
 /** Write, read back and delete a small file where the registry keeps its state. */
-async function storageCheck(app: App): Promise<string> {
+export async function storageCheck(app: App): Promise<string> {
   const key = stateKey(`readyz-${process.pid}-${randomBytes(4).toString('hex')}`);
   const probe = randomBytes(16);
   try {

@@ -22,6 +22,7 @@ import { Fills, upstreamToRegistryError, type FillSource } from './fills.js';
 import { sha256Digest } from './hashing.js';
 import { manifestContentType, parseManifest, referencedDigests } from './manifest-format.js';
 import type { ManifestStore, StoredManifest } from './manifests.js';
+import { cachedHostRecord } from './sources.js';
 
 /** How a manifest answer was obtained; sent as the X-Ollama-Registry-Cache header. */
 export type CacheState = 'hit' | 'miss' | 'refreshed' | 'revalidated' | 'stale' | 'local';
@@ -48,6 +49,7 @@ export class PullThrough {
   readonly fills: Fills;
   private byName = new Map<string, Upstream>();
   private inflight = new Map<string, Promise<ManifestAnswer>>();
+  private readonly recorded = new Set<string>();
 
   constructor(private readonly config: Config, private readonly deps: { driver: FsDriver; blobs: BlobStore; manifests: ManifestStore; log: Logger; metrics?: Metrics; policy?: Policy; space?: DiskSpace }) {
     const onCreate = (k: OwnKey) => deps.log.info({ key: k.line, fingerprint: k.fingerprint, file: k.file }, "made the registry's own key for signing in to upstreams; register it there to pull what needs sign-in");
@@ -158,6 +160,7 @@ export class PullThrough {
         const sameHost = cached && cached.host.toLowerCase() === up.host.toLowerCase();
         const ref = sameHost ? { host: cached!.host, namespace: cached!.namespace, model: cached!.model, tag: cached!.tag } : { host: up.host, namespace, model, tag: reference };
         await this.deps.manifests.put(ref, bytes);
+        await this.recordCached(ref.host);
         const stored = await this.deps.manifests.read(ref);
         if (!stored) throw new Error(`manifest ${ref.namespace}/${ref.model}:${ref.tag} vanished right after it was stored`);
         const state: CacheState = !cached ? 'miss' : cached.bytes.equals(bytes) ? 'revalidated' : 'refreshed';
@@ -182,6 +185,21 @@ export class PullThrough {
     const worst = errors.find((e) => e.kind !== 'not-found')!;
     const mapped = upstreamToRegistryError(worst, 'manifest') as RegistryError;
     throw new RegistryError(mapped.code, `cannot get ${namespace}/${model}:${reference}: ${reason}`);
+  }
+
+  /**
+   * Note in the data folder that a host folder holds cached copies (see sources.ts), once per
+   * process and host. Not recording only keeps the model from eviction, so a failure is a warning.
+   */
+  private async recordCached(host: string): Promise<void> {
+    const h = host.toLowerCase();
+    if (this.recorded.has(h)) return;
+    try {
+      await cachedHostRecord(this.deps.driver).set(h, true);
+      this.recorded.add(h);
+    } catch (e) {
+      this.deps.log.warn({ host, err: (e as Error).message }, 'could not record the host folder as a cache');
+    }
   }
 
   /** Resume the fills a previous run left (in the background). */

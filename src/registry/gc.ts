@@ -17,7 +17,7 @@ import { blobKey, fillsDir, stateKey, tmpDir, tmpKey, uploadDir, uploadsDir } fr
 import type { Driver } from '../storage/driver.js';
 import { ManifestIndex, type ManifestEntry } from './manifest-index.js';
 import { Pins } from './pins.js';
-import { isCachedHost } from './sources.js';
+import { cachedHostRecord, isCachedHost } from './sources.js';
 import { UsageTracker } from './usage.js';
 
 export interface GcOptions {
@@ -151,10 +151,11 @@ async function planEviction(app: App, entries: ManifestEntry[], blobs: Map<strin
   let used = 0;
   for (const [d, b] of blobs) if ((refs.get(d) ?? 0) > 0 || isYoung(b)) used += b.size;
   const pins = await new Pins(app.driver).list();
+  const recorded = await cachedHostRecord(app.driver).list();
   const pulls = await usage.all();
   const lastPulled = (e: ManifestEntry) => Math.max(pulls.get(e.name) ?? 0, e.mtimeMs);
   const candidates = entries
-    .filter((e) => e.ref && isCachedHost(app.config, e.ref.host) && !pins.has(e.name) && now - lastPulled(e) >= graceMs)
+    .filter((e) => e.ref && isCachedHost(app.config, e.ref.host, recorded) && !pins.has(e.name) && now - lastPulled(e) >= graceMs)
     .sort((a, b) => lastPulled(a) - lastPulled(b) || (a.name < b.name ? -1 : 1));
   const plan: Plan = { evict: [] };
   for (const entry of candidates) {

@@ -2,7 +2,7 @@
 import type { App } from '../app.js';
 import { ManifestIndex } from './manifest-index.js';
 import { Pins } from './pins.js';
-import { sourceOf } from './sources.js';
+import { cachedHostRecord, sourceOf } from './sources.js';
 
 export interface ModelRow {
   name: string;
@@ -33,6 +33,7 @@ export async function listModels(app: App): Promise<Listing> {
   const index = new ManifestIndex(app.driver);
   await index.refresh();
   const pins = await new Pins(app.driver).list();
+  const recorded = await cachedHostRecord(app.driver).list();
   const pulls = await app.usage.all();
   const seen = new Map<string, number>();
   const models: ModelRow[] = [];
@@ -41,7 +42,7 @@ export async function listModels(app: App): Promise<Listing> {
     for (const b of e.blobs) seen.set(b.digest, b.size);
     const pulled = pulls.get(e.name);
     models.push({
-      name: e.name, ...e.ref, digest: e.digest, size: e.size, source: sourceOf(app.config, e.ref.host), pinned: pins.has(e.name),
+      name: e.name, ...e.ref, digest: e.digest, size: e.size, source: sourceOf(app.config, e.ref.host, recorded), pinned: pins.has(e.name),
       lastPulled: pulled ? new Date(pulled).toISOString() : null, modified: new Date(e.mtimeMs).toISOString(),
       blobs: e.blobs.map((b) => ({ digest: b.digest, size: b.size, mediaType: b.mediaType })),
       ...(e.error ? { error: e.error } : {}),

@@ -1,19 +1,28 @@
 // Which stored models are a cache of an upstream (evictable under the size cap) and which are
-// local content: pushed, imported or copied in, never evicted. The one place to adapt when
-// upstreams (`upstreams[].host`) and the push host (`pushHost`) are configured.
+// local content: pushed, imported or copied in, never evicted. A host folder is a cache when it
+// is a configured upstream's, is listed in `storage.cachedHosts`, or is recorded in the data
+// folder (.ollama-registry/cached-hosts.json) because a pull-through once stored a model there:
+// so `ls` and `gc` run without the upstream's settings still know it. `pushHost` never is.
 import type { Config } from '../config.js';
+import type { Driver } from '../storage/driver.js';
+import { StateList } from './state-list.js';
 
 type WithFeatures = Pick<Config, 'storage'> & { upstreams?: Array<{ host: string }>; pushHost?: string };
 
-export function isCachedHost(config: WithFeatures, host: string): boolean {
-  const c = config;
+/** Host folders (lower case) that a pull-through has stored models in. */
+export function cachedHostRecord(driver: Driver): StateList {
+  return new StateList(driver, 'cached-hosts.json');
+}
+
+export function isCachedHost(config: WithFeatures, host: string, recorded: ReadonlySet<string> = new Set()): boolean {
   const h = host.toLowerCase();
-  if (c.pushHost?.toLowerCase() === h) return false;
-  const cached = [...(c.upstreams ?? []).map((u) => u.host), ...config.storage.cachedHosts];
+  if (config.pushHost?.toLowerCase() === h) return false;
+  if (recorded.has(h)) return true;
+  const cached = [...(config.upstreams ?? []).map((u) => u.host), ...config.storage.cachedHosts];
   return cached.some((x) => x.toLowerCase() === h);
 }
 
 /** What `ls` shows as the source of a host folder's models. */
-export function sourceOf(config: WithFeatures, host: string): 'cache' | 'local' {
-  return isCachedHost(config, host) ? 'cache' : 'local';
+export function sourceOf(config: WithFeatures, host: string, recorded?: ReadonlySet<string>): 'cache' | 'local' {
+  return isCachedHost(config, host, recorded) ? 'cache' : 'local';
 }

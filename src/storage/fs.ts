@@ -1,6 +1,6 @@
 // Filesystem driver: keys are paths under the data folder. Atomic writes go to a staging file
 // under .ollama-registry/tmp on the same filesystem, are fsynced, then renamed into place.
-import { constants, createReadStream, readFileSync } from 'node:fs';
+import { constants, createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -249,6 +249,33 @@ export function alive(pid: number): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * `mkdir -p` that fails instead of spinning: Node's recursive mkdir loops forever where a parent
+ * exists but refuses to hold the child with ENOENT (e.g. --data /proc/x). Synchronous: it runs
+ * when a command opens its data folder or a key file, not per request.
+ */
+export function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let p = path.resolve(dir); ; p = path.dirname(p)) {
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (st) {
+      if (!st.isDirectory()) throw Object.assign(new Error(`cannot create folder ${dir}: ${p} is not a folder`), { code: 'ENOTDIR' });
+      break;
+    }
+    missing.unshift(p);
+    if (path.dirname(p) === p) break;
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EEXIST') continue;
+      throw Object.assign(new Error(`cannot create folder ${d}: ${err.code ?? err.message}${err.code === 'ENOENT' ? ' (its parent does not accept new folders)' : ''}`), { code: err.code });
+    }
   }
 }
 

@@ -18,8 +18,10 @@ export function features(app: App): UiFeatures {
   const del = app.config.allowDelete ? { url: '/v2/{namespace}/{model}/manifests/{tag}' } : false;
   // Prefetch exists when an upstream (or offline mode) is configured: POST /api/pull.
   const prefetch = app.cache ? { url: '/api/pull' } : false;
-  // Sign-in is offered whenever it can unlock something: a write, or reads that need credentials.
-  const signIn = del || prefetch || !app.config.auth.anonymousRead ? { tokenUrl: TOKEN_PATH } : false;
+  // Sign-in is offered when it can unlock something (a write, or reads that need credentials)
+  // and there is a user to sign in as: the page signs in with a name and password only.
+  const hasUsers = app.auth.store.users().length > 0;
+  const signIn = hasUsers && (del || prefetch || !app.config.auth.anonymousRead) ? { tokenUrl: TOKEN_PATH } : false;
   return { prefetch, delete: del, signIn };
 }
 

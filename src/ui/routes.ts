@@ -24,6 +24,7 @@ const ASSETS: Record<string, { file: URL; type: string }> = {
   '/ui/model.js': { file: new URL('model.js', CLIENT_DIR), type: 'text/javascript; charset=utf-8' },
   '/ui/actions.js': { file: new URL('actions.js', CLIENT_DIR), type: 'text/javascript; charset=utf-8' },
   '/ui/util.js': { file: new URL('util.js', CLIENT_DIR), type: 'text/javascript; charset=utf-8' },
+  '/ui/bytes.js': { file: new URL('bytes.js', CLIENT_DIR), type: 'text/javascript; charset=utf-8' },
   '/ui/favicon.svg': { file: new URL('favicon.svg', STATIC_DIR), type: 'image/svg+xml' },
 };
 

@@ -21,9 +21,21 @@ export { readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type Upst
 const MAX_REDIRECTS = 10;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+// Not unref'd: a command waiting only on this back-off (a `pull` whose upstream is unreachable)
+// would otherwise exit mid-retry with no message. The wait is short and bounded.
 function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
+  return new Promise((r) => setTimeout(r, ms));
 }
+
+// The usual network errors in words a user can act on.
+const UNREACHABLE_HINTS: Record<string, string> = {
+  ENOTFOUND: 'the host name does not resolve: no network, no DNS, or a typo',
+  EAI_AGAIN: 'the host name could not be resolved now: no network or DNS',
+  ECONNREFUSED: 'nothing listens there',
+  UND_ERR_CONNECT_TIMEOUT: 'no connection within the timeout',
+  ENETUNREACH: 'no route to that network',
+  EHOSTUNREACH: 'no route to that host',
+};
 
 export class Upstream {
   readonly name: string;
@@ -129,7 +141,8 @@ export class Upstream {
     this.onFailure?.(lastErr instanceof UpstreamError ? lastErr.kind : 'unreachable');
     if (lastErr instanceof UpstreamError) throw lastErr;
     const code = (lastErr as NodeJS.ErrnoException)?.code;
-    const why = code ? `${code}${(lastErr as Error).message && !(lastErr as Error).message.includes(code) ? ` ${(lastErr as Error).message}` : ''}` : String((lastErr as Error)?.message ?? lastErr);
+    const hint = code ? UNREACHABLE_HINTS[code] : undefined;
+    const why = code ? `${code}${hint ? ` (${hint})` : (lastErr as Error).message && !(lastErr as Error).message.includes(code) ? ` ${(lastErr as Error).message}` : ''}` : String((lastErr as Error)?.message ?? lastErr);
     throw new UpstreamError(this.name, 'unreachable', `${this.describe()} is unreachable: ${why}`, { cause: lastErr });
   }
 

@@ -2,7 +2,7 @@
 // errors that name the key (config.ts calls in here so it stays one small table).
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { isValidPart } from '../names.js';
+import { DEFAULT_HOST, isValidPart } from '../names.js';
 import { parseDuration as parseSeconds } from '../units.js';
 
 export interface UpstreamConfig {
@@ -145,6 +145,20 @@ export function parseRoutes(raw: unknown, key = 'routes'): RouteConfig[] {
     }
     return { namespace: ns, upstreams: ups as string[] };
   });
+}
+
+/**
+ * What `pull` uses when no upstream is configured, as ollama itself does: registry.ollama.ai for
+ * names without a host, and https://HOST for each host typed in a name (hf.co/…), or http://HOST
+ * when `insecure` (ollama's --insecure). Short timeouts and one retry, so an unreachable default
+ * fails in seconds with a message naming the host.
+ */
+export function ollamaDefaults(hosts: string[], insecure = false, allowPrivateHosts: string[] = []): { upstreams: UpstreamConfig[]; routes: RouteConfig[] } {
+  const extra = { timeout: '10s', retries: 1, allowPrivateHosts };
+  const main = upstreamFromUrl(`https://${DEFAULT_HOST}`, 'upstream', extra);
+  const others = [...new Set(hosts.map((h) => h.toLowerCase()))].filter((h) => h !== DEFAULT_HOST)
+    .map((h) => upstreamFromUrl(`${insecure ? 'http' : 'https'}://${h}`, 'upstream', extra));
+  return { upstreams: [main, ...others], routes: [{ namespace: '*', upstreams: [main.name] }] };
 }
 
 /** Check that routes name known upstreams; with no routes, every namespace uses every upstream in order. */

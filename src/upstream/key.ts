@@ -4,13 +4,13 @@
 // data folder and is made on first need; a configured file (e.g. an ollama's own
 // /usr/share/ollama/.ollama/id_ed25519, already registered) is used as it is.
 import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { fingerprintOf, SIGNED_SUFFIX } from '../auth/sshkey.js';
 import { formatPrivateKey, parsePrivateKey, publicKeyBlob } from '../auth/openssh.js';
 import { keepOwner } from '../auth/store.js';
 import type { Config } from '../config.js';
-import type { FsDriver } from '../storage/fs.js';
+import { makeDirs, type FsDriver } from '../storage/fs.js';
 import { ownKeyKey } from '../storage/layout.js';
 import type { UpstreamConfig } from './config.js';
 
@@ -68,7 +68,7 @@ export function readOwnKey(file: string, setting: string): OwnKey {
  */
 function createKey(file: string): OwnKey {
   const dir = path.dirname(file);
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const { privateKey } = generateKeyPairSync('ed25519');
   const tmp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   const fd = openSync(tmp, 'wx', 0o600);

@@ -8,8 +8,11 @@ export interface CliResult {
   stderr: string;
 }
 
-/** `ollama-registry ARGS…`; `stdin` is piped in (a Buffer, or a stream such as another command's stdout). */
-export function cli(args: string[], opts: { stdin?: Buffer | NodeJS.ReadableStream; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+/**
+ * `ollama-registry ARGS…`; `stdin` is piped in (a Buffer, or a stream such as another command's
+ * stdout). `timeoutMs`: kill a command that hangs (its code is then -1 and stderr says so).
+ */
+export function cli(args: string[], opts: { stdin?: Buffer | NodeJS.ReadableStream; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -17,7 +20,14 @@ export function cli(args: string[], opts: { stdin?: Buffer | NodeJS.ReadableStre
     child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
     child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    const timer = opts.timeoutMs ? setTimeout(() => {
+      stderr += `\n(killed: still running after ${opts.timeoutMs} ms)`;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs) : undefined;
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
     if (opts.stdin === undefined) child.stdin.end();
     else if (Buffer.isBuffer(opts.stdin)) child.stdin.end(opts.stdin);
     else opts.stdin.pipe(child.stdin);

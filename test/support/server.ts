@@ -53,9 +53,13 @@ export interface SpawnedRegistry {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Run `ollama-registry serve` as a child process on an ephemeral loopback port. */
-export async function spawnRegistry(args: string[], env: NodeJS.ProcessEnv = {}): Promise<SpawnedRegistry> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--log-format', 'json', ...args], {
+/**
+ * Run `ollama-registry serve` as a child process on an ephemeral loopback port. `command`: how
+ * to run ollama-registry (default: the built CLI with this node; e.g. an installed bin instead).
+ */
+export async function spawnRegistry(args: string[], env: NodeJS.ProcessEnv = {}, command: string[] = [process.execPath, MAIN]): Promise<SpawnedRegistry> {
+  const [bin, ...pre] = command;
+  const child = spawn(bin!, [...pre, 'serve', '--listen', '127.0.0.1:0', '--log-format', 'json', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -90,18 +90,7 @@ export async function getJson<T>(url: string): Promise<T> {
   return await res.json() as T;
 }
 
-/** Decimal units, as `ollama list` prints sizes. */
-export function formatBytes(n: number): string {
-  if (n < 1000) return `${Math.round(n)} B`;
-  const units = ['kB', 'MB', 'GB', 'TB', 'PB'];
-  let v = n;
-  let i = -1;
-  do {
-    v /= 1000;
-    i++;
-  } while (v >= 1000 && i < units.length - 1);
-  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[i]}`;
-}
+export { formatBytes } from './bytes.js';
 
 const rtf = new Intl.RelativeTimeFormat('en', { numeric: 'auto' });
 
