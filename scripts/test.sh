@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(skopeo docker-registry chromium openssh-client)
 
 . scripts/apt-packages.sh
+# The OCI conformance suite (test/oci-conformance.test.ts) is built with Go: Debian's unless
+# the machine has one already (e.g. /usr/local/go).
+command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || APT_PACKAGES+=(golang-go)
 ensure_apt_packages --no-install-recommends "${APT_PACKAGES[@]}"
 # distribution's Debian package starts a system service on install; the tests run their own.
 if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then

@@ -7,6 +7,8 @@ import { blobLocation } from './auth.js';
 import { absoluteUrl } from './context.js';
 import { getBlobThroughCache } from './blob-fill.js';
 import { parseRange } from './range.js';
+import { ManifestIndex } from '../registry/manifest-index.js';
+import { deletingOff } from './manifests.js';
 import { isClientGone } from './respond.js';
 
 export type BlobRoute = { kind: 'blob'; namespace: string; model: string; digest: string };
@@ -48,4 +50,24 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
   } catch (e) {
     if (!isClientGone(e, res)) throw e;
   }
+};
+
+/**
+ * DELETE of a blob (OCI), when allowDelete is on and the requester may delete in the repository.
+ * Blobs are shared by every repository and host folder here, so one that any manifest still
+ * needs is refused: deleting it would break models the requester may not even see.
+ */
+export const deleteBlob: Handler<BlobRoute> = async (ctx) => {
+  const { app, req, res, route } = ctx;
+  if (!app.config.allowDelete) throw deletingOff('GET, HEAD');
+  if ((await app.blobs.size(route.digest)) === null) throw new RegistryError('BLOB_UNKNOWN', `blob unknown: ${route.digest} is not in this registry`);
+  const index = new ManifestIndex(app.driver);
+  await index.refresh();
+  if (index.has(route.digest)) {
+    throw new RegistryError('DENIED', `blob ${route.digest} is still used by a manifest; delete the manifests that use it (gc then removes the blob)`);
+  }
+  await app.blobs.delete(route.digest);
+  app.log.info({ audit: 'blob-deleted', who: ctx.principal?.label, name: `${route.namespace}/${route.model}`, digest: route.digest, ip: req.socket.remoteAddress }, 'blob-deleted');
+  res.writeHead(202, { 'Content-Length': 0 });
+  res.end();
 };
