@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Real peers used by the tests (never mocked): skopeo (OCI client), docker-registry (CNCF
 # distribution 2.8, as an upstream), chromium (the web page, driven by playwright-core), openssh-client
-# (ssh-keygen reads the keys the registry writes).
-APT_PACKAGES=(skopeo docker-registry chromium openssh-client)
+# (ssh-keygen reads the keys the registry writes), podman (pulls container images from the registry).
+APT_PACKAGES=(skopeo podman docker-registry chromium openssh-client)
 
 . scripts/apt-packages.sh
 # The OCI conformance suite (test/oci-conformance.test.ts) is built with Go: Debian's unless
