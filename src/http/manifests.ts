@@ -6,6 +6,7 @@ import { RegistryError } from '../errors.js';
 import { isDigest, isReservedTag } from '../names.js';
 import { parseManifest, referencedDigests, type Manifest } from '../registry/manifest-format.js';
 import { sha256Digest } from '../registry/hashing.js';
+import { readBlobManifest } from '../registry/manifest-tree.js';
 import type { Ctx, Handler } from './context.js';
 import { absoluteUrl } from './context.js';
 
@@ -97,6 +98,13 @@ async function checkReferences(app: Ctx['app'], route: ManifestRoute, manifest: 
     }
     if (size !== d.size) {
       throw new RegistryError('MANIFEST_INVALID', `manifest says ${child ? 'manifest' : 'blob'} ${d.digest} has ${d.size} bytes, but it has ${size}`);
+    }
+    // A child kept as a blob (ollama's list) must be whole too: its own blobs here.
+    const inner = child ? await readBlobManifest(app.driver, d.digest) : null;
+    for (const b of inner ? referencedDigests(inner.manifest) : []) {
+      if ((await app.blobs.size(b.digest)) === null) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `child manifest ${d.digest} names blob ${b.digest}, which is not in this registry; push the blobs before the list`, { detail: { digest: b.digest } });
+      }
     }
   }
 }

@@ -11,9 +11,9 @@ import { readAllIfExists, type Driver } from '../storage/driver.js';
 import { blobKey, MANIFESTS, manifestTreeKey, UNTAGGED } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
 import { childManifests, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
+import { MAX_MANIFEST_BYTES, readBlobManifest } from './manifest-tree.js';
 import type { ManifestRef } from './manifests.js';
 
-const MAX_MANIFEST_BYTES = 4 << 20;
 const DIGEST_SCAN = /sha256:[0-9a-f]{64}/g;
 
 export interface ManifestEntry {
@@ -144,14 +144,9 @@ export class ManifestIndex {
       tried.add(digest);
       let known = this.blobManifests.get(digest);
       if (!known) {
-        const bytes = await readAllIfExists(this.driver, blobKey(digest)).catch(() => null);
-        if (!bytes || bytes.length > MAX_MANIFEST_BYTES || sha256Digest(bytes) !== digest) continue;
-        try {
-          const n = namesOf(bytes);
-          known = { digests: n.digests, children: n.children };
-        } catch {
-          continue; // not a manifest: the blob itself is referenced, nothing more
-        }
+        const child = await readBlobManifest(this.driver, digest);
+        if (!child) continue; // absent, or not a manifest: the blob itself is referenced, nothing more
+        known = namesOf(child.bytes);
         this.blobManifests.set(digest, known);
       }
       queue.push(...known.children);
