@@ -94,3 +94,22 @@ export async function makeOciImage(dir: string, opts: OciImageOptions = {}): Pro
   top = images[0]!;
   return { dir, manifest, digest: m.digest, layer: top.layer, layerDigest: top.layerDigest, children: opts.platforms ? images.map((i) => i.m.digest) : [] };
 }
+
+/** Push an OCI layout's tagged manifest (and, for an index, its children by digest) with raw requests. */
+export async function pushOciLayout(base: string, repo: string, tag: string, image: OciImage, auth: string): Promise<void> {
+  const { request } = await import('./http.js');
+  const { readFile, readdir } = await import('node:fs/promises');
+  const dir = path.join(image.dir, 'blobs', 'sha256');
+  const headers = { Authorization: auth };
+  const manifests = new Set([image.digest, ...image.children]);
+  for (const hex of await readdir(dir)) {
+    if (manifests.has(`sha256:${hex}`)) continue;
+    const r = await request(base, `/v2/${repo}/blobs/uploads/?digest=sha256:${hex}`, { method: 'POST', headers, body: await readFile(path.join(dir, hex)) });
+    if (r.status !== 201) throw new Error(`blob upload: ${r.status} ${r.text()}`);
+  }
+  for (const d of [...image.children, image.digest]) {
+    const body = await readFile(path.join(dir, d.slice(7)));
+    const r = await request(base, `/v2/${repo}/manifests/${d === image.digest ? tag : d}`, { method: 'PUT', headers, body });
+    if (r.status !== 201) throw new Error(`manifest PUT: ${r.status} ${r.text()}`);
+  }
+}
