@@ -166,3 +166,28 @@ test('gc keeps an untagged manifest an index or a subject refers to, and removes
   assert.equal((await call(`/v2/team/gc/blobs/${childLayer}`, 'HEAD')).status, 200, "the child's layers stay");
   assert.equal((await call(`/v2/team/gc/blobs/${JSON.parse(loose.toString()).layers[0].digest}`, 'HEAD')).status, 404, "the loose one's layer went");
 });
+
+test('a docker manifest list: accepted once its children are here, served verbatim with its type', async () => {
+  const DOCKER_V2 = 'application/vnd.docker.distribution.manifest.v2+json';
+  const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+  const children: Buffer[] = [];
+  for (const arch of ['amd64', 'arm64']) {
+    const config = await blob(`{"architecture":"${arch}","os":"linux"}`);
+    const layer = await blob(`docker layer ${arch}`);
+    children.push(Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: DOCKER_V2, config: { mediaType: 'application/vnd.docker.container.image.v1+json', ...config },
+      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', ...layer }],
+    })));
+  }
+  const list = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: DOCKER_LIST,
+    manifests: children.map((c, i) => ({ mediaType: DOCKER_V2, digest: digestOf(c), size: c.length, platform: { os: 'linux', architecture: ['amd64', 'arm64'][i] } })),
+  }));
+  assertError(await call('/v2/team/dl/manifests/1', 'PUT', { 'Content-Type': DOCKER_LIST }, list), 404, 'MANIFEST_BLOB_UNKNOWN');
+  for (const c of children) assert.equal((await call(`/v2/team/dl/manifests/${digestOf(c)}`, 'PUT', { 'Content-Type': DOCKER_V2 }, c)).status, 201);
+  assert.equal((await call('/v2/team/dl/manifests/1', 'PUT', { 'Content-Type': DOCKER_LIST }, list)).status, 201);
+  const r = await call('/v2/team/dl/manifests/1');
+  assert.equal(r.headers['content-type'], DOCKER_LIST);
+  assert.deepEqual(r.body, list);
+  assert.equal((await call(`/v2/team/dl/manifests/${digestOf(children[1]!)}`)).headers['content-type'], DOCKER_V2);
+});
