@@ -114,3 +114,21 @@ test('through the cache: the list, a child fetched as a blob and its layers cros
     await s.close();
   }
 });
+
+test('version gating of a list: 412 only when the client is too old for every child', async () => {
+  const reg = await startTestRegistry();
+  try {
+    await addUser(reg, 'dev', 'dev password', 'team');
+    await pushListModel(reg.url, 'team/new', '1', makeListModel('gated', { requires: { ggml: '0.20.0', mlx: '0.30.0' } }), AUTH);
+    await pushListModel(reg.url, 'team/mixed', '1', makeListModel('mixed', { requires: { mlx: '0.30.0' } }), AUTH);
+    const get = (repo: string, ua: string) => request(reg.url, `/v2/${repo}/manifests/1`, { headers: { 'User-Agent': ua, Accept: OLLAMA_LIST } });
+    const old = await get('team/new', 'ollama/0.12.0 (amd64 linux) Go/go1.24.1');
+    assert.equal(old.status, 412);
+    assert.equal(old.headers['x-ollama-requires'], '0.20.0');
+    assert.match(old.text(), /requires a newer version of Ollama/);
+    assert.equal((await get('team/new', 'ollama/0.20.1')).status, 200);
+    assert.equal((await get('team/mixed', 'ollama/0.12.0')).status, 200, 'the ggml child needs nothing');
+  } finally {
+    await reg.close();
+  }
+});

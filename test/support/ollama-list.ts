@@ -23,11 +23,11 @@ export interface ListModel {
 const digestOf = (b: Buffer) => `sha256:${sha256Hex(b)}`;
 
 /** Two children, as the PR plans for library/ tags: ggml (gguf) and mlx (safetensors). */
-export function makeListModel(seed: string): ListModel {
+export function makeListModel(seed: string, opts: { requires?: Record<string, string> } = {}): ListModel {
   const children: ListModel['children'] = {};
   const entries = [];
   for (const [runner, format, layerType] of [['ggml', 'gguf', 'application/vnd.ollama.image.model'], ['mlx', 'safetensors', 'application/vnd.ollama.image.tensor']] as const) {
-    const config = Buffer.from(JSON.stringify({ model_format: format, model_family: 'llama', model_type: '1B', file_type: 'Q4_K_M', architecture: 'amd64', os: 'linux', seed }));
+    const config = Buffer.from(JSON.stringify({ model_format: format, model_family: 'llama', model_type: '1B', file_type: 'Q4_K_M', architecture: 'amd64', os: 'linux', seed, ...(opts.requires?.[runner] ? { requires: opts.requires[runner] } : {}) }));
     const layer = Buffer.from(`${runner} weights of ${seed} `.repeat(3000));
     const template = Buffer.from(`{{ .Prompt }} ${runner}`);
     const manifest = Buffer.from(JSON.stringify({
