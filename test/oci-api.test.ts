@@ -7,7 +7,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { runGc } from '../src/registry/gc.js';
+import { startCacheStack } from './support/cache.js';
+import { cli } from './support/cli.js';
 import { request, type RawResponse } from './support/http.js';
+import { makeOciImage, pushOciLayout } from './support/oci-image.js';
 import { sha256Hex } from './support/models.js';
 import { addUser } from './support/registry-auth.js';
 import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
@@ -190,4 +193,32 @@ test('a docker manifest list: accepted once its children are here, served verbat
   assert.equal(r.headers['content-type'], DOCKER_LIST);
   assert.deepEqual(r.body, list);
   assert.equal((await call(`/v2/team/dl/manifests/${digestOf(children[1]!)}`)).headers['content-type'], DOCKER_V2);
+});
+
+test('an image index: export/import and the pull-through cache keep its children readable by digest', async () => {
+  const platforms = [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }];
+  const image = await makeOciImage(await tempDir('oreg-idx-'), { platforms, seed: 'index travels' });
+  await pushOciLayout(reg.url, 'team/idx', '1', image, AUTH.Authorization);
+  const out = await tempDir('oreg-idx-out-');
+  const dest = await tempDir('oreg-idx-in-');
+  assert.equal((await cli(['export', 'ollama-registry.local/team/idx:1', '--to', path.join(out, 'b.tar'), '--data', reg.data])).code, 0);
+  const imp = await cli(['import', path.join(out, 'b.tar'), '--data', dest]);
+  assert.equal(imp.code, 0, imp.stderr);
+  const copy = await startTestRegistry({ data: dest });
+  try {
+    for (const c of image.children) assert.equal((await request(copy.url, `/v2/team/idx/manifests/${c}`)).status, 200, c);
+  } finally {
+    await copy.close();
+  }
+  const s = await startCacheStack();
+  try {
+    await addUser(s.upstream, 'oci', 'oci password', 'team');
+    await pushOciLayout(s.upstream.url, 'team/idx', '1', image, AUTH.Authorization);
+    assert.deepEqual((await request(s.cache.url, '/v2/team/idx/manifests/1')).body, image.manifest);
+    const child = await request(s.cache.url, `/v2/team/idx/manifests/${image.children[1]}`);
+    assert.equal(child.status, 200);
+    assert.ok(await exists(path.join(s.cache.data, '.ollama-registry', 'untagged', s.cache.app.cache!.upstreams[0]!.host, 'team', 'idx', `sha256-${image.children[1]!.slice(7)}`)), 'kept as an untagged manifest of the upstream folder');
+  } finally {
+    await s.close();
+  }
 });

@@ -8,7 +8,7 @@ import { isRegistryError, RegistryError } from '../errors.js';
 import { digestHex, isValidPart } from '../names.js';
 import { stagingKey } from '../storage/layout.js';
 import { parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
-import { readBlobManifest } from './manifest-tree.js';
+import { adoptChildren, readBlobManifest } from './manifest-tree.js';
 import type { ManifestRef } from './manifests.js';
 
 const MAX_MANIFEST_BYTES = 4 << 20;
@@ -155,6 +155,7 @@ export async function importFolder(app: App, src: string, onEvent: (e: ImportEve
       await app.manifests.put(ref, bytes);
       (existing ? report.manifests.updated : report.manifests.added).push(name);
     }
+    await adoptChildren(app.manifests, ref, parseManifest(bytes));
   }
   return report;
 }

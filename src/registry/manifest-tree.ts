@@ -5,6 +5,7 @@ import { readAllIfExists, type Driver } from '../storage/driver.js';
 import { blobKey } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
 import { childManifests, parseManifest, referencedDigests, type Descriptor, type Manifest } from './manifest-format.js';
+import type { ManifestStore, Repo } from './manifests.js';
 
 /** Manifests are small; a larger blob is never read as one. */
 export const MAX_MANIFEST_BYTES = 4 << 20;
@@ -41,4 +42,16 @@ export async function treeDigests(driver: Driver, m: Manifest): Promise<Descript
     }
   }
   return [...out.values()];
+}
+
+/**
+ * A list stored under a repository (imported, or cached from an upstream): its children kept as
+ * blobs become untagged manifests of that repository, so OCI clients find them under
+ * /manifests/<digest> too, and gc keeps them while the list names them.
+ */
+export async function adoptChildren(store: ManifestStore, repo: Repo, m: Manifest): Promise<void> {
+  for (const c of childManifests(m)) {
+    const child = await readBlobManifest(store.driver, c.digest);
+    if (child) await store.putUntagged(repo.host, repo.namespace, repo.model, child.bytes);
+  }
 }
