@@ -42,6 +42,23 @@ async function pushDockerModel(repo: string, tag: string): Promise<void> {
   assert.equal(r.status, 201, r.text());
 }
 
+/** A CNCF ModelPack model (modctl's shape: config v1 with descriptor and nested config). */
+async function pushModelPack(repo: string, tag: string): Promise<void> {
+  const config = await putBlob(repo, Buffer.from(JSON.stringify({
+    descriptor: { name: 'qwen2.5-0.5b', family: 'qwen2' },
+    config: { architecture: 'transformer', format: 'safetensors', paramSize: '0.5b', precision: 'bfloat16' },
+    modelfs: { type: 'layers', diffIds: [] },
+  })));
+  const weights = await putBlob(repo, Buffer.from('safetensors weights '.repeat(100)));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: 'application/vnd.cncf.model.manifest.v1+json',
+    config: { mediaType: 'application/vnd.cncf.model.config.v1+json', ...config },
+    layers: [{ mediaType: 'application/vnd.cncf.model.weight.v1.tar', ...weights }],
+  }));
+  const r = await request(reg.url, `/v2/${repo}/manifests/${tag}`, { method: 'PUT', headers: { Authorization: AUTH, 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest });
+  assert.equal(r.status, 201, r.text());
+}
+
 before(async () => {
   reg = await startTestRegistry();
   await addUser(reg, 'dev', 'dev password', 'ai');
@@ -50,6 +67,7 @@ before(async () => {
   const multi = await makeOciImage(await tempDir('oreg-ui-multi-'), { seed: 'ui multi', platforms: [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }] });
   await pushOciLayout(reg.url, 'ai/multi', '1', multi, AUTH);
   await pushListModel(reg.url, 'ai/llm', '1', makeListModel('ui'), AUTH);
+  await pushModelPack('ai/qwen', '0.5b');
   browser = await launchBrowser();
   page = await (await browser.newContext({ colorScheme: 'light', viewport: { width: 1280, height: 860 } })).newPage();
   page.on('pageerror', (e) => assert.fail(`error in the page: ${e.message}`));
@@ -110,4 +128,13 @@ test('an ollama manifest list shows its variants (runner, format) and the ollama
     [['ggml', 'gguf'], ['mlx', 'safetensors']]);
   assert.match((await copies())[0] ?? '', /^ollama pull --insecure .*\/ai\/llm:1$/);
   await page.screenshot({ path: await artifact('model-ollama-list.png'), fullPage: true });
+});
+
+test('a ModelPack model: its facts from descriptor and config, docker model pull', async () => {
+  const api = (await request(reg.url, '/api/ui/models')).json() as { models: Array<{ model: string; tags: Array<Record<string, unknown>> }> };
+  const t = api.models.find((m) => m.model === 'qwen')!.tags[0]!;
+  assert.deepEqual([t.kind, t.family, t.parameterSize, t.quantization], ['modelpack', 'qwen2', '0.5b', 'bfloat16']);
+  await openModel('ai/qwen', '0.5b');
+  assert.deepEqual(await copies(), [`docker model pull ${reg.hostPort}/ai/qwen:0.5b`]);
+  assert.deepEqual(await page.locator('table.layers tbody td:first-child').allTextContents(), ['weight.v1.tar']);
 });
