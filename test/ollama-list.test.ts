@@ -13,6 +13,7 @@ import { cli } from './support/cli.js';
 import { request } from './support/http.js';
 import { sha256Hex } from './support/models.js';
 import { makeListModel, OLLAMA_LIST, pullListModel, pushListModel } from './support/ollama-list.js';
+import { ollamaPull } from './support/ollama-client.js';
 import { addUser } from './support/registry-auth.js';
 import { startTestRegistry, tempDir } from './support/server.js';
 
@@ -130,5 +131,37 @@ test('version gating of a list: 412 only when the client is too old for every ch
     assert.equal((await get('team/mixed', 'ollama/0.12.0')).status, 200, 'the ggml child needs nothing');
   } finally {
     await reg.close();
+  }
+});
+
+test('a classic ollama client (Accept: docker v2 only) pulling a list tag gets its GGUF child, and every blob of it', async () => {
+  const reg = await startTestRegistry();
+  try {
+    await addUser(reg, 'dev', 'dev password', 'team');
+    const m = makeListModel('classic');
+    await pushListModel(reg.url, 'team/llm', '1', m, AUTH);
+    const modelsDir = await tempDir('oreg-classic-');
+    const res = await ollamaPull(`${reg.hostPort}/team/llm:1`, { modelsDir });
+    assert.deepEqual(res.manifestBytes, m.children.ggml!.manifest);
+    for (const b of m.children.ggml!.blobs) assert.deepEqual(await readFile(path.join(modelsDir, 'blobs', `sha256-${sha256Hex(b)}`)), b);
+    // Clients that know lists, or send no Accept, get the list itself.
+    const plain = await request(reg.url, '/v2/team/llm/manifests/1');
+    assert.deepEqual(plain.body, m.list);
+  } finally {
+    await reg.close();
+  }
+});
+
+test('a classic ollama client through a cold cache gets the GGUF child of an upstream list', async () => {
+  const s = await startCacheStack();
+  try {
+    await addUser(s.upstream, 'dev', 'dev password', 'team');
+    const m = makeListModel('classic cache');
+    await pushListModel(s.upstream.url, 'team/llm', '1', m, AUTH);
+    const res = await ollamaPull(`${s.cache.hostPort}/team/llm:1`, { modelsDir: await tempDir('oreg-classic-cache-') });
+    assert.deepEqual(res.manifestBytes, m.children.ggml!.manifest);
+    assert.deepEqual((await pullListModel(s.cache.url, 'team/llm', '1', 'mlx')).list, m.list, 'the cache keeps the list itself');
+  } finally {
+    await s.close();
   }
 });

@@ -4,7 +4,7 @@ import { GATED_BODY, versionGate } from '../registry/gating.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { isDigest, isReservedTag } from '../names.js';
-import { parseManifest, referencedDigests, type Manifest } from '../registry/manifest-format.js';
+import { childManifests, DOCKER_MANIFEST, OLLAMA_LIST, parseManifest, referencedDigests, type Manifest } from '../registry/manifest-format.js';
 import { sha256Digest } from '../registry/hashing.js';
 import { readBlobManifest } from '../registry/manifest-tree.js';
 import type { Ctx, Handler } from './context.js';
@@ -37,6 +37,7 @@ export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route
   } else {
     m = await app.manifests.get(route.namespace, route.model, route.reference);
   }
+  m = await forClassicClient(app, route, m, req.headers.accept);
   const requires = await versionGate(app.blobs, m.bytes, req.headers['user-agent']);
   if (requires) {
     // Plain text, as registry.ollama.ai sends it: ollama prints the body after "412: ".
@@ -62,6 +63,31 @@ export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route
   res.writeHead(200, { ...headers, 'Content-Length': m.bytes.length });
   res.end(req.method === 'HEAD' ? undefined : m.bytes);
 };
+
+/**
+ * ollama before manifest lists asks with `Accept: <docker v2>` only and cannot read a list: it
+ * gets the list's GGUF child (what that client runs) when the child is here. A client that
+ * names the list type, or sends no Accept, gets the list as it is stored.
+ */
+async function forClassicClient(app: Ctx['app'], route: ManifestRoute, m: StoredManifest, accept: string | undefined): Promise<StoredManifest> {
+  if (m.mediaType !== OLLAMA_LIST || !accept || accept.includes(OLLAMA_LIST) || !accept.includes(DOCKER_MANIFEST)) return m;
+  let children;
+  try {
+    children = childManifests(parseManifest(m.bytes));
+  } catch {
+    return m;
+  }
+  const pick = children.find((c) => c.format === 'gguf') ?? children.find((c) => c.mediaType === DOCKER_MANIFEST);
+  if (!pick) return m;
+  if (app.cache && (await app.blobs.size(pick.digest)) === null) {
+    // Through the cache: the child is a blob of the upstream's; fetch it like any blob.
+    const fill = await app.cache.fills.get(pick.digest, app.cache.blobSource(route.namespace, route.model)).catch(() => null);
+    await fill?.settled;
+  }
+  const child = await readBlobManifest(app.driver, pick.digest);
+  if (!child || child.manifest.mediaType !== DOCKER_MANIFEST) return m;
+  return { ...m, bytes: child.bytes, digest: pick.digest, mediaType: DOCKER_MANIFEST };
+}
 
 /** Manifests larger than this are refused (ollama's are a few KB). */
 export const MAX_MANIFEST_BYTES = 4 << 20;

@@ -12,6 +12,7 @@ import { UpstreamAuth, type SignIn } from './auth.js';
 import { header, oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 import type { UpstreamConfig } from './config.js';
 import type { KeySource } from './key.js';
+import { MANIFEST_TYPES } from '../registry/manifest-format.js';
 
 export { oneLine, readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 
@@ -161,7 +162,8 @@ export class Upstream {
   /** GET a manifest by tag or digest; resolves with its bytes or rejects with UpstreamError. */
   async manifest(namespace: string, model: string, reference: string, userAgent?: string): Promise<{ bytes: Buffer; contentType?: string }> {
     const res = await this.send('GET', this.url(`v2/${namespace}/${model}/manifests/${reference}`), {
-      accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json',
+      // Every type the cache can store: it keeps a list and picks a child per client itself.
+      accept: MANIFEST_TYPES.join(', '),
       // Upstreams gate model versions by the client's User-Agent (412 "requires a newer version").
       ...(userAgent ? { 'user-agent': userAgent } : {}),
     });
