@@ -10,7 +10,8 @@ const PART_RULES = {
   host: { re: /^[A-Za-z0-9_][A-Za-z0-9_.:-]*$/, max: 350 },
   namespace: { re: /^[A-Za-z0-9_][A-Za-z0-9_-]*$/, max: 80 },
   model: { re: /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, max: 80 },
-  tag: { re: /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, max: 80 },
+  // ollama caps tags at 80 characters; OCI tools may push up to 128 with the same grammar.
+  tag: { re: /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, max: 128 },
 } as const;
 
 export type NamePart = keyof typeof PART_RULES;

@@ -93,8 +93,11 @@ test('a tensor model is pushed by the transfer client (POST ?digest + X-Content-
     assert.equal(last.reqHeaders['x-content-length'], String(b.size));
     assert.equal(last.reqHeaders['user-agent'], TRANSFER_USER_AGENT);
   }
-  // Concurrent 401s share one token request.
-  assert.equal(res.requests.filter((r) => r.url.includes('/v2/token?')).length, 1);
+  // Concurrent 401s share one token request per scope: a pull token for the (challenged) HEADs, then a push token.
+  const scopes = res.requests.filter((r) => r.url.includes('/v2/token?')).map((r) => decodeURIComponent(/scope=([^&]+)/.exec(r.url)![1]!));
+  assert.equal(scopes.length, 2, scopes.join(' '));
+  assert.match(scopes[0]!, /:pull$/);
+  assert.match(scopes[1]!, /:pull,push$|:push,pull$|:push$/);
   const patches = res.requests.filter((r) => r.method === 'PATCH');
   assert.equal(patches.length, m.blobs.length); // every blob is below 100 MiB: one part each
   assert.ok(patches.every((p) => p.status === 202 && p.reqHeaders['x-redirect-uploads'] === '1'));

@@ -15,6 +15,7 @@ export function gcSummary(r: GcReport, graceSeconds: number, maxSize: number): s
       (r.blobs.rescued ? `, ${r.blobs.rescued} referenced again during the run (kept)` : ''),
   ];
   for (const e of r.evicted) lines.push(`${r.dryRun ? 'would evict' : 'evicted'} ${e.name} (last pulled ${formatAgo(e.lastPulled)}; frees ${formatBytes(e.freed)})`);
+  for (const n of r.untaggedRemoved) lines.push(`${r.dryRun ? 'would remove' : 'removed'} untagged manifest ${n}`);
   lines.push(`${would} ${r.removed.length} blob(s), ${formatBytes(r.bytesFreed)}`);
   if (r.staging.removed.length) lines.push(`${would} ${r.staging.removed.length} leftover staging file(s)/folder(s), ${formatBytes(r.staging.bytes)}`);
   lines.push(`blobs ${r.dryRun ? 'would take' : 'take'} ${formatBytes(r.usedBytes)}${maxSize ? ` of the ${formatBytes(maxSize)} cap` : ''}`);

@@ -33,7 +33,8 @@ export function needOf(route: V2Route, method: string): Need {
       return { action: 'push', namespace: route.namespace, model: route.model };
     case 'manifest':
     case 'blob':
-    case 'tags': {
+    case 'tags':
+    case 'referrers': {
       const action: Action = method === 'PUT' ? 'push' : method === 'DELETE' ? 'delete' : 'pull';
       return { action, namespace: route.namespace, model: route.model };
     }

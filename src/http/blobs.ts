@@ -1,14 +1,31 @@
 // Blob reads, shaped by what ollama's downloader needs (protocol §2.3, §3.3):
 // HEAD answers directly with the exact size; a GET without Range answers 200 *with* a Location
 // header (ollama's probe reads only the headers and hangs up); a ranged GET answers 206.
+import { RegistryError } from '../errors.js';
 import type { Handler } from './context.js';
-import { blobLocation } from './auth.js';
+import { blobLocation, challenge, needOf } from './auth.js';
 import { blobUnknown, mountOnHead, reachableThrough } from './blob-access.js';
 import { getBlobThroughCache } from './blob-fill.js';
 import { parseRange } from './range.js';
+import { ManifestIndex } from '../registry/manifest-index.js';
+import { deletingOff } from './manifests.js';
 import { isClientGone } from './respond.js';
 
 export type BlobRoute = { kind: 'blob'; namespace: string; model: string; digest: string };
+
+/**
+ * A blob this requester cannot reach here. Sent without credentials to a registry where someone
+ * could have pushed it, the answer is a 401 challenge, whether the blob exists or not (so it
+ * confirms nothing): OCI clients send credentials only after one, and then reach the blobs they
+ * uploaded themselves. Otherwise 404, the same for hidden and missing blobs.
+ */
+function hiddenOrUnknown(ctx: Parameters<Handler<BlobRoute>>[0]): RegistryError {
+  const { app, req, route } = ctx;
+  if (!req.headers.authorization && !ctx.url.searchParams.has('sig') && !app.auth.store.empty()) {
+    return challenge(req, needOf(route, req.method ?? 'GET'), `blob unknown: ${route.digest} is not in ${route.namespace}/${route.model} for anonymous readers; sign in to read blobs you pushed`);
+  }
+  return blobUnknown(app, route.digest, route);
+}
 
 export const getBlob: Handler<BlobRoute> = async (ctx) => {
   const { app, req, res, route } = ctx;
@@ -16,7 +33,7 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
   // Only through a repository that references it (or that this requester put it into).
   const reachable = (await reachableThrough(app, ctx.principal, digest, route))
     || (req.method === 'HEAD' && (await mountOnHead(app, ctx.principal, digest, route)));
-  if (!reachable) throw blobUnknown(app, digest, route);
+  if (!reachable) throw hiddenOrUnknown(ctx);
   const size = await app.blobs.size(digest);
   if (app.cache && size !== null) app.metrics.cacheLookups.inc({ result: 'hit' });
   if (size === null) {
@@ -51,4 +68,25 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
   } catch (e) {
     if (!isClientGone(e, res)) throw e;
   }
+};
+
+/**
+ * DELETE of a blob (OCI), when allowDelete is on and the requester may delete in the repository.
+ * Blobs are shared by every repository and host folder here, so one that any manifest still
+ * needs is refused: deleting it would break models the requester may not even see.
+ */
+export const deleteBlob: Handler<BlobRoute> = async (ctx) => {
+  const { app, req, res, route } = ctx;
+  if (!app.config.allowDelete) throw deletingOff('GET, HEAD');
+  // Only through a repository that can reach it: a blob another repository's push uploaded is not this one's to delete.
+  if (!(await reachableThrough(app, ctx.principal, route.digest, route)) || (await app.blobs.size(route.digest)) === null) throw blobUnknown(app, route.digest, route);
+  const index = new ManifestIndex(app.driver);
+  await index.refresh();
+  if (index.has(route.digest)) {
+    throw new RegistryError('DENIED', `blob ${route.digest} is still used by a manifest; delete the manifests that use it (gc then removes the blob)`);
+  }
+  await app.blobs.delete(route.digest);
+  app.log.info({ audit: 'blob-deleted', who: ctx.principal?.label, name: `${route.namespace}/${route.model}`, digest: route.digest, ip: req.socket.remoteAddress }, 'blob-deleted');
+  res.writeHead(202, { 'Content-Length': 0 });
+  res.end();
 };

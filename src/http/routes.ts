@@ -6,7 +6,9 @@ import { checkPart, digestHex } from '../names.js';
 export type V2Route =
   | { kind: 'ping' }
   | { kind: 'catalog' }
-  | { kind: 'manifest'; namespace: string; model: string; reference: string }
+  // `invalid`: the tag is not valid; reads answer MANIFEST_UNKNOWN, a PUT this error (OCI).
+  | { kind: 'manifest'; namespace: string; model: string; reference: string; invalid?: RegistryError }
+  | { kind: 'referrers'; namespace: string; model: string; digest: string }
   | { kind: 'blob'; namespace: string; model: string; digest: string }
   | { kind: 'uploads'; namespace: string; model: string; id?: string }
   | { kind: 'tags'; namespace: string; model: string };
@@ -44,8 +46,18 @@ export function parseV2Path(pathname: string): V2Route | null {
   if (n >= 3 && segs[n - 2] === 'manifests') {
     const name = repo(segs.slice(0, n - 2));
     const ref = segs[n - 1]!;
-    const reference = ref.includes(':') ? (digestHex(ref), ref) : checkPart('tag', ref);
-    return { kind: 'manifest', ...name, reference };
+    if (ref.includes(':')) return { kind: 'manifest', ...name, reference: (digestHex(ref), ref) };
+    try {
+      return { kind: 'manifest', ...name, reference: checkPart('tag', ref) };
+    } catch (e) {
+      return { kind: 'manifest', ...name, reference: ref.slice(0, 200), invalid: e as RegistryError };
+    }
+  }
+  if (n >= 3 && segs[n - 2] === 'referrers') {
+    const name = repo(segs.slice(0, n - 2));
+    const digest = segs[n - 1]!;
+    digestHex(digest);
+    return { kind: 'referrers', ...name, digest };
   }
   if (n >= 3 && segs[n - 2] === 'blobs') {
     const name = repo(segs.slice(0, n - 2));

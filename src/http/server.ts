@@ -7,11 +7,12 @@ import type { AddressInfo } from 'node:net';
 import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
 import { bytesSource, countBodyBytes } from '../metrics.js';
-import { getBlob } from './blobs.js';
+import { deleteBlob, getBlob } from './blobs.js';
 import type { Ctx, Handler } from './context.js';
 import { catalog, ping, tagsList } from './listing.js';
 import { authorize, TOKEN_PATH, tokenEndpoint } from './auth.js';
-import { deleteManifest, getManifest, putManifest } from './manifests.js';
+import { deleteManifest, deletingOff, getManifest, putManifest } from './manifests.js';
+import { referrers } from './referrers.js';
 import { postPull } from './pull.js';
 import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
 import { SECURITY_HEADERS, sendError } from './respond.js';
@@ -28,9 +29,10 @@ export function v2Handlers(): HandlerTable {
     ping: { GET: ping, HEAD: ping },
     catalog: { GET: catalog },
     manifest: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
-    blob: { GET: getBlob, HEAD: getBlob },
+    blob: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob },
     uploads: { POST: postUpload, PATCH: patchUpload, PUT: putUpload, GET: getUpload, DELETE: deleteUpload },
     tags: { GET: tagsList },
+    referrers: { GET: referrers },
   };
 }
 
@@ -82,7 +84,8 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
           routeKind = url.pathname;
           return await h(app, req, res, url);
         }
-        throw new RegistryError('NOT_FOUND', `no such endpoint: ${req.method} ${rawPath.slice(0, 100)}`);
+        // Under /v2/ an OCI client must get an OCI error code (distribution-spec: NAME_UNKNOWN).
+        throw new RegistryError(rawPath.startsWith('/v2/') ? 'NAME_UNKNOWN' : 'NOT_FOUND', `no such endpoint: ${req.method} ${rawPath.slice(0, 100)}`);
       }
       routeKind = route.kind;
       res.setHeader('Docker-Distribution-Api-Version', 'registry/2.0');
@@ -90,9 +93,11 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
       const handler = methods[req.method ?? ''];
       if (!handler) {
         const allow = Object.keys(methods).join(', ');
-        const why = WRITE_METHODS.has(req.method ?? '') && !Object.keys(methods).some((m) => WRITE_METHODS.has(m))
-          ? 'this registry does not accept pushes' : `${req.method} is not supported on this endpoint`;
-        throw new RegistryError('UNSUPPORTED', why, { headers: { Allow: allow || 'GET, HEAD' } });
+        throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this endpoint (allowed: ${allow || 'GET, HEAD'})`, { headers: { Allow: allow || 'GET, HEAD' } });
+      }
+      // No sign-in only to learn that nothing can be deleted here.
+      if (req.method === 'DELETE' && !app.config.allowDelete && (route.kind === 'blob' || route.kind === 'manifest')) {
+        throw deletingOff(route.kind === 'blob' ? 'GET, HEAD' : 'GET, HEAD, PUT');
       }
       const principal = await authorize(app, req, route, url);
       if (principal.kind === 'key' || principal.kind === 'user') who = principal.label;

@@ -13,12 +13,16 @@
 // rewrites (rm, gc) are found by a walk of the whole tree, in the background every few seconds
 // while requests come.
 import type { Driver } from '../storage/driver.js';
+import { childManifests, referencedDigests } from './manifest-format.js';
 import { ManifestIndex, type ManifestEntry } from './manifest-index.js';
+import { readBlobManifest } from './manifest-tree.js';
 
 const RECHECK_MS = 1000;
 const RECHECKS_MAX = 10_000;
 const BACKGROUND_WALK_MS = 5000;
 const GRANTS_MAX = 100_000;
+/** Child manifests read per miss at most (a list of lists of lists is not a reason to read forever). */
+const TREE_READS_MAX = 256;
 
 export interface RepoName {
   namespace: string;
@@ -47,11 +51,15 @@ export class BlobAccess {
   private walkedAt = -Infinity;
   /** Repository key → the last re-read of its manifest files after a miss. */
   private rechecks = new Map<string, { at: number; done: Promise<void> }>();
+  /** repository key → child manifest digest (a list's child, a subject) → how many manifests name it. */
+  private childrenOf = new Map<string, Map<string, number>>();
+  /** child manifest digest → what it names (content-addressed, so never stale). */
+  private treeCache = new Map<string, { digests: string[]; children: string[] } | null>();
   /** Index updates run one at a time, so a walk and a single-file update never interleave. */
   private queue: Promise<void> = Promise.resolve();
 
   /** `keysOf`: the storage keys of a repository's manifest files (every host folder, every tag). */
-  constructor(driver: Driver, private readonly opts: {
+  constructor(private readonly driver: Driver, private readonly opts: {
     grantTtlMs: number;
     keysOf: (repo: RepoName) => Promise<string[]>;
     /** Grants that outlive a restart (blobs committed by pushes still in progress), loaded once at start. */
@@ -68,6 +76,15 @@ export class BlobAccess {
     if (!e?.ref) return; // names the registry never serves
     const repo = repoKey(e.ref);
     if (!this.names.has(repo)) this.names.set(repo, { namespace: e.ref.namespace, model: e.ref.model });
+    const kids = this.childrenOf.get(repo) ?? new Map<string, number>();
+    // A list's children only: a `subject` may name any digest unchecked, so it opens no tree.
+    for (const c of (e.children ?? []).filter((d) => e.blobs.some((b) => b.digest === d))) {
+      const n = (kids.get(c) ?? 0) + by;
+      if (n > 0) kids.set(c, n);
+      else kids.delete(c);
+    }
+    if (kids.size) this.childrenOf.set(repo, kids);
+    else this.childrenOf.delete(repo);
     for (const { digest } of e.blobs) {
       let m = this.byDigest.get(digest);
       if (!m) {
@@ -140,7 +157,36 @@ export class BlobAccess {
     const key = repoKey(repo);
     if (this.visible(digest, key, subject)) return true;
     await this.recheck(repo, key);
-    return this.visible(digest, key, subject);
+    return this.visible(digest, key, subject) || (await this.inTree(digest, key));
+  }
+
+  /**
+   * Whether a child manifest of this repository's lists (kept as a blob: ollama's list, an OCI
+   * index's children pushed by digest) names the blob, at any depth. Read only on a miss.
+   */
+  private async inTree(digest: string, repo: string): Promise<boolean> {
+    const queue = [...(this.childrenOf.get(repo)?.keys() ?? [])];
+    const seen = new Set<string>();
+    while (queue.length && seen.size < TREE_READS_MAX) {
+      const child = queue.shift()!;
+      if (seen.has(child)) continue;
+      seen.add(child);
+      if (child === digest) return true;
+      let names = this.treeCache.get(child);
+      if (names === undefined) {
+        const m = await readBlobManifest(this.driver, child);
+        // Absent yet (a cache fetches children later): not remembered, so it is read again when it lands.
+        names = m && { digests: referencedDigests(m.manifest).map((d) => d.digest), children: childManifests(m.manifest).map((d) => d.digest) };
+        if (names) {
+          if (this.treeCache.size > 10_000) this.treeCache.clear();
+          this.treeCache.set(child, names);
+        }
+      }
+      if (!names) continue;
+      if (names.digests.includes(digest)) return true;
+      queue.push(...names.children);
+    }
+    return false;
   }
 
   /**

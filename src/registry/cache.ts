@@ -155,7 +155,10 @@ export class PullThrough {
         }
         if (isDigest(reference)) {
           if (sha256Digest(bytes) !== reference) throw new UpstreamError(up.name, 'invalid', `${up.describe()} answered a manifest whose digest is not ${reference}`);
-          return { manifest: { host: up.host, namespace, model, tag: reference, bytes, digest: reference, mediaType: manifestContentType(bytes), mtimeMs: Date.now() }, cache: 'miss' };
+          // Kept as an untagged manifest of the upstream's host folder: an index's children stay
+          // readable offline, and gc keeps them while the cached index names them.
+          await this.deps.manifests.putUntagged(up.host, namespace, model, bytes);
+          return { manifest: { host: up.host, namespace, model, tag: reference, untagged: true, bytes, digest: reference, mediaType: manifestContentType(bytes), mtimeMs: Date.now() }, cache: 'miss' };
         }
         const sameHost = cached && cached.host.toLowerCase() === up.host.toLowerCase();
         const ref = sameHost ? { host: cached!.host, namespace: cached!.namespace, model: cached!.model, tag: cached!.tag } : { host: up.host, namespace, model, tag: reference };

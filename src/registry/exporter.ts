@@ -16,7 +16,8 @@ import { blobKey } from '../storage/layout.js';
 import { HashingStream } from './hashing.js';
 import { findByName } from './lookup.js';
 import { ManifestIndex, refName } from './manifest-index.js';
-import { parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
+import { parseManifest, type Descriptor } from './manifest-format.js';
+import { treeDigests } from './manifest-tree.js';
 import type { ManifestRef } from './manifests.js';
 
 export interface ExportSelection {
@@ -85,7 +86,7 @@ export async function planExport(app: App, sel: ExportSelection): Promise<Export
     seenTags.add(name);
     const m = await app.manifests.read(ref);
     if (!m) throw new Error(`${name} was removed while exporting`);
-    const blobs = referencedDigests(parseManifest(m.bytes));
+    const blobs = await treeDigests(app.driver, parseManifest(m.bytes)); // a list's children's blobs too
     if (sel.have?.tags.get(name.toLowerCase()) === m.digest || (sel.since !== undefined && m.mtimeMs < sel.since)) {
       plan.upToDate.push(name);
       continue;

@@ -9,6 +9,8 @@ import { digestHex } from '../names.js';
 import type { Logger } from '../log.js';
 import { lockHolder, lockText, type FsDriver } from '../storage/fs.js';
 import { fillDir, fillKey, fillsDir } from '../storage/layout.js';
+import { MAX_MANIFEST_BYTES, referencedDigests } from './manifest-format.js';
+import { readBlobManifest } from './manifest-tree.js';
 import { Fill, upstreamToRegistryError, type FillDeps, type FillSource } from './fill.js';
 import { FollowedFill, lockOwner, readFillState } from './fill-follow.js';
 import { IntervalSet } from './intervals.js';
@@ -166,6 +168,13 @@ export class Fills {
       }
       const fill = new Fill(digest, size, fh, have, src, index, this.deps);
       this.fills.set(digest, fill);
+      // A list's child manifest fetched as a blob: its layers' sizes need no upstream round trip then.
+      if (size <= MAX_MANIFEST_BYTES) {
+        void fill.settled.then(async () => {
+          const child = fill.verified ? await readBlobManifest(this.deps.driver, digest) : null;
+          if (child) this.learnSizes(referencedDigests(child.manifest));
+        }).catch(() => {});
+      }
       this.deps.metrics?.fillsInFlight.inc();
       void fill.settled.then(() => this.deps.metrics?.fillsInFlight.dec());
       void fill.settled.then(() => {

@@ -3,7 +3,8 @@
 // `User-Agent: ollama/<version>` are gated; other tools, and ollama dev builds (version 0.0.0,
 // which could be any commit), are not.
 import type { BlobStore } from './blobs.js';
-import { parseManifest } from './manifest-format.js';
+import { childManifests, parseManifest, type Manifest } from './manifest-format.js';
+import { readBlobManifest } from './manifest-tree.js';
 
 /** registry.ollama.ai's body, byte for byte: the stock client prints it after "412: ". */
 export const GATED_BODY =
@@ -70,16 +71,32 @@ async function configRequires(blobs: BlobStore, digest: string): Promise<string 
 export async function versionGate(blobs: BlobStore, manifestBytes: Buffer, userAgent: string | undefined): Promise<string | null> {
   const client = ollamaClientVersion(userAgent);
   if (!client || (client.nums.every((n) => n === 0) && !client.pre)) return null;
-  let configDigest: string | undefined;
+  let manifest: Manifest;
   try {
-    configDigest = parseManifest(manifestBytes).config?.digest;
+    manifest = parseManifest(manifestBytes);
   } catch {
     return null;
   }
-  if (!configDigest) return null;
-  const requires = await configRequires(blobs, configDigest);
-  if (!requires) return null;
-  const need = parseVersion(requires);
-  if (!need) return null;
-  return compareVersions(client, need) < 0 ? requires : null;
+  if (manifest.kind === 'image') return lacking(client, await requiresOf(blobs, manifest));
+  // A list (ollama's): the client picks a child, so it is refused only when it can use none of
+  // them; it is told the lowest version that would do.
+  let lowest: string | null = null;
+  for (const c of childManifests(manifest)) {
+    const child = await readBlobManifest(blobs.driver, c.digest);
+    if (!child) return null;
+    const need = lacking(client, await requiresOf(blobs, child.manifest));
+    if (!need) return null;
+    if (!lowest || compareVersions(parseVersion(need)!, parseVersion(lowest)!) < 0) lowest = need;
+  }
+  return lowest;
+}
+
+async function requiresOf(blobs: BlobStore, m: Manifest): Promise<string | null> {
+  return m.config ? (await configRequires(blobs, m.config.digest)) ?? null : null;
+}
+
+/** `requires` when the client is older than it, else null. */
+function lacking(client: Version, requires: string | null): string | null {
+  const need = requires ? parseVersion(requires) : null;
+  return need && compareVersions(client, need) < 0 ? requires : null;
 }

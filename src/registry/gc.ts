@@ -6,6 +6,8 @@
 //  - sweep: delete unreferenced blobs, but never one younger than the grace period (a push
 //    commits its blobs before its manifest; a fill publishes a blob before anyone references it),
 //    and re-check the references right before each delete;
+//  - manifests stored by digest only: kept while live (manifest-index.ts), else their marker goes
+//    and their bytes' blob with the sweep;
 //  - leftover staging files whose owning process is gone, and upload/fill folders that nobody can
 //    continue: idle for a day, or at once (after the grace period) when they hold no record to
 //    resume from (a fill without state.json and without a live lock holder; an upload folder
@@ -44,6 +46,8 @@ export interface GcReport {
   removed: Array<{ digest: string; size: number }>;
   bytesFreed: number;
   evicted: Array<{ name: string; lastPulled: number; freed: number }>;
+  /** Manifests stored by digest only that nothing kept (host/ns/model@digest); their blobs go in the sweep. */
+  untaggedRemoved: string[];
   staging: { removed: string[]; bytes: number };
   /** Blob bytes left (projected, for a dry run). */
   usedBytes: number;
@@ -73,7 +77,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   const report: GcReport = {
     dryRun: dry, manifests: index.list().length,
     blobs: { total: blobs.size, referenced: 0, young: 0, rescued: 0 },
-    removed: [], bytesFreed: 0, evicted: [], staging: { removed: [], bytes: 0 }, usedBytes: 0, overCap: 0,
+    removed: [], bytesFreed: 0, evicted: [], untaggedRemoved: [], staging: { removed: [], bytes: 0 }, usedBytes: 0, overCap: 0,
     warnings: index.list().filter((e) => e.error).map((e) => `${e.key}: ${e.error}` + (e.digests.length ? ` (the ${e.digests.length} blob(s) it names are kept)` : '')),
   };
   const isYoung = (b: BlobStat) => now - b.changedMs < opts.graceMs;
@@ -97,8 +101,19 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
     if (!dry) await index.refresh();
   }
 
+  // Untagged manifests no list, subject or tagged manifest keeps, past the grace period.
+  for (const u of index.deadUntagged(opts.graceMs, now)) {
+    if (!dry) {
+      const st = await app.driver.stat(u.key);
+      if (!st || now - st.mtimeMs < opts.graceMs) continue; // pushed again meanwhile
+      await app.driver.delete(u.key);
+    }
+    report.untaggedRemoved.push(u.name);
+  }
+  if (!dry && report.untaggedRemoved.length) await index.refresh();
+
   // Sweep.
-  const referenced = index.referenced(dry ? excluded : undefined);
+  const referenced = index.referenced(dry ? excluded : undefined, opts.graceMs, now);
   const candidates = [...blobs].filter(([d]) => !referenced.has(d));
   report.blobs.referenced = blobs.size - candidates.length;
   let lastRead = Date.now();

@@ -10,7 +10,8 @@ import type { App } from '../app.js';
 import { isRegistryError, RegistryError } from '../errors.js';
 import { digestFromBlobFileName, isValidPart } from '../names.js';
 import type { ImportEvent, ImportProblem, ImportReport } from './importer.js';
-import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests } from './manifest-format.js';
+import { MAX_MANIFEST_BYTES, parseManifest, type Manifest } from './manifest-format.js';
+import { adoptChildren, treeDigests } from './manifest-tree.js';
 import type { ManifestRef } from './manifests.js';
 
 type Target =
@@ -114,8 +115,10 @@ export async function importTar(app: App, input: Readable, onEvent: (e: ImportEv
   for (const m of manifests.values()) {
     const name = `${m.ref.host}/${m.ref.namespace}/${m.ref.model}:${m.ref.tag}`;
     let why: string | undefined;
+    let parsed: Manifest | undefined;
     try {
-      for (const d of referencedDigests(parseManifest(m.bytes))) {
+      parsed = parseManifest(m.bytes);
+      for (const d of await treeDigests(app.driver, parsed)) { // a list's children's blobs too
         const size = await app.blobs.size(d.digest);
         if (size === null) why = `needs blob ${d.digest}, which is ${bad.get(d.digest) ?? 'neither in the bundle nor in this registry'}`;
         else if (size !== d.size) why = `needs blob ${d.digest} of ${d.size} bytes; the one here has ${size}`;
@@ -134,6 +137,7 @@ export async function importTar(app: App, input: Readable, onEvent: (e: ImportEv
       await app.manifests.put(m.ref, m.bytes);
       (existing ? report.manifests.updated : report.manifests.added).push(name);
     }
+    if (parsed) await adoptChildren(app.manifests, m.ref, parsed);
   }
   return report;
 }

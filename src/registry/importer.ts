@@ -8,6 +8,7 @@ import { isRegistryError, RegistryError } from '../errors.js';
 import { digestHex, isValidPart } from '../names.js';
 import { stagingKey } from '../storage/layout.js';
 import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
+import { adoptChildren, readBlobManifest } from './manifest-tree.js';
 import type { ManifestRef } from './manifests.js';
 
 export interface ImportProblem {
@@ -131,10 +132,17 @@ export async function importFolder(app: App, src: string, onEvent: (e: ImportEve
       continue;
     }
     let missing: string | undefined;
-    for (const d of refs) {
+    const queue = [...refs];
+    const seen = new Set<string>();
+    for (let d = queue.shift(); d; d = queue.shift()) {
+      if (seen.has(d.digest)) continue;
+      seen.add(d.digest);
       if (!blobState.has(d.digest)) blobState.set(d.digest, await bringBlob(d));
       const why = blobState.get(d.digest);
       if (why && !missing) missing = `needs blob ${d.digest}, which is ${why}`;
+      // A list's child is a manifest kept as a blob: its blobs come too.
+      const child = why ? null : await readBlobManifest(app.driver, d.digest);
+      if (child) queue.push(...referencedDigests(child.manifest));
     }
     if (missing) {
       problem(report.skippedManifests, { file: ref.file, reason: missing });
@@ -146,6 +154,7 @@ export async function importFolder(app: App, src: string, onEvent: (e: ImportEve
       await app.manifests.put(ref, bytes);
       (existing ? report.manifests.updated : report.manifests.added).push(name);
     }
+    await adoptChildren(app.manifests, ref, parseManifest(bytes));
   }
   return report;
 }

@@ -1,11 +1,17 @@
 // Every manifest file of every host folder, with the blobs it references. gc, ls, verify and
 // export share it. refresh() re-reads only files whose stat changed, so gc can call it again
 // right before each delete without re-parsing the whole tree.
-import { isValidPart } from '../names.js';
+//
+// Manifests stored by digest only (.ollama-registry/untagged/…) and the children of lists
+// (manifests stored as blobs) are read too: a child's layers are referenced like the list's own.
+// An untagged manifest is live while a live list or `subject` names it, while it is a referrer
+// (`subject`) of a live manifest, or while it is younger than the caller's grace period.
+import { digestFromBlobFileName, isValidPart } from '../names.js';
 import { readAllIfExists, type Driver } from '../storage/driver.js';
-import { MANIFESTS, manifestTreeKey } from '../storage/layout.js';
+import { blobKey, MANIFESTS, manifestTreeKey, UNTAGGED } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
-import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
+import { childManifests, MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
+import { readBlobManifest } from './manifest-tree.js';
 import type { ManifestRef } from './manifests.js';
 
 const DIGEST_SCAN = /sha256:[0-9a-f]{64}/g;
@@ -28,6 +34,21 @@ export interface ManifestEntry {
   /** Why the file is not a usable manifest. */
   error?: string;
   mtimeMs: number;
+  /** Manifests named by digest that are read as blobs: a list's children, the subject. */
+  children: string[];
+}
+
+/** A manifest stored by digest only in one repository. */
+export interface UntaggedEntry {
+  key: string;
+  /** host/namespace/model@digest */
+  name: string;
+  digest: string;
+  /** Its own bytes' blob, what it references, and its subject. */
+  digests: string[];
+  children: string[];
+  subject?: string;
+  mtimeMs: number;
 }
 
 interface Cached extends ManifestEntry {
@@ -37,8 +58,20 @@ interface Cached extends ManifestEntry {
 /** Told of every entry that appears, changes (both set) or goes (next undefined). */
 export type IndexListener = (prev: ManifestEntry | undefined, next: ManifestEntry | undefined) => void;
 
+/** What a manifest names: blobs (its own references and subject) and manifests to read further. */
+function namesOf(bytes: Buffer): { digests: string[]; children: string[]; subject?: string } {
+  const m = parseManifest(bytes);
+  const subject = m.subject?.digest;
+  const digests = referencedDigests(m).map((d) => d.digest);
+  if (subject && !digests.includes(subject)) digests.push(subject);
+  return { digests, children: [...childManifests(m).map((d) => d.digest), ...(subject ? [subject] : [])], subject };
+}
+
 export class ManifestIndex {
   private entries = new Map<string, Cached>();
+  private untaggedEntries = new Map<string, UntaggedEntry>();
+  /** Manifests read from blobs, by digest (content-addressed: never stale). */
+  private blobManifests = new Map<string, { digests: string[]; children: string[] }>();
 
   constructor(private readonly driver: Driver, private readonly onChange?: IndexListener) {}
 
@@ -71,6 +104,8 @@ export class ManifestIndex {
       }
     }
     for (const key of [...this.entries.keys()]) if (!seen.has(key)) this.set(key, undefined);
+    await this.refreshUntagged();
+    await this.readChildren();
   }
 
   /** Re-read one manifest file (a key under manifests/) after a write or delete; cheap when unchanged. */
@@ -85,6 +120,66 @@ export class ManifestIndex {
     this.set(key, entry ? { ...entry, stamp } : undefined);
   }
 
+  /** Walk .ollama-registry/untagged/<host>/<namespace>/<model>/sha256-<hex>. */
+  private async refreshUntagged(): Promise<void> {
+    const d = this.driver;
+    const seen = new Set<string>();
+    const safe = (p: string) => p !== '' && p !== '.' && p !== '..' && !/[/\\\0]/.test(p);
+    for (const host of (await d.list(UNTAGGED)).filter(safe)) {
+      for (const ns of (await d.list(`${UNTAGGED}/${host}`)).filter(safe)) {
+        for (const model of (await d.list(`${UNTAGGED}/${host}/${ns}`)).filter(safe)) {
+          for (const file of await d.list(`${UNTAGGED}/${host}/${ns}/${model}`)) {
+            const digest = digestFromBlobFileName(file);
+            if (!digest || !file.startsWith('sha256-')) continue;
+            const key = `${UNTAGGED}/${host}/${ns}/${model}/${file}`;
+            const st = await d.stat(key);
+            if (!st || st.isDir) continue;
+            seen.add(key);
+            const had = this.untaggedEntries.get(key);
+            if (had && had.mtimeMs === st.mtimeMs) continue;
+            const entry: UntaggedEntry = { key, name: `${host}/${ns}/${model}@${digest}`, digest, digests: [digest], children: [], mtimeMs: st.mtimeMs };
+            const bytes = await readAllIfExists(d, blobKey(digest));
+            if (bytes && bytes.length <= MAX_MANIFEST_BYTES) {
+              try {
+                const n = namesOf(bytes);
+                entry.digests.push(...n.digests);
+                entry.children = n.children;
+                entry.subject = n.subject;
+              } catch {
+                entry.digests.push(...new Set(bytes.toString('latin1').match(DIGEST_SCAN) ?? []));
+              }
+            }
+            this.untaggedEntries.set(key, entry);
+          }
+        }
+      }
+    }
+    for (const key of this.untaggedEntries.keys()) if (!seen.has(key)) this.untaggedEntries.delete(key);
+  }
+
+  /** Read every child manifest (and theirs) that is stored as a blob. */
+  private async readChildren(): Promise<void> {
+    const queue = [...this.entries.values(), ...this.untaggedEntries.values()].flatMap((e) => e.children);
+    const tried = new Set<string>();
+    while (queue.length) {
+      const digest = queue.pop()!;
+      if (tried.has(digest)) continue;
+      tried.add(digest);
+      let known = this.blobManifests.get(digest);
+      if (!known) {
+        const child = await readBlobManifest(this.driver, digest);
+        if (!child) continue; // absent, or not a manifest: the blob itself is referenced, nothing more
+        known = namesOf(child.bytes);
+        this.blobManifests.set(digest, known);
+      }
+      queue.push(...known.children);
+    }
+  }
+
+  untagged(): UntaggedEntry[] {
+    return [...this.untaggedEntries.values()];
+  }
+
   private async read(key: string, [host, namespace, model, tag]: string[], size: number, mtimeMs: number): Promise<ManifestEntry | null> {
     const valid = isValidPart('host', host!) && isValidPart('namespace', namespace!) && isValidPart('model', model!) && isValidPart('tag', tag!);
     const base = {
@@ -92,17 +187,18 @@ export class ManifestIndex {
       name: `${host}/${namespace}/${model}:${tag}`, mtimeMs,
     };
     if (size > MAX_MANIFEST_BYTES) {
-      return { ...base, digest: '', blobs: [], size: 0, digests: [], error: `larger than ${MAX_MANIFEST_BYTES} bytes: not a manifest` };
+      return { ...base, digest: '', blobs: [], size: 0, digests: [], children: [], error: `larger than ${MAX_MANIFEST_BYTES} bytes: not a manifest` };
     }
     const bytes = await readAllIfExists(this.driver, key);
     if (!bytes) return null;
     const digest = sha256Digest(bytes);
     try {
       const blobs = referencedDigests(parseManifest(bytes));
-      return { ...base, digest, blobs, size: blobs.reduce((n, b) => n + b.size, 0), digests: blobs.map((b) => b.digest), error: valid ? undefined : 'not a valid ollama name' };
+      const n = namesOf(bytes);
+      return { ...base, digest, blobs, size: blobs.reduce((s, b) => s + b.size, 0), digests: n.digests, children: n.children, error: valid ? undefined : 'not a valid ollama name' };
     } catch (e) {
       const digests = [...new Set(bytes.toString('latin1').match(DIGEST_SCAN) ?? [])];
-      return { ...base, digest, blobs: [], size: 0, digests, error: (e as Error).message };
+      return { ...base, digest, blobs: [], size: 0, digests, children: [], error: (e as Error).message };
     }
   }
 
@@ -110,16 +206,57 @@ export class ManifestIndex {
     return [...this.entries.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  /** Every digest some manifest (other than the excluded keys) may reference. */
-  referenced(exclude?: Set<string>): Set<string> {
+  /**
+   * Every digest a live manifest (tagged ones other than the excluded keys, and live untagged
+   * ones) may reference, through list children read as blobs. Untagged manifests younger than
+   * graceMs are live; with the default every untagged one is.
+   */
+  referenced(exclude?: Set<string>, graceMs = Infinity, now = Date.now()): Set<string> {
+    return this.closure(exclude, graceMs, now).digests;
+  }
+
+  /** Untagged manifests that nothing keeps (see the file's comment); gc removes their markers. */
+  deadUntagged(graceMs: number, now = Date.now()): UntaggedEntry[] {
+    const live = this.closure(undefined, graceMs, now).untagged;
+    return this.untagged().filter((u) => !live.has(u.key));
+  }
+
+  private closure(exclude: Set<string> | undefined, graceMs: number, now: number): { digests: Set<string>; untagged: Set<string> } {
     const out = new Set<string>();
-    for (const e of this.entries.values()) if (!exclude?.has(e.key)) for (const d of e.digests) out.add(d);
-    return out;
+    const live = new Set<string>();
+    const add = (digests: string[], children: string[]) => {
+      const queue = [...children];
+      for (const d of digests) out.add(d);
+      while (queue.length) {
+        const c = queue.pop()!;
+        const m = this.blobManifests.get(c);
+        if (!m || live.has(`blob:${c}`)) continue;
+        live.add(`blob:${c}`);
+        for (const d of m.digests) out.add(d);
+        queue.push(...m.children);
+      }
+    };
+    for (const e of this.entries.values()) {
+      if (exclude?.has(e.key)) continue;
+      out.add(e.digest);
+      add(e.digests, e.children);
+    }
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const u of this.untaggedEntries.values()) {
+        if (live.has(u.key)) continue;
+        if (now - u.mtimeMs < graceMs || out.has(u.digest) || (u.subject !== undefined && out.has(u.subject))) {
+          live.add(u.key);
+          add(u.digests, u.children);
+          grew = true;
+        }
+      }
+    }
+    return { digests: out, untagged: live };
   }
 
   has(digest: string): boolean {
-    for (const e of this.entries.values()) if (e.digests.includes(digest)) return true;
-    return false;
+    return this.referenced().has(digest);
   }
 }
 

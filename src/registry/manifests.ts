@@ -8,9 +8,9 @@
 // name; then `hosts` (default registry.ollama.ai). Names match case-insensitively; spelling is
 // preserved, and a push to an existing name in the push host keeps that name's first spelling.
 import { RegistryError } from '../errors.js';
-import { isDigest, isValidPart } from '../names.js';
+import { digestFromBlobFileName, isDigest, isValidPart } from '../names.js';
 import { readAllIfExists, type Driver, type Stat } from '../storage/driver.js';
-import { MANIFESTS, manifestDir, manifestKey } from '../storage/layout.js';
+import { blobKey, MANIFESTS, manifestDir, manifestKey, UNTAGGED, untaggedDir, untaggedKey } from '../storage/layout.js';
 import { sha256Digest } from './hashing.js';
 import { manifestContentType } from './manifest-format.js';
 
@@ -29,6 +29,8 @@ export interface StoredManifest extends ManifestRef {
   digest: string;
   mediaType: string;
   mtimeMs: number;
+  /** Stored by digest only (`tag` is then the digest): not a tag of an ollama name. */
+  untagged?: true;
 }
 
 export interface Repo {
@@ -59,17 +61,60 @@ export class ManifestStore {
     return hits.includes(name) ? [name, ...hits.filter((h) => h !== name)] : hits;
   }
 
-  /** Every host's spelling of a repository, in lookup order. */
-  async findRepos(namespace: string, model: string): Promise<Repo[]> {
+  /** Every host's spelling of a repository, in lookup order (in the untagged tree with `untagged`). */
+  async findRepos(namespace: string, model: string, untagged = false): Promise<Repo[]> {
     const out: Repo[] = [];
-    for (const host of await this.hosts()) {
-      for (const ns of await this.match(manifestDir(host), namespace, 'namespace')) {
-        for (const m of await this.match(manifestDir(host, ns), model, 'model')) {
+    const dir = untagged ? untaggedDir : manifestDir;
+    const hosts = untagged ? (await this.driver.list(UNTAGGED)).filter((h) => isValidPart('host', h)) : await this.hosts();
+    for (const host of hosts) {
+      for (const ns of await this.match(dir(host), namespace, 'namespace')) {
+        for (const m of await this.match(dir(host, ns), model, 'model')) {
           out.push({ host, namespace: ns, model: m });
         }
       }
     }
     return out;
+  }
+
+  /** A manifest stored by digest only in a repository (its bytes are the blob of that digest). */
+  private async findUntagged(namespace: string, model: string, digest: string): Promise<StoredManifest | null> {
+    for (const repo of await this.findRepos(namespace, model, true)) {
+      const st = await this.driver.stat(untaggedKey(repo.host, repo.namespace, repo.model, digest));
+      if (!st || st.isDir) continue;
+      const bytes = await readAllIfExists(this.driver, blobKey(digest));
+      if (bytes && sha256Digest(bytes) === digest) {
+        return { ...repo, tag: digest, untagged: true, bytes, digest, mediaType: manifestContentType(bytes), mtimeMs: st.mtimeMs };
+      }
+    }
+    return null;
+  }
+
+  /** Digests of the manifests stored by digest only in a repository (every spelling). */
+  async untaggedOf(namespace: string, model: string): Promise<string[]> {
+    const out = new Set<string>();
+    for (const repo of await this.findRepos(namespace, model, true)) {
+      for (const f of await this.driver.list(untaggedDir(repo.host, repo.namespace, repo.model))) {
+        const d = digestFromBlobFileName(f);
+        if (d && f.startsWith('sha256-')) out.add(d);
+      }
+    }
+    return [...out];
+  }
+
+  /**
+   * Store a manifest by digest only, in `host`: the bytes become the blob of their digest (a
+   * manifest is content-addressed, and blobs/ stays an ollama models folder), and a marker
+   * file says which repository holds it. Pushing it again renews the marker's time.
+   */
+  async putUntagged(host: string, namespace: string, model: string, bytes: Buffer): Promise<{ digest: string }> {
+    const digest = sha256Digest(bytes);
+    const st = await this.driver.stat(blobKey(digest));
+    if (!st || st.size !== bytes.length) await this.driver.write(blobKey(digest), bytes);
+    const ns = (await this.match(untaggedDir(host), namespace, 'namespace'))[0] ?? namespace;
+    const m = (await this.match(untaggedDir(host, ns), model, 'model'))[0] ?? model;
+    await this.driver.write(untaggedKey(host, ns, m, digest), Buffer.alloc(0));
+    this.forgetRecent();
+    return { digest };
   }
 
   private async load(ref: ManifestRef): Promise<StoredManifest | null> {
@@ -97,7 +142,7 @@ export class ManifestStore {
           if (m && m.digest === reference) return m;
         }
       }
-      return null;
+      return this.findUntagged(namespace, model, reference);
     }
     for (const repo of repos) {
       for (const tag of await this.match(manifestDir(repo.host, repo.namespace, repo.model), reference, 'tag')) {
@@ -156,7 +201,9 @@ export class ManifestStore {
     const hit = this.recent.get(k);
     if (hit && now - hit.at < RECENT_MS) {
       // One stat instead of a lookup: a tag rewritten in place (ollama, another registry process) shows at once.
-      const st = await this.statShared(manifestKey(hit.m.host, hit.m.namespace, hit.m.model, hit.m.tag));
+      const m = hit.m;
+      const st = await this.statShared(m.untagged ? untaggedKey(m.host, m.namespace, m.model, m.digest) : manifestKey(m.host, m.namespace, m.model, m.tag));
+      if (m.untagged && st && !st.isDir) return m;
       if (st && !st.isDir && st.mtimeMs === hit.m.mtimeMs && st.size === hit.m.bytes.length) return hit.m;
     }
     const gen = this.generation;
@@ -260,6 +307,17 @@ export class ManifestStore {
         await this.delete(ref);
         gone.push(ref);
       }
+    }
+    if (isDigest(reference)) {
+      for (const repo of await this.findRepos(namespace, model, true)) {
+        const key = untaggedKey(repo.host, repo.namespace, repo.model, reference);
+        if (!(await this.driver.stat(key))) continue;
+        await this.driver.delete(key);
+        await this.driver.delete(untaggedDir(repo.host, repo.namespace, repo.model));
+        await this.driver.delete(untaggedDir(repo.host, repo.namespace));
+        gone.push({ ...repo, tag: reference });
+      }
+      this.forgetRecent();
     }
     return gone;
   }

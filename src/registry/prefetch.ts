@@ -4,7 +4,8 @@ import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
 import { DEFAULT_HOST, formatName, parseModelName, type ModelName } from '../names.js';
 import type { Upstream } from '../upstream/client.js';
-import { referencedDigests, parseManifest } from './manifest-format.js';
+import { childManifests, referencedDigests, parseManifest } from './manifest-format.js';
+import { readBlobManifest } from './manifest-tree.js';
 
 export type PullEvent =
   | { status: string; digest?: string; total?: number; completed?: number; name?: string }
@@ -47,7 +48,9 @@ export async function prefetch(app: App, input: string, emit: (e: PullEvent) => 
   emit({ status: 'pulling manifest' });
   const a = await cache.manifest(name.namespace, name.model, name.tag, { upstreams: ups, maxAgeSeconds: 0 });
   if (a.cache === 'stale') emit({ status: `no upstream answered, using the cached manifest: ${a.reason ?? ''}` });
-  const layers = referencedDigests(parseManifest(a.manifest.bytes));
+  const top = parseManifest(a.manifest.bytes);
+  const layers = referencedDigests(top);
+  const seen = new Set(layers.map((d) => d.digest));
   const src = cache.blobSource(name.namespace, name.model, ups);
   let present = 0;
   let fetched = 0;
@@ -82,6 +85,21 @@ export async function prefetch(app: App, input: string, emit: (e: PullEvent) => 
       emit({ status, digest: d.digest, total: fill.size, completed: fill.size });
     }
   };
+  // A list's children are manifests fetched as blobs (ollama's manifest list): then their blobs.
+  const children = async () => {
+    for (const c of childManifests(top)) {
+      const child = await readBlobManifest(app.driver, c.digest);
+      for (const d of child ? referencedDigests(child.manifest) : []) {
+        if (!seen.has(d.digest)) {
+          seen.add(d.digest);
+          queue.push(d);
+          layers.push(d);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.blobsAtOnce ?? 3) }, worker));
+  await children();
   await Promise.all(Array.from({ length: Math.max(1, opts.blobsAtOnce ?? 3) }, worker));
   emit({ status: 'verifying sha256 digest' });
   emit({ status: 'writing manifest' });

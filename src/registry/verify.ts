@@ -6,6 +6,8 @@ import type { App } from '../app.js';
 import { digestFromBlobFileName } from '../names.js';
 import { BLOBS, blobKey, quarantineKey } from '../storage/layout.js';
 import { ManifestIndex } from './manifest-index.js';
+import { parseManifest } from './manifest-format.js';
+import { treeDigests } from './manifest-tree.js';
 
 export interface VerifyReport {
   blobs: { checked: number; bytes: number };
@@ -103,7 +105,9 @@ export async function verifyStore(app: App, opts: VerifyOptions = {}): Promise<V
       report.broken.push({ name: e.name, reason: e.error });
       continue;
     }
-    for (const d of e.blobs) {
+    // A list: its children's blobs too.
+    const blobs = e.children.length ? await treeDigests(app.driver, parseManifest(await app.driver.readAll(e.key))).catch(() => e.blobs) : e.blobs;
+    for (const d of blobs) {
       const size = await app.blobs.size(d.digest);
       let why: string | undefined;
       if (corrupt.has(d.digest)) why = `blob ${d.digest} is corrupt${quarantine ? ' (quarantined)' : ''}`;

@@ -16,6 +16,9 @@
 //     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
 //     last-pulled.json, pins.json                 last use of each tag; tags kept from eviction
 //     cas/<sha256 of a key>                       guard of one conditional write (fs driver only)
+//     untagged/<host>/<ns>/<model>/sha256-<hex>   a manifest pushed by digest only (its bytes are
+//                                                 the blob of that digest); the file marks which
+//                                                 repository holds it, its mtime when
 //
 // Each function re-checks its inputs, so a bug elsewhere cannot turn a name into a path
 // outside the data folder.
@@ -32,6 +35,19 @@ export function blobKey(digest: string): string {
 
 export function manifestKey(host: string, namespace: string, model: string, tag: string): string {
   return `${MANIFESTS}/${checkPart('host', host)}/${checkPart('namespace', namespace)}/${checkPart('model', model)}/${checkPart('tag', tag)}`;
+}
+
+export const UNTAGGED = `${STATE}/untagged`;
+
+/** Marker of a manifest stored by digest only in one repository. */
+export function untaggedKey(host: string, namespace: string, model: string, digest: string): string {
+  return `${untaggedDir(host, namespace, model)}/sha256-${digestHex(digest)}`;
+}
+
+/** One level of the untagged tree, as manifestDir is of the manifests tree. */
+export function untaggedDir(...parts: [host?: string, namespace?: string, model?: string]): string {
+  const kinds = ['host', 'namespace', 'model'] as const;
+  return [UNTAGGED, ...parts.map((p, i) => checkPart(kinds[i]!, p!))].join('/');
 }
 
 /** The folder (key prefix) that holds one level of the manifests tree. */

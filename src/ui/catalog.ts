@@ -8,6 +8,8 @@ import { isValidPart } from '../names.js';
 import { manifestDir, manifestKey } from '../storage/layout.js';
 import type { ModelSummary, TagSummary } from './client/api.js';
 import { sourceOf } from './hooks.js';
+import { artifactKind, configFacts } from './artifact.js';
+import { treeDigests } from '../registry/manifest-tree.js';
 
 export type { ModelSummary, TagSummary };
 
@@ -23,6 +25,7 @@ export interface ConfigInfo {
   parameterSize: string | null;
   quantization: string | null;
   contextLength: number | null;
+  platform: string | null;
 }
 
 const CONFIG_MAX = 1 << 20;
@@ -35,6 +38,8 @@ interface Parsed {
   summary: TagSummary;
   manifest: Manifest | null;
   config: ConfigInfo | null;
+  /** Every blob the tag needs (a list's children's too). */
+  blobs: Descriptor[];
 }
 
 // Per App (tests run several registries in one process). Config blobs are content-addressed,
@@ -68,8 +73,6 @@ export async function readBlobHead(app: App, digest: string, max: number): Promi
   return { bytes: Buffer.concat(chunks), size };
 }
 
-const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
-
 /** The config blob's fields, or null when it is absent or not a JSON object. */
 export async function readConfig(app: App, desc: Descriptor | undefined): Promise<ConfigInfo | null> {
   if (!desc) return null;
@@ -86,14 +89,7 @@ export async function readConfig(app: App, desc: Descriptor | undefined): Promis
   }
   if (!values || typeof values !== 'object' || Array.isArray(values)) return null;
   const v = values as Record<string, unknown>;
-  const ctx = v.context_length;
-  return remember(configs, desc.digest, {
-    values: v,
-    family: str(v.model_family) ?? (Array.isArray(v.model_families) ? str(v.model_families[0]) : null),
-    parameterSize: str(v.model_type),
-    quantization: str(v.file_type),
-    contextLength: typeof ctx === 'number' && Number.isSafeInteger(ctx) && ctx > 0 ? ctx : null,
-  });
+  return remember(configs, desc.digest, { values: v, ...configFacts(v) });
 }
 
 /** Run fn over items with at most `limit` at a time, keeping order. */
@@ -119,19 +115,22 @@ async function parse(app: App, stored: StoredManifest): Promise<Parsed> {
   const summary: TagSummary = {
     tag: stored.tag, size: 0, family: null, parameterSize: null, quantization: null, contextLength: null,
     modified: new Date(stored.mtimeMs).toISOString(), digest: stored.digest, id: stored.digest.slice(7, 19),
-    configMissing: false, missingBlobs: 0, shadowedBy: null, problem: null,
+    configMissing: false, missingBlobs: 0, shadowedBy: null, problem: null, kind: 'ollama', platform: null,
   };
-  const parsed: Parsed = { mtimeMs: stored.mtimeMs, bytes: stored.bytes.length, summary, manifest: null, config: null };
+  const parsed: Parsed = { mtimeMs: stored.mtimeMs, bytes: stored.bytes.length, summary, manifest: null, config: null, blobs: [] };
   try {
     parsed.manifest = parseManifest(stored.bytes);
   } catch (e) {
     summary.problem = (e as Error).message;
     return parsed;
   }
-  for (const d of blobsOf(parsed.manifest)) summary.size += d.size;
+  summary.kind = artifactKind(parsed.manifest);
+  // A list: its children and their blobs (what a pull of any of them may fetch).
+  parsed.blobs = parsed.manifest.kind === 'list' ? await treeDigests(app.driver, parsed.manifest) : blobsOf(parsed.manifest);
+  for (const d of parsed.blobs) summary.size += d.size;
   parsed.config = await readConfig(app, parsed.manifest.config);
   const c = parsed.config;
-  if (c) Object.assign(summary, { family: c.family, parameterSize: c.parameterSize, quantization: c.quantization, contextLength: c.contextLength });
+  if (c) Object.assign(summary, { family: c.family, parameterSize: c.parameterSize, quantization: c.quantization, contextLength: c.contextLength, platform: c.platform });
   return parsed;
 }
 
@@ -139,7 +138,7 @@ async function parse(app: App, stored: StoredManifest): Promise<Parsed> {
  * One tag's summary, or null when its manifest is gone. `sizes` memoises blob sizes (null =
  * absent) across a request: which blobs are present is checked on every request.
  */
-export async function summarise(app: App, ref: ManifestRef, sizes: Map<string, Promise<number | null>>, shadowedBy: string | null): Promise<{ summary: TagSummary; manifest: Manifest | null; config: ConfigInfo | null } | null> {
+export async function summarise(app: App, ref: ManifestRef, sizes: Map<string, Promise<number | null>>, shadowedBy: string | null): Promise<{ summary: TagSummary; manifest: Manifest | null; config: ConfigInfo | null; blobs: Descriptor[] } | null> {
   const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
   const tags = cacheOf(app).tags;
   const st = await app.driver.stat(key);
@@ -151,14 +150,14 @@ export async function summarise(app: App, ref: ManifestRef, sizes: Map<string, P
     parsed = remember(tags, key, await parse(app, stored));
   }
   const summary: TagSummary = { ...parsed.summary, shadowedBy, missingBlobs: 0 };
-  for (const d of parsed.manifest ? blobsOf(parsed.manifest) : []) {
+  for (const d of parsed.blobs) {
     let p = sizes.get(d.digest);
     if (!p) sizes.set(d.digest, (p = app.blobs.size(d.digest)));
     if ((await p) === null) summary.missingBlobs++;
   }
   const cfg = parsed.manifest?.config;
   summary.configMissing = !!cfg && (!parsed.config || (await sizes.get(cfg.digest)) === null);
-  return { summary, manifest: parsed.manifest, config: parsed.config };
+  return { summary, manifest: parsed.manifest, config: parsed.config, blobs: parsed.blobs };
 }
 
 const repoKey = (r: { host: string; namespace: string; model: string }) => `${r.host}/${r.namespace}/${r.model}`;
@@ -170,7 +169,7 @@ type Shadow = (ref: ManifestRef, present: ManifestRef[]) => Promise<string | nul
 async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map<string, Promise<number | null>>): Promise<ModelSummary[]> {
   const rows = (await mapLimit(refs, 16, async (ref) => {
     const got = await summarise(app, ref, sizes, null);
-    return got && { ref, summary: got.summary, blobs: got.manifest ? blobsOf(got.manifest) : [] };
+    return got && { ref, summary: got.summary, blobs: got.blobs };
   })).filter((r) => r !== null);
   const present = rows.map((r) => r.ref);
   for (const row of rows) row.summary.shadowedBy = await shadow(row.ref, present);

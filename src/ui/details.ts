@@ -5,6 +5,9 @@ import { RegistryError } from '../errors.js';
 import { checkPart } from '../names.js';
 import { readGgufInfo } from './gguf.js';
 import { modelEntry, readBlobHead, summarise } from './catalog.js';
+import { layerKind, textKind } from './artifact.js';
+import { childManifests, parseManifest, referencedDigests } from '../registry/manifest-format.js';
+import { readBlobManifest } from '../registry/manifest-tree.js';
 import type { LayerInfo, ModelDetails, TextLayer } from './client/api.js';
 
 export type { LayerInfo, ModelDetails };
@@ -12,7 +15,7 @@ export type { LayerInfo, ModelDetails };
 /** Text layers are shown up to this many bytes; the rest is a link to the blob. */
 export const TEXT_CAP = 64 * 1024;
 const GGUF_HEAD = 512 * 1024;
-const OLLAMA_TYPE = 'application/vnd.ollama.image.';
+const nested = (v: unknown): Record<string, unknown> => (v && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {});
 
 /** Decode capped bytes, dropping a character cut in half at the cap. */
 function decode(bytes: Buffer, truncated: boolean): string {
@@ -60,25 +63,39 @@ export async function modelDetails(app: App, host: string, namespace: string, mo
     config: null,
     contextLength: null,
     layers: [],
+    children: [],
     texts: { template: null, system: null, params: null, messages: null, licenses: [] },
   };
   if (!manifest) return details;
   if (manifest.config) {
     const size = await app.blobs.size(manifest.config.digest);
-    details.config = { digest: manifest.config.digest, size: manifest.config.size, present: size !== null, values: config ? plainValues(config.values) : {} };
+    // docker model and ModelPack configs keep their facts one level down, under "config".
+    const values = config ? { ...plainValues(config.values), ...plainValues(nested(config.values.config)) } : {};
+    details.config = { digest: manifest.config.digest, size: manifest.config.size, present: size !== null, values };
+  }
+  for (const c of childManifests(manifest)) {
+    const child = await readBlobManifest(app.driver, c.digest) ?? (await app.manifests.find(namespace, model, c.digest).then((m) => m && { manifest: parseManifest(m.bytes) }).catch(() => null));
+    const p = c.platform && typeof c.platform === 'object' ? c.platform as Record<string, unknown> : null;
+    details.children.push({
+      digest: c.digest, size: c.size, mediaType: typeof c.mediaType === 'string' ? c.mediaType : '', present: child !== null,
+      runner: typeof c.runner === 'string' ? c.runner : null, format: typeof c.format === 'string' ? c.format : null,
+      platform: p && typeof p.os === 'string' && typeof p.architecture === 'string' ? `${p.os}/${p.architecture}${typeof p.variant === 'string' ? `/${p.variant}` : ''}` : null,
+      blobsSize: child ? referencedDigests(child.manifest).reduce((n, d) => n + d.size, 0) : null,
+    });
   }
   let fromModel: number | null = null;
   for (const d of manifest.layers) {
     const mediaType = typeof d.mediaType === 'string' ? d.mediaType : '';
-    const kind = mediaType.startsWith(OLLAMA_TYPE) ? mediaType.slice(OLLAMA_TYPE.length) : mediaType;
+    const kind = layerKind(mediaType);
+    const text = textKind(kind);
     const present = (await app.blobs.size(d.digest)) !== null;
     details.layers.push({ mediaType, kind, digest: d.digest, size: d.size, present, from: typeof d.from === 'string' ? d.from : null });
     const t = details.texts;
-    if ((kind === 'template' || kind === 'prompt') && !t.template) t.template = await textLayer(app, d.digest, d.size);
-    else if (kind === 'system' && !t.system) t.system = await textLayer(app, d.digest, d.size);
-    else if (kind === 'messages' && !t.messages) t.messages = await textLayer(app, d.digest, d.size);
-    else if (kind === 'license') t.licenses.push(await textLayer(app, d.digest, d.size));
-    else if (kind === 'params' && !t.params) {
+    if (text === 'template' && !t.template) t.template = await textLayer(app, d.digest, d.size);
+    else if (text === 'system' && !t.system) t.system = await textLayer(app, d.digest, d.size);
+    else if (text === 'messages' && !t.messages) t.messages = await textLayer(app, d.digest, d.size);
+    else if (text === 'license') t.licenses.push(await textLayer(app, d.digest, d.size));
+    else if (text === 'params' && !t.params) {
       const layer = await textLayer(app, d.digest, d.size);
       let values: Record<string, unknown> | null = null;
       try {
@@ -86,7 +103,7 @@ export async function modelDetails(app: App, host: string, namespace: string, mo
         if (v && typeof v === 'object' && !Array.isArray(v)) values = v as Record<string, unknown>;
       } catch { /* shown as text */ }
       t.params = { ...layer, values };
-    } else if (kind === 'model' && present && fromModel === null) {
+    } else if ((kind === 'model' || kind.startsWith('gguf')) && present && fromModel === null) {
       const head = await readBlobHead(app, d.digest, GGUF_HEAD);
       fromModel = head ? readGgufInfo(head.bytes)?.contextLength ?? null : null;
     }

@@ -15,6 +15,7 @@ import { dropBody, header, readSmall, TooLarge, UpstreamError, USER_AGENT, withR
 import type { UpstreamConfig } from './config.js';
 import { OutboundGuard } from './guard.js';
 import type { KeySource } from './key.js';
+import { MANIFEST_TYPES } from '../registry/manifest-format.js';
 
 export { readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 
@@ -189,7 +190,8 @@ export class Upstream {
   /** GET a manifest by tag or digest; resolves with its bytes or rejects with UpstreamError. */
   async manifest(namespace: string, model: string, reference: string, userAgent?: string): Promise<{ bytes: Buffer; contentType?: string }> {
     const res = await this.send('GET', this.url(`v2/${namespace}/${model}/manifests/${reference}`), {
-      accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json',
+      // Every type the cache can store: it keeps a list and picks a child per client itself.
+      accept: MANIFEST_TYPES.join(', '),
       // Upstreams gate model versions by the client's User-Agent (412 "requires a newer version").
       ...(userAgent ? { 'user-agent': userAgent } : {}),
     });

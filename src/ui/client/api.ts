@@ -9,8 +9,14 @@ export interface Source {
   label: string;
 }
 
+/** What a tag holds: it decides the pull command the page shows. */
+export type ArtifactKind = 'ollama' | 'ollama-list' | 'docker-model' | 'modelpack' | 'image';
+
 export interface TagSummary {
   tag: string;
+  kind: ArtifactKind;
+  /** os/architecture of a container image (null for models and multi-platform images). */
+  platform: string | null;
   /** Layers + config, as `ollama list` shows it. */
   size: number;
   family: string | null;
@@ -62,6 +68,20 @@ export interface LayerInfo {
   from: string | null;
 }
 
+/** One child of a list: a variant of an ollama model (runner, format), or a platform of an image. */
+export interface ChildInfo {
+  digest: string;
+  size: number;
+  mediaType: string;
+  /** The child manifest is here. */
+  present: boolean;
+  runner: string | null;
+  format: string | null;
+  platform: string | null;
+  /** Layers + config of the child, when it is here. */
+  blobsSize: number | null;
+}
+
 export interface ModelDetails {
   model: ModelSummary;
   tag: TagSummary;
@@ -70,6 +90,8 @@ export interface ModelDetails {
   /** What the model was trained for (`ollama show`'s context length), from the config or the GGUF header. */
   contextLength: { value: number; from: 'config' | 'model file' } | null;
   layers: LayerInfo[];
+  /** A list's children ([] for an image). */
+  children: ChildInfo[];
   texts: {
     template: TextLayer | null;
     system: TextLayer | null;

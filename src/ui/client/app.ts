@@ -3,7 +3,7 @@
 // reorder them, so 500 models stay instant.
 import { renderAccount, renderPrefetch } from './actions.js';
 import { renderModel } from './model.js';
-import { ApiError, el, formatAgo, formatBytes, getJson, modelHash, nav, onSessionChange, type CatalogResponse, type ModelSummary } from './util.js';
+import { ApiError, el, formatAgo, formatBytes, getJson, KIND_LABELS, modelHash, nav, onSessionChange, type CatalogResponse, type ModelSummary } from './util.js';
 
 type SortKey = 'name' | 'size' | 'date';
 
@@ -58,6 +58,8 @@ function rowFor(m: ModelSummary): Row {
   const badge = nameCell!.lastElementChild as HTMLElement;
   badge.className = `badge ${m.source.kind}`;
   badge.textContent = m.source.kind === 'pushed' ? 'pushed' : `from ${m.source.label}`;
+  const kinds = distinct(m.tags.map((t) => KIND_LABELS[t.kind]));
+  if (kinds) badge.after(el('span', { class: 'badge kind' }, kinds));
   for (const t of m.tags.slice(0, 6)) tagsCell!.append(el('a', { class: 'chip', href: modelHash(m, t.tag) }, t.tag));
   if (m.tags.length > 6) tagsCell!.append(el('span', { class: 'more' }, `+${m.tags.length - 6}`));
   family!.textContent = distinct(m.tags.map((t) => t.family)) || '—';
@@ -68,7 +70,7 @@ function rowFor(m: ModelSummary): Row {
   time.dateTime = m.modified;
   time.title = dateFormat.format(new Date(m.modified));
   time.textContent = formatAgo(m.modified);
-  const text = SEP + [m.host, `${m.namespace}/${m.model}`, m.source.label, ...m.tags.map((t) => t.tag),
+  const text = SEP + [m.host, `${m.namespace}/${m.model}`, m.source.label, kinds, ...m.tags.map((t) => t.tag),
     ...m.tags.flatMap((t) => [t.family, t.parameterSize, t.quantization])].filter(Boolean).join(SEP).toLowerCase();
   // People look for the model's own name; the namespace and host only break ties.
   return { model: m, tr, text, name: `${m.model}\u0000${m.namespace}\u0000${m.host}`.toLowerCase() };

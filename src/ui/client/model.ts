@@ -1,6 +1,6 @@
 // A model's page: its tags, the commands to pull it, and the chosen tag's details and texts.
 import { deleteButton, renderAccount } from './actions.js';
-import { authHeaders, commands, copyLine, currentSession, el, errorOf, go, formatBytes, getJson, modelHash, nav, timeEl, type DetailsResponse, type TextLayer } from './util.js';
+import { authHeaders, commands, copyLine, KIND_LABELS, otherCommands, currentSession, el, errorOf, go, formatBytes, getJson, modelHash, nav, timeEl, type DetailsResponse, type TextLayer } from './util.js';
 
 function blobUrl(d: DetailsResponse, digest: string): string {
   return `/v2/${encodeURIComponent(d.model.namespace)}/${encodeURIComponent(d.model.model)}/blobs/${digest}`;
@@ -63,6 +63,14 @@ function dl(entries: Array<[string, Node | string | null]>): HTMLElement {
 
 function commandsSection(d: DetailsResponse): HTMLElement {
   const { namespace, model } = d.model;
+  const kind = d.tag.kind;
+  if (kind === 'docker-model' || kind === 'modelpack' || kind === 'image') {
+    const o = otherCommands(location, namespace, model, d.tag.tag, kind);
+    return el('section', { class: 'pull', 'aria-labelledby': 'pull-h' },
+      el('h2', { id: 'pull-h' }, kind === 'image' ? 'Pull the image' : 'Pull it with docker model'),
+      o.note ? el('p', { class: 'note' }, o.note) : null,
+      el('div', { class: 'os' }, ...o.lines.map(([label, text]) => copyLine(label, text))));
+  }
   const c = commands(location, namespace, model, d.tag.tag);
   const same = c.unix.pull === c.windows.pull;
   return el('section', { class: 'pull', 'aria-labelledby': 'pull-h' },
@@ -74,6 +82,20 @@ function commandsSection(d: DetailsResponse): HTMLElement {
     same ? null : el('div', { class: 'os' }, el('h3', null, 'Windows'),
       c.windowsNote ? el('p', { class: 'note' }, c.windowsNote) : null,
       copyLine('Pull', c.windows.pull), copyLine('Short name', c.windows.cp)));
+}
+
+/** A list's children: the variants of an ollama model (runner, format) or the platforms of an image. */
+function childrenSection(d: DetailsResponse): HTMLElement | null {
+  if (!d.children.length) return null;
+  const ollama = d.tag.kind === 'ollama-list';
+  const head = ollama ? ['Runner', 'Format'] : ['Platform'];
+  return el('section', { 'aria-labelledby': 'children-h' }, el('h2', { id: 'children-h' }, ollama ? 'Variants' : 'Platforms'),
+    el('table', { class: 'layers children' },
+      el('thead', null, el('tr', null, ...head.map((h) => el('th', { scope: 'col' }, h)), el('th', { scope: 'col', class: 'num' }, 'Size'), el('th', { scope: 'col' }, 'Digest'))),
+      el('tbody', null, ...d.children.map((c) => el('tr', { class: c.present ? null : 'missing' },
+        ...(ollama ? [c.runner ?? '—', c.format ?? '—'] : [c.platform ?? '—']).map((v) => el('td', null, v)),
+        el('td', { class: 'num' }, c.blobsSize === null ? el('span', { class: 'warn' }, 'missing') : formatBytes(c.blobsSize)),
+        el('td', null, el('code', { class: 'digest', title: c.digest }, c.digest.slice(7, 19))))))));
 }
 
 export async function renderModel(main: HTMLElement, host: string, ns: string, model: string, tag: string | null, loaded: () => void): Promise<void> {
@@ -103,6 +125,7 @@ export async function renderModel(main: HTMLElement, host: string, ns: string, m
     el('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, el('a', { href: nav.catalog }, '← All models')),
     el('h1', null, el('span', { class: 'ns' }, `${m.namespace}/`), m.model, el('span', { class: 'tagname' }, `:${t.tag}`)),
     el('p', { class: 'sub' }, el('span', { class: `badge ${m.source.kind}` }, m.source.kind === 'pushed' ? 'pushed' : `from ${m.source.label}`),
+      KIND_LABELS[t.kind] ? el('span', { class: 'badge kind' }, KIND_LABELS[t.kind]!) : null,
       ` host folder ${m.host} · updated `, timeEl(t.modified)),
     ...warnings.map((w) => el('p', { class: 'warn', role: 'alert' }, w)),
     el('nav', { 'aria-label': 'Tags' }, tags),
@@ -116,14 +139,16 @@ export async function renderModel(main: HTMLElement, host: string, ns: string, m
       ['Parameters', t.parameterSize ?? '—'],
       ['Quantization', t.quantization ?? '—'],
       ['Context length', ctx],
-      ['Format', typeof cfg.model_format === 'string' ? cfg.model_format : null],
+      ['Format', typeof cfg.model_format === 'string' ? cfg.model_format : typeof cfg.format === 'string' ? cfg.format : null],
+      ['Platform', t.platform],
       ['Requires ollama', typeof cfg.requires === 'string' ? cfg.requires : null],
       ['Size', `${formatBytes(t.size)} (${t.size.toLocaleString('en')} bytes)`],
-      ['ID (ollama list)', el('code', null, d.manifest.id)],
+      ['ID (ollama list)', t.kind === 'ollama' || t.kind === 'ollama-list' ? el('code', null, d.manifest.id) : null],
       ['Manifest digest', el('code', { class: 'digest' }, d.manifest.digest)],
       ['Config digest', d.config ? el('code', { class: 'digest' }, d.config.digest) : null],
     ])),
-    el('section', { 'aria-labelledby': 'layers-h' }, el('h2', { id: 'layers-h' }, 'Layers'), layers),
+    childrenSection(d),
+    d.layers.length ? el('section', { 'aria-labelledby': 'layers-h' }, el('h2', { id: 'layers-h' }, 'Layers'), layers) : null,
     textSection(d, 'Template', d.texts.template, true),
     textSection(d, 'System prompt', d.texts.system, true),
     paramsSection(d),

@@ -1,7 +1,7 @@
 // Shared by the page's modules: the API's types, DOM building (text only: model data never
 // reaches innerHTML), formatting, and the exact commands users copy.
 
-import type { ModelDetails, ModelSummary } from './api.js';
+import type { ArtifactKind, ModelDetails, ModelSummary } from './api.js';
 
 export type { LayerInfo, ModelSummary, Source, TagSummary, TextLayer } from './api.js';
 
@@ -139,6 +139,24 @@ export function commands(loc: { host: string; hostname: string; port: string; pr
     hostNote: loc.hostname.startsWith('[')
       ? 'ollama cannot use an IPv6 address in a model name: open this page by a host name or an IPv4 address.' : null,
   };
+}
+
+/** What each kind of artifact is called on the page (ollama models need no label). */
+export const KIND_LABELS: Record<ArtifactKind, string | null> = {
+  'ollama': null, 'ollama-list': 'ollama model list', 'docker-model': 'docker model', 'modelpack': 'ModelPack model', 'image': 'container image',
+};
+
+/**
+ * Pull commands for what is not an ollama model: `docker model pull` for docker model artifacts
+ * and ModelPack models, `docker pull` / `podman pull` for container images. Plain HTTP needs the
+ * registry in docker's insecure-registries; podman says so per command.
+ */
+export function otherCommands(loc: { host: string; protocol: string }, ns: string, model: string, tag: string, kind: ArtifactKind): { lines: Array<[string, string]>; note: string | null } {
+  const name = `${loc.host}/${ns}/${model}:${tag}`;
+  const https = loc.protocol === 'https:';
+  const note = https ? null : `This registry speaks plain HTTP: add ${loc.host} to "insecure-registries" in docker's daemon.json first.`;
+  if (kind === 'image') return { lines: [['docker', `docker pull ${name}`], ['podman', `podman pull ${https ? '' : '--tls-verify=false '}${name}`]], note };
+  return { lines: [['Pull', `docker model pull ${name}`]], note };
 }
 
 /** Copy text; the Clipboard API needs HTTPS or localhost, so plain-HTTP LAN pages fall back to a selection copy. */
