@@ -18,6 +18,7 @@ import { sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
 import { serviceRoutes } from './service.js';
 import { uiRoutes } from '../ui/routes.js';
+import { startMirror, type Mirror } from '../mirror/front.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
@@ -45,6 +46,8 @@ export function plainHandlers(): Map<string, PlainHandler> {
 export interface RegistryServer {
   server: Server;
   url: string;
+  /** The transparent mirror's TLS front, when `mirror` is configured. */
+  mirror?: Mirror;
   close(): Promise<void>;
 }
 
@@ -147,6 +150,13 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
       resolve();
     });
   });
+  let mirror: Mirror | undefined;
+  try {
+    mirror = app.config.mirror ? await startMirror(server, onRequest, app.config.mirror, app.config.offline, app.log) : undefined;
+  } catch (e) {
+    server.close();
+    throw e;
+  }
   const stopSweeper = app.uploads.startSweeper(app.config.uploadMaxAgeHours * 3600_000);
   server.once('close', stopSweeper);
   const addr = server.address() as AddressInfo;
@@ -155,7 +165,11 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   return {
     server,
     url,
-    close: () => closeServer(server, app.config.shutdownTimeoutSeconds * 1000),
+    mirror,
+    close: async () => {
+      await mirror?.close();
+      await closeServer(server, app.config.shutdownTimeoutSeconds * 1000);
+    },
   };
 }
 
