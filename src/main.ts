@@ -14,6 +14,7 @@ import { registerPin } from './cli/pin.js';
 import { registerRm } from './cli/rm.js';
 import { registerVerify } from './cli/verify.js';
 import { registerCa } from './cli/ca.js';
+import { registerClientSetup } from './cli/client-setup.js';
 import { VERSION } from './version.js';
 
 const program = new Command('ollama-registry')
@@ -37,5 +38,6 @@ registerExport(program);
 registerKeys(program);
 registerUsers(program);
 registerCa(program);
+registerClientSetup(program);
 
 await program.parseAsync(process.argv);

@@ -270,3 +270,34 @@ test('serve refuses a leaf for another name and an expired leaf, saying why', as
     assert.match(r.out, why);
   }
 });
+
+test('client-setup: prints each OS, applies and undoes the Linux drop-in with the CA fetched from /mirror/ca.pem', async () => {
+  const registry = `http://127.0.0.1:${proxyPort}`;
+  const served = await fetch(`${registry}/mirror/ca.pem`);
+  assert.equal(served.status, 200);
+  assert.deepEqual(Buffer.from(await served.arrayBuffer()), ca);
+  const web = await (await fetch(`${registry}/mirror/setup?os=windows`)).text();
+  assert.match(web, /certutil -user -addstore Root/);
+  assert.match(web, new RegExp(`setx HTTPS_PROXY ${registry}`));
+  for (const [os, want] of [['linux', /Environment="HTTPS_PROXY=/], ['macos', /security add-trusted-cert/], ['docker', /ollama-registry-ca\.pem:\/etc\/ssl\/certs\//]] as const) {
+    const r = await cli(['client-setup', '--os', os, '--registry', registry]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, want);
+  }
+  const dns = await cli(['client-setup', '--os', 'linux', '--mode', 'dns', '--registry', registry]);
+  assert.doesNotMatch(dns.out, /HTTPS_PROXY/);
+  assert.match(dns.out, /SSL_CERT_FILE/);
+  const prefix = await tempDir();
+  const applied = await cli(['client-setup', '--registry', registry, '--apply', '--prefix', prefix, '--no-restart']);
+  assert.equal(applied.code, 0, applied.out);
+  assert.deepEqual(await readFile(path.join(prefix, 'etc/ollama-registry/mirror-ca.pem')), ca);
+  const dropIn = await readFile(path.join(prefix, 'etc/systemd/system/ollama.service.d/ollama-registry-mirror.conf'), 'utf8');
+  assert.match(dropIn, new RegExp(`HTTPS_PROXY=${registry}`));
+  assert.match(dropIn, /NO_PROXY=localhost,127\.0\.0\.1,::1,127\.0\.0\.1/);
+  const undone = await cli(['client-setup', '--registry', registry, '--apply', '--uninstall', '--prefix', prefix, '--no-restart']);
+  assert.equal(undone.code, 0, undone.out);
+  await assert.rejects(stat(path.join(prefix, 'etc/ollama-registry/mirror-ca.pem')), { code: 'ENOENT' });
+  const bad = await cli(['client-setup', '--os', 'beos', '--registry', registry]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.out, /--os must be one of/);
+});

@@ -19,6 +19,7 @@ import { parseV2Path, type V2Route } from './routes.js';
 import { serviceRoutes } from './service.js';
 import { uiRoutes } from '../ui/routes.js';
 import { startMirror, type Mirror } from '../mirror/front.js';
+import { mirrorRoutes } from '../mirror/routes.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
@@ -40,7 +41,7 @@ export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse,
 
 /** The plain routes served by default. Other features add entries here. */
 export function plainHandlers(): Map<string, PlainHandler> {
-  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes(), ['/api/pull', postPull]]);
+  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), ['/api/pull', postPull]]);
 }
 
 export interface RegistryServer {
