@@ -15,6 +15,7 @@ import { registerRm } from './cli/rm.js';
 import { registerVerify } from './cli/verify.js';
 import { registerCa } from './cli/ca.js';
 import { registerClientSetup } from './cli/client-setup.js';
+import { registerDoctor } from './cli/doctor.js';
 import { VERSION } from './version.js';
 
 const program = new Command('ollama-registry')
@@ -39,5 +40,6 @@ registerKeys(program);
 registerUsers(program);
 registerCa(program);
 registerClientSetup(program);
+registerDoctor(program);
 
 await program.parseAsync(process.argv);

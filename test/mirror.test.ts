@@ -301,3 +301,26 @@ test('client-setup: prints each OS, applies and undoes the Linux drop-in with th
   assert.equal(bad.code, 2);
   assert.match(bad.out, /--os must be one of/);
 });
+
+test('doctor: all good with the proxy and the CA; says which part is wrong otherwise', async () => {
+  const doctor = async (env: NodeJS.ProcessEnv) => {
+    try {
+      const { stdout } = await run(process.execPath, [MAIN, 'doctor', '--self'], { timeout: 60_000, env: { PATH: process.env.PATH, ...env } });
+      return { code: 0, out: stdout };
+    } catch (e) {
+      const x = e as { code: number; stdout: string; stderr: string };
+      return { code: x.code, out: x.stdout + x.stderr };
+    }
+  };
+  const proxy = `http://127.0.0.1:${proxyPort}`;
+  const good = await doctor({ HTTPS_PROXY: proxy, NO_PROXY: 'localhost', SSL_CERT_FILE: path.join(dir, 'ca.pem') });
+  assert.equal(good.code, 0, good.out);
+  assert.match(good.out, /ok +TLS for registry\.ollama\.ai: certificate from "ollama-registry mirror CA" \(the mirror\)/);
+  assert.match(good.out, /all good/);
+  const excluded = await doctor({ HTTPS_PROXY: proxy, NO_PROXY: 'ollama.ai', SSL_CERT_FILE: path.join(dir, 'ca.pem') });
+  assert.match(excluded.out, /NO_PROXY entry ollama\.ai covers registry\.ollama\.ai/);
+  assert.equal(excluded.code, 1, excluded.out); // direct: this machine has no route to the real one
+  const untrusted = await doctor({ HTTPS_PROXY: proxy });
+  assert.equal(untrusted.code, 1);
+  assert.match(untrusted.out, /FAIL the certificate is not trusted .*SSL_CERT_FILE/);
+});
