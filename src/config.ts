@@ -8,6 +8,7 @@ import { DEFAULT_HOST, isValidPart } from './names.js';
 import { finishRouting, parseRoutes, parseUpstreams, upstreamFromUrl, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
 import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
 import { parseDuration, parseSize } from './units.js';
+import { applyMirrorKey, type MirrorConfig } from './mirror/config.js';
 
 export interface Config {
   /** The data folder: an ollama models folder plus .ollama-registry/. */
@@ -58,6 +59,8 @@ export interface Config {
   allowDelete: boolean;
   /** Push sessions untouched for this long are removed. */
   uploadMaxAgeHours: number;
+  /** Transparent mirror of registry.ollama.ai (proxy and DNS mode); absent when off. */
+  mirror?: MirrorConfig;
   auth: {
     /** Pulls need no credentials. Writes always do. */
     anonymousRead: boolean;
@@ -148,6 +151,12 @@ const ENV: Array<[string, string]> = [
   ['auth.anonymousRead', 'OLLAMA_REGISTRY_ANONYMOUS_READ'],
   ['auth.tokenTtlSeconds', 'OLLAMA_REGISTRY_TOKEN_TTL'],
   ['auth.blobUrlTtlSeconds', 'OLLAMA_REGISTRY_BLOB_URL_TTL'],
+  ['mirror.enabled', 'OLLAMA_REGISTRY_MIRROR'],
+  ['mirror.dir', 'OLLAMA_REGISTRY_MIRROR_DIR'],
+  ['mirror.hosts', 'OLLAMA_REGISTRY_MIRROR_HOSTS'],
+  ['mirror.listen', 'OLLAMA_REGISTRY_MIRROR_LISTEN'],
+  ['mirror.tunnel', 'OLLAMA_REGISTRY_MIRROR_TUNNEL'],
+  ['mirror.maxTunnels', ''],
 ];
 
 type Flat = Record<string, unknown>;
@@ -207,6 +216,16 @@ function apply(cfg: Config, flat: Flat, source: string): void {
       if (v === '' || typeof v === 'boolean' || !Number.isFinite(n) || n <= 0) throw new ConfigError(key, `expected a number > 0, got ${JSON.stringify(v)} (in ${source})`);
       return n;
     };
+    try {
+      const mirror = applyMirrorKey(cfg.mirror, key, raw, (v) => parseListen(v, key));
+      if (mirror !== false) {
+        cfg.mirror = mirror;
+        continue;
+      }
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      throw new ConfigError(key, `${(e as Error).message} (in ${source})`);
+    }
     try {
       if (applyUpstreamKey(cfg, key, raw)) continue;
     } catch (e) {

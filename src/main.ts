@@ -13,6 +13,9 @@ import { registerLs } from './cli/ls.js';
 import { registerPin } from './cli/pin.js';
 import { registerRm } from './cli/rm.js';
 import { registerVerify } from './cli/verify.js';
+import { registerCa } from './cli/ca.js';
+import { registerClientSetup } from './cli/client-setup.js';
+import { registerDoctor } from './cli/doctor.js';
 import { VERSION } from './version.js';
 
 const program = new Command('ollama-registry')
@@ -35,5 +38,8 @@ registerVerify(program);
 registerExport(program);
 registerKeys(program);
 registerUsers(program);
+registerCa(program);
+registerClientSetup(program);
+registerDoctor(program);
 
 await program.parseAsync(process.argv);

@@ -14,6 +14,8 @@ export function registerServe(program: Command): void {
     .option('--tls-key <file>', 'private key for --tls-cert (PEM)')
     .option('--upstream <url>', 'pull through from this registry for every namespace, e.g. https://registry.ollama.ai (env OLLAMA_REGISTRY_UPSTREAM)')
     .option('--upstream-key <file>', "the registry's ed25519 key for upstreams that want ollama's key sign-in (env OLLAMA_REGISTRY_UPSTREAM_KEY; default: made in the data folder)")
+    .option('--mirror [dir]', 'be a transparent mirror of registry.ollama.ai with the certificate from `ca init` (env OLLAMA_REGISTRY_MIRROR_DIR)')
+    .option('--mirror-listen <host:port>', 'also take TLS for the mirrored hosts here (DNS mode), e.g. 0.0.0.0:443')
     .option('--offline', 'never contact upstreams: serve what is cached (env OLLAMA_REGISTRY_OFFLINE)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|silent')
     .option('--log-format <format>', 'json|text|auto (auto: text on a terminal)')
@@ -24,6 +26,8 @@ export function registerServe(program: Command): void {
           listen: opts.listen, 'tls.cert': opts.tlsCert, 'tls.key': opts.tlsKey,
           'log.level': opts.logLevel, 'log.format': opts.logFormat, 'storage.maxSize': opts.maxSize,
           upstream: opts.upstream, upstreamKey: opts.upstreamKey, offline: opts.offline,
+          'mirror.enabled': opts.mirror ? true : undefined, 'mirror.dir': typeof opts.mirror === 'string' ? opts.mirror : undefined,
+          'mirror.listen': opts.mirrorListen,
         });
         const log = createLogger(config.log);
         const app = await openApp(config, log);
@@ -31,6 +35,7 @@ export function registerServe(program: Command): void {
         const storage = await storageCheck(app);
         if (storage !== 'ok') log.warn({ data: config.data, storage }, `the data folder is ${storage}: serving what it holds, but pushes, pull-through, gc and last-pull records will fail`);
         const srv = await startServer(app, { ...config.listen, tls: config.tls });
+        if (srv.mirror) log.info({ hosts: config.mirror!.hosts, dnsMode: srv.mirror.url, tunnel: config.mirror!.tunnel }, 'transparent mirror: CONNECT on the main port' + (srv.mirror.url ? ' and TLS on its own' : ''));
         log.info({ url: srv.url, data: config.data, upstreams: config.upstreams.map((u) => u.url), offline: config.offline || undefined, startupMs: Math.round(process.uptime() * 1000) }, 'ollama-registry is serving');
         const housekeeping = startHousekeeping(app);
         if (app.cache) {

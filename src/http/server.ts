@@ -19,6 +19,8 @@ import { SECURITY_HEADERS, sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
 import { serviceRoutes } from './service.js';
 import { uiRoutes } from '../ui/routes.js';
+import { startMirror, type Mirror } from '../mirror/front.js';
+import { mirrorRoutes } from '../mirror/routes.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
@@ -41,12 +43,14 @@ export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse,
 
 /** The plain routes served by default. Other features add entries here. */
 export function plainHandlers(): Map<string, PlainHandler> {
-  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes(), ['/api/pull', postPull]]);
+  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), ['/api/pull', postPull]]);
 }
 
 export interface RegistryServer {
   server: Server;
   url: string;
+  /** The transparent mirror's TLS front, when `mirror` is configured. */
+  mirror?: Mirror;
   close(): Promise<void>;
 }
 
@@ -156,6 +160,13 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   });
   // Load which blobs each repository references now, not on the first blob request.
   app.access.start().catch((e: unknown) => app.log.warn({ err: (e as Error).message }, 'could not read the manifests for blob access'));
+  let mirror: Mirror | undefined;
+  try {
+    mirror = app.config.mirror ? await startMirror(server, onRequest, app.config.mirror, app.config.offline, app.log) : undefined;
+  } catch (e) {
+    server.close();
+    throw e;
+  }
   const stopSweeper = app.uploads.startSweeper(app.config.uploadMaxAgeHours * 3600_000);
   server.once('close', stopSweeper);
   const addr = server.address() as AddressInfo;
@@ -164,7 +175,11 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   return {
     server,
     url,
-    close: () => closeServer(server, app.config.shutdownTimeoutSeconds * 1000),
+    mirror,
+    close: async () => {
+      await mirror?.close();
+      await closeServer(server, app.config.shutdownTimeoutSeconds * 1000);
+    },
   };
 }
 

@@ -1,0 +1,163 @@
+// The mirror's TLS front: one TLS endpoint for the intercepted hosts (proxy mode: reached
+// through CONNECT on the main port; DNS mode: its own listener, e.g. :443), feeding the same
+// request handler as the plain registry. CONNECT to any other target is tunnelled only when it is
+// on the allow-list and resolves to public addresses; everything else is refused with a reason
+// Go shows to the user (it prints the status line's reason phrase). Never an open relay.
+import { lookup } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import https from 'node:https';
+import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import tls, { type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { RegistryError } from '../errors.js';
+import { sendError } from '../http/respond.js';
+import { isInternalAddress } from './addresses.js';
+import { leafProblem } from './ca.js';
+import type { MirrorConfig } from './config.js';
+
+type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export interface Mirror {
+  front: https.Server;
+  /** https://host:port of the DNS-mode listener, when there is one. */
+  url?: string;
+  close(): Promise<void>;
+}
+
+const READ_METHODS = new Set(['GET', 'HEAD']);
+
+function refuse(socket: Duplex, status: number, reason: string): void {
+  // One line of ASCII: it becomes Go's error text ("Error: … ollama-registry: …").
+  const phrase = `ollama-registry: ${reason}`.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+  socket.end(`HTTP/1.1 ${status} ${phrase}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+}
+
+function splitTarget(authority: string | undefined): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(authority ?? '');
+  const port = m ? Number(m[3]) : NaN;
+  return m && port > 0 && port <= 65535 ? { host: (m[1] ?? m[2]!).toLowerCase(), port } : null;
+}
+
+function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
+  const certPath = path.join(cfg.dir, 'leaf.pem');
+  const keyPath = path.join(cfg.dir, 'leaf.key');
+  let cert: Buffer;
+  let key: Buffer;
+  try {
+    cert = readFileSync(certPath);
+    key = readFileSync(keyPath);
+  } catch (e) {
+    throw new Error(`mirror: cannot read the certificate in ${cfg.dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); make it with: ollama-registry ca init --dir ${cfg.dir}`);
+  }
+  const problem = leafProblem(cert.toString(), cfg.hosts);
+  if (problem) throw new Error(`mirror: ${certPath}: ${problem}`);
+  return { cert, key };
+}
+
+export async function startMirror(server: Server, handler: RequestHandler, cfg: MirrorConfig, offline: boolean, log: Logger): Promise<Mirror> {
+  const hosts = new Set(cfg.hosts);
+  const { cert, key } = loadLeaf(cfg);
+  const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+  const front = https.createServer({
+    cert, key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'],
+    // Only the intercepted names get a certificate: a handshake for any other name fails.
+    SNICallback: (name, cb) => (hosts.has(name.toLowerCase()) ? cb(null, context) : cb(new Error(`not an intercepted host: ${name}`))),
+  }, (req, res) => {
+    const sni = (req.socket as TLSSocket).servername;
+    const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
+    if (sni && host !== sni.toLowerCase()) {
+      return sendError(req, res, new RegistryError('MISDIRECTED', `this connection is for ${sni}, not ${host.slice(0, 100) || 'an empty Host'}`), log);
+    }
+    if (!READ_METHODS.has(req.method ?? '')) {
+      return sendError(req, res, new RegistryError('UNSUPPORTED', `this mirror serves pulls of ${host}; push to the real ${host} without the mirror, or to this registry by its own name`), log);
+    }
+    handler(req, res);
+  });
+  front.keepAliveTimeout = server.keepAliveTimeout;
+  front.headersTimeout = server.headersTimeout;
+  front.on('tlsClientError', (err) => log.debug({ err: err.message }, 'mirror: TLS handshake failed'));
+
+  let open = 0;
+  const track = (socket: Duplex) => {
+    open++;
+    socket.once('close', () => open--);
+  };
+
+  server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const target = splitTarget(req.url);
+    if (!target) return refuse(socket, 400, 'CONNECT needs host:port');
+    if (open >= cfg.maxTunnels) return refuse(socket, 503, 'too many open tunnels, try again');
+    const name = `${target.host}:${target.port}`;
+    if (hosts.has(target.host)) {
+      if (target.port !== 443) return refuse(socket, 403, `only ${target.host}:443 is served here`);
+      track(socket);
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length) socket.unshift(head);
+      front.emit('connection', socket);
+      return;
+    }
+    if (!cfg.tunnel.includes(name)) return refuse(socket, 403, `${name} is not an allowed CONNECT target (allowed: ${[...hosts].map((h) => `${h}:443`).concat(cfg.tunnel).join(', ')})`);
+    if (offline) return refuse(socket, 403, `offline: no tunnel to ${name}`);
+    track(socket);
+    void tunnel(socket, target, head, cfg, log);
+  });
+
+  let url: string | undefined;
+  if (cfg.listen) {
+    await new Promise<void>((resolve, reject) => {
+      front.once('error', reject);
+      front.listen(cfg.listen!.port, cfg.listen!.host, () => {
+        front.off('error', reject);
+        resolve();
+      });
+    });
+    const a = front.address() as AddressInfo;
+    url = `https://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+  return {
+    front,
+    url,
+    close: () => new Promise<void>((resolve) => {
+      front.closeAllConnections();
+      if (front.listening) front.close(() => resolve());
+      else resolve();
+    }),
+  };
+}
+
+async function tunnel(socket: Duplex, target: { host: string; port: number }, head: Buffer, cfg: MirrorConfig, log: Logger): Promise<void> {
+  let addresses: string[];
+  try {
+    const found = await Promise.race([
+      lookup(target.host, { all: true, verbatim: true }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('DNS timed out')), 5_000).unref()),
+    ]);
+    addresses = found.map((a) => a.address);
+  } catch (e) {
+    return refuse(socket, 502, `cannot resolve ${target.host}: ${(e as Error).message}`);
+  }
+  const internal = addresses.find(isInternalAddress);
+  if (internal || addresses.length === 0) return refuse(socket, 403, `${target.host} resolves to ${internal ?? 'nothing'}, an internal address: not tunnelled`);
+  const upstream = net.connect({ host: addresses[0], port: target.port, timeout: 10_000 });
+  upstream.once('timeout', () => {
+    if (upstream.connecting) refuse(socket, 504, `${target.host}:${target.port} did not answer`);
+    upstream.destroy();
+    socket.destroy();
+  });
+  upstream.once('error', (e) => {
+    if (!socket.destroyed) refuse(socket, 502, `cannot reach ${target.host}:${target.port} (${(e as NodeJS.ErrnoException).code ?? e.message})`);
+  });
+  upstream.once('connect', () => {
+    upstream.setTimeout(cfg.tunnelIdleSeconds * 1000);
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length) upstream.write(head);
+    socket.pipe(upstream).pipe(socket);
+    socket.once('close', () => upstream.destroy());
+    upstream.once('close', () => socket.destroy());
+    log.info({ target: `${target.host}:${target.port}` }, 'mirror: tunnel opened');
+  });
+}
