@@ -52,7 +52,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     policy,
     usage: new UsageTracker(driver),
     uploads: new Uploads(driver, blobs, log),
-    auth: Auth.open(driver, config, () => app.log),
+    auth: Auth.open(driver, config, () => app.log, () => metrics.passwordHashes.inc()),
     cache,
   };
   return app;

@@ -8,6 +8,7 @@ import { DEFAULT_HOST, isValidPart } from './names.js';
 import { finishRouting, parseRoutes, parseUpstreams, upstreamFromUrl, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
 import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
 import { parseDuration, parseSize } from './units.js';
+import { applyLimit, defaultLimits, type Limits } from './limits.js';
 
 export interface Config {
   /** The data folder: an ollama models folder plus .ollama-registry/. */
@@ -60,6 +61,8 @@ export interface Config {
     /** Lifetime of signed blob URLs (only used when reads need credentials). */
     blobUrlTtlSeconds: number;
   };
+  /** Timeouts, connection caps and password-check limits (see limits.ts). */
+  limits: Limits;
 }
 
 export class ConfigError extends Error {
@@ -90,6 +93,7 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     allowDelete: false,
     uploadMaxAgeHours: 24,
     auth: { anonymousRead: true, tokenTtlSeconds: 900, blobUrlTtlSeconds: 86_400 },
+    limits: defaultLimits(),
   };
 }
 
@@ -145,6 +149,11 @@ function apply(cfg: Config, flat: Flat, source: string): void {
   const known = new Set(ENV.map(([k]) => k));
   for (const [key, raw] of Object.entries(flat)) {
     if (raw === undefined) continue;
+    if (key.startsWith('limits.')) {
+      const why = applyLimit(cfg.limits, key.slice(7), raw);
+      if (why) throw new ConfigError(key, `${why} (in ${source})`);
+      continue;
+    }
     if (!known.has(key)) throw new ConfigError(key, `unknown setting (in ${source})`);
     const str = (v: unknown) => {
       if (typeof v !== 'string' || v === '') throw new ConfigError(key, `expected a non-empty string (in ${source})`);
