@@ -30,6 +30,7 @@ export const TS_WINDOW_MS = 5 * 60_000;
 export class Auth {
   readonly nonces: UsedNonces;
   private passwordCache = new Map<string, number>();
+  private verifying = new Map<string, Promise<boolean>>();
   readonly passwords: PasswordPool;
   private readonly userFailures: FailureThrottle;
   private readonly addressFailures: FailureThrottle;
@@ -88,17 +89,24 @@ export class Auth {
    */
   async checkPassword(name: string, password: string, ip = ''): Promise<Principal | null> {
     const u = this.store.user(name);
+    const stored = u?.password ?? DUMMY_HASH;
+    const key = createHash('sha256').update(`${name}\0${password}\0${stored}`).digest('hex');
     const principal: Principal | null = u ? { kind: 'user', id: u.name, label: `user ${u.name}` } : null;
-    const key = u && createHash('sha256').update(`${name}\0${password}\0${u.password}`).digest('hex');
-    const until = key ? this.passwordCache.get(key) : undefined;
+    const until = this.passwordCache.get(key);
     // A password already verified passes even while its name is throttled by someone else's guesses.
-    if (until !== undefined && until >= Date.now()) return principal;
+    if (principal && until !== undefined && until >= Date.now()) return principal;
     const waitMs = Math.max(this.userFailures.blockedFor(name), this.addressFailures.blockedFor(ip));
     if (waitMs > 0) {
       const s = Math.ceil(waitMs / 1000);
       throw new RegistryError('TOOMANYREQUESTS', `too many failed sign-ins for this user name or from this address; try again in ${s} s`, { headers: { 'Retry-After': String(s) } });
     }
-    if (!(await verifyPassword(password, u?.password ?? DUMMY_HASH, this.passwords.derive)) || !key) {
+    // The same check already running (a client's parallel requests) is awaited, not repeated.
+    let pending = this.verifying.get(key);
+    if (!pending) {
+      pending = verifyPassword(password, stored, this.passwords.derive).finally(() => this.verifying.delete(key));
+      this.verifying.set(key, pending);
+    }
+    if (!(await pending) || !principal) {
       const lockedName = this.userFailures.fail(name);
       const lockedAddress = this.addressFailures.fail(ip);
       if (lockedName || lockedAddress) {

@@ -126,12 +126,20 @@ export class BodyWatch {
         ? `no request body bytes arrived for ${this.idleMs / 1000} s`
         : `the request was not complete after ${w.wholeMs / 1000} s`;
       this.log().info({ ip: req.socket.remoteAddress, method: req.method, path: (req.url ?? '').split('?')[0]!.slice(0, 300), why }, 'request timed out');
+      // Node never ends a request whose response has finished, even when its socket closes:
+      // end it here, or a handler reading it (and its file handle) waits for ever.
+      const abort = () => req.destroy(Object.assign(new Error(why), { code: 'ECONNRESET' }));
       if (res.headersSent) {
+        abort();
         req.socket.destroy();
         continue;
       }
+      res.once('close', abort);
       sendError(req, res, new RegistryError('REQUEST_TIMEOUT', `${why}; the connection is closed`), this.log());
-      setTimeout(() => req.socket.destroy(), 1000).unref();
+      setTimeout(() => {
+        abort();
+        req.socket.destroy();
+      }, 1000).unref();
     }
   }
 }
