@@ -6,22 +6,15 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { defaults, type Config } from '../src/config.js';
-import type { Limits } from '../src/limits.js';
 import { eventually } from './support/eventually.js';
 import { request } from './support/http.js';
 import { makeModel, sha256Hex } from './support/models.js';
 import { ollamaPull } from './support/ollama-client.js';
 import { head, rawConnect, rawJson, type RawConn } from './support/raw-socket.js';
 import { addUser } from './support/registry-auth.js';
-import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { startTestRegistry, tempDir, withLimits, type TestRegistry } from './support/server.js';
 
 const basic = (u: string, p: string) => ({ Authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
-
-/** Test config with some limits changed. */
-export function withLimits(over: Partial<Limits>): Partial<Config> {
-  return { limits: { ...defaults().limits, ...over } } as Partial<Config>;
-}
 
 /** `p`, or a failure saying what never happened (a bound on waiting, not a speed goal). */
 async function within<T>(p: Promise<T>, what: string, ms = 30_000): Promise<T> {
