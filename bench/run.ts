@@ -2,6 +2,7 @@
 // table per bench. Benches register below as name → function returning rows.
 import os from 'node:os';
 import path from 'node:path';
+import { benchAbuse } from './abuse.js';
 import { benchCache } from './cache.js';
 import { benchCore } from './core.js';
 import { benchPush } from './push.js';
@@ -17,6 +18,7 @@ interface Common {
 const BENCHES: Record<string, { title: string; run: (o: Common) => Promise<Row[]> }> = {
   core: { title: 'core: this server vs Caddy (older Caddy+ollama setup), 1 GiB blob', run: (o) => benchCore(o) },
   cache: { title: 'cache: cold 1 GiB pull through the cache vs direct from the upstream; distribution 2.8 proxy as the peer', run: () => benchCache() },
+  abuse: { title: 'abuse: manifest GET latency under floods (stalled connections, wrong passwords), as ratios to unloaded', run: () => benchAbuse() },
   push: { title: 'push: 1 GiB model to this server (ollama PATCH parts) vs docker-registry (monolithic PUT)', run: (o) => benchPush({ rounds: o.rounds, serverMain: o.serverMain }) },
 };
 
