@@ -21,8 +21,6 @@ export class PasswordPool {
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
   private nextId = 1;
-  /** scrypt derivations started (the metric, and tests that check unknown names cost the same). */
-  hashes = 0;
 
   constructor(private readonly threads: number, private readonly queueCap: number, private readonly onHash: () => void = () => {}) {}
 
@@ -49,21 +47,20 @@ export class PasswordPool {
       if (!slot) return;
       const job = this.queue.shift()!;
       slot.job = job;
-      this.hashes++;
       this.onHash();
+      slot.worker.ref(); // a check in flight keeps the process alive; an idle thread does not
       slot.worker.postMessage(job.msg);
     }
   }
 
   private spawn(): Slot {
     const worker = new Worker(new URL('./scrypt-worker.js', import.meta.url));
-    // Idle threads must not keep a finished process (a CLI command, a test) alive.
-    worker.unref();
     const slot: Slot = { worker };
     worker.on('message', (m: { id: number; key?: Uint8Array; error?: string }) => {
       const job = slot.job;
       if (!job || job.id !== m.id) return;
       slot.job = undefined;
+      worker.unref();
       if (m.key) job.resolve(Buffer.from(m.key));
       else job.reject(new Error(`scrypt failed: ${m.error}`));
       this.pump();
@@ -77,6 +74,9 @@ export class PasswordPool {
     };
     worker.on('error', gone);
     worker.on('exit', (code) => gone(new Error(`password worker exited (${code})`)));
+    // Idle threads must not keep a finished process (a CLI command, a test) alive; after the
+    // listeners, which would take a reference again.
+    worker.unref();
     this.slots.push(slot);
     return slot;
   }
