@@ -2,6 +2,7 @@
 // table per bench. Benches register below as name → function returning rows.
 import os from 'node:os';
 import path from 'node:path';
+import { benchAbuse } from './abuse.js';
 import { benchCache } from './cache.js';
 import { benchCore } from './core.js';
 import { benchPush } from './push.js';
@@ -21,6 +22,7 @@ const BENCHES: Record<string, { title: string; run: (o: Common) => Promise<Row[]
   core: { title: 'core: this server vs Caddy (older Caddy+ollama setup), 1 GiB blob', run: (o) => benchCore(o) },
   cache: { title: 'cache: cold 1 GiB pull through the cache vs direct from the upstream; distribution 2.8 proxy as the peer', run: () => benchCache() },
   mirror: { title: 'mirror: 1 GiB through the transparent mirror (TLS) vs plain HTTP to the registry', run: (o) => benchMirror({ rounds: o.rounds }) },
+  abuse: { title: 'abuse: manifest GET latency under floods (stalled connections, wrong passwords), as ratios to unloaded', run: () => benchAbuse() },
   push: { title: 'push: 1 GiB model to this server (ollama PATCH parts) vs docker-registry (monolithic PUT)', run: (o) => benchPush({ rounds: o.rounds, serverMain: o.serverMain }) },
   ui: { title: 'ui: the web catalog with 500 models in Chromium', run: (o) => benchUi({ rounds: o.rounds }) },
   transfer: { title: "transfer: a safetensors model (1000 small tensors + 4 x 64 MiB) by ollama's transfer client, emulated", run: () => benchTransfer() },

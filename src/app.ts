@@ -70,7 +70,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     usage: new UsageTracker(driver),
     uploads: new Uploads(driver, blobs, log, { space, quota: new UploadQuota(config, async () => (await blobs.usage()).bytes) }),
     space,
-    auth: Auth.open(driver, config, () => app.log),
+    auth: Auth.open(driver, config, () => app.log, () => metrics.passwordHashes.inc()),
     cache,
   };
   return app;

@@ -9,6 +9,7 @@ import { finishRouting, parseRoutes, parseUpstreams, upstreamFromUrl, UpstreamCo
 import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
 import { parseDuration, parseSize } from './units.js';
 import { applyMirrorKey, type MirrorConfig } from './mirror/config.js';
+import { applyLimit, defaultLimits, type Limits } from './limits.js';
 
 export interface Config {
   /** The data folder: an ollama models folder plus .ollama-registry/. */
@@ -69,6 +70,8 @@ export interface Config {
     /** Lifetime of signed blob URLs (only used when reads need credentials). */
     blobUrlTtlSeconds: number;
   };
+  /** Timeouts, connection caps and password-check limits (see limits.ts). */
+  limits: Limits;
 }
 
 /** A free-space floor: bytes, a percentage of the file system, or both (the smaller applies). */
@@ -104,6 +107,7 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     allowDelete: false,
     uploadMaxAgeHours: 24,
     auth: { anonymousRead: true, tokenTtlSeconds: 900, blobUrlTtlSeconds: 86_400 },
+    limits: defaultLimits(),
   };
 }
 
@@ -197,6 +201,11 @@ function apply(cfg: Config, flat: Flat, source: string): void {
   const known = new Set(ENV.map(([k]) => k));
   for (const [key, raw] of Object.entries(flat)) {
     if (raw === undefined) continue;
+    if (key.startsWith('limits.')) {
+      const why = applyLimit(cfg.limits, key.slice(7), raw);
+      if (why) throw new ConfigError(key, `${why} (in ${source})`);
+      continue;
+    }
     if (!known.has(key)) {
       const near = closest(key, [...known]);
       throw new ConfigError(key, `unknown setting (in ${source})${near ? `; did you mean ${near}?` : ''}`);

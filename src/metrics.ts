@@ -24,6 +24,7 @@ export interface Metrics {
   upstreamErrors: Counter<'upstream' | 'reason'>;
   policyRefusals: Counter<'action'>;
   versionGated: Counter;
+  passwordHashes: Counter;
 }
 
 const P = 'ollama_registry_';
@@ -88,6 +89,7 @@ export function createMetrics(driver: Driver, blobs: BlobStore, opts: { defaultM
     upstreamErrors: new Counter({ name: `${P}upstream_errors_total`, help: 'Failed requests to an upstream registry, by upstream and reason.', labelNames: ['upstream', 'reason'], registers }),
     policyRefusals: new Counter({ name: `${P}policy_refusals_total`, help: 'Requests refused by a policy rule, by action (pull, pull-through, push).', labelNames: ['action'], registers }),
     versionGated: new Counter({ name: `${P}version_gated_total`, help: 'Manifest requests answered 412 because the model requires a newer ollama.', registers }),
+    passwordHashes: new Counter({ name: `${P}password_hashes_total`, help: 'scrypt runs for password checks (unknown user names cost one too).', registers }),
   };
   // Known label sets start at 0, so rates and ratios exist before the first event.
   for (const result of ['hit', 'miss']) m.cacheLookups.inc({ result }, 0);

@@ -40,3 +40,22 @@ test('errors name the setting and where it came from', async () => {
   assert.throws(() => loadConfig({ env: {}, flags: { hosts: 'ok.host,bad/host' } }), /config: hosts: invalid host folder name "bad\/host"/);
   assert.throws(() => loadConfig({ env: {}, flags: { listen: '1.2.3.4:70000' } }), /listen: expected/);
 });
+
+test('limits: timeouts, caps and sign-in throttling from the file; bad values name the key', async () => {
+  const dir = await tempDir();
+  const file = path.join(dir, 'limits.yaml');
+  await writeFile(file, 'limits:\n  headersTimeout: 500ms\n  bodyIdleTimeout: 2m\n  requestTimeout: 0\n  maxConnectionsPerAddress: 16\n  loginLockout: 90\n');
+  const c = loadConfig({ file, env: {} });
+  assert.equal(c.limits.headersTimeoutSeconds, 0.5);
+  assert.equal(c.limits.bodyIdleTimeoutSeconds, 120);
+  assert.equal(c.limits.requestTimeoutSeconds, 0);
+  assert.equal(c.limits.maxConnectionsPerAddress, 16);
+  assert.equal(c.limits.loginLockoutSeconds, 90);
+  assert.equal(c.limits.maxConnections, 2000);
+  await writeFile(file, 'limits:\n  bodyIdleTimeout: 0\n');
+  assert.throws(() => loadConfig({ file, env: {} }), /config: limits\.bodyIdleTimeout: expected a duration/);
+  await writeFile(file, 'limits:\n  maxConnections: 1.5\n');
+  assert.throws(() => loadConfig({ file, env: {} }), /config: limits\.maxConnections: expected a whole number/);
+  await writeFile(file, 'limits:\n  maxConections: 5\n');
+  assert.throws(() => loadConfig({ file, env: {} }), /config: limits\.maxConections: unknown setting/);
+});

@@ -69,6 +69,23 @@ export async function wrkRate(url: string, connections: number, seconds: number,
   return Number(rate[1]);
 }
 
+const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
+
+/**
+ * Latency percentiles of `connections` keep-alive clients for `seconds` (wrk --latency), in ms.
+ * Non-2xx answers are counted, not fatal: the load around the measurement may cause them.
+ */
+export async function wrkLatency(url: string, connections: number, seconds: number): Promise<{ p50: number; p99: number; requests: number; non2xx: number }> {
+  const out = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url]);
+  const pct = (p: string) => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)$`, 'm').exec(out);
+    if (!m) throw new Error(`cannot read wrk's ${p}% latency: ${out}`);
+    return Number(m[1]) * UNIT_MS[m[2]!]!;
+  };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  return { p50: pct('50'), p99: pct('99'), requests, non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0) };
+}
+
 /** Resident set of a process now and its peak so far, in bytes (Linux /proc). */
 export function memOf(pid: number): { rss: number; hwm: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -7,9 +7,14 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { FsDriver } from '../storage/fs.js';
 import { keysKey, tokenSecretKey, usersKey } from '../storage/layout.js';
-import { verifyPassword } from './passwords.js';
+import { RegistryError } from '../errors.js';
+import type { Limits } from '../limits.js';
+import { PasswordPool } from './password-pool.js';
+import { DUMMY_HASH, verifyPassword } from './passwords.js';
+import { FailureThrottle } from './throttle.js';
 import { AuthStore, mayDo, type Action, type Grant } from './store.js';
-import { loadSecret, NonceMemory, Tokens } from './tokens.js';
+import { UsedNonces } from './nonces.js';
+import { loadSecret, Tokens } from './tokens.js';
 
 export type Principal =
   | { kind: 'anonymous'; id: 'anonymous'; label: 'anonymous' }
@@ -23,16 +28,27 @@ export const ANONYMOUS: Principal = { kind: 'anonymous', id: 'anonymous', label:
 export const TS_WINDOW_MS = 5 * 60_000;
 
 export class Auth {
-  readonly nonces = new NonceMemory(TS_WINDOW_MS);
+  readonly nonces: UsedNonces;
   private passwordCache = new Map<string, number>();
+  private verifying = new Map<string, Promise<boolean>>();
+  readonly passwords: PasswordPool;
+  private readonly userFailures: FailureThrottle;
+  private readonly addressFailures: FailureThrottle;
 
-  constructor(readonly config: Config['auth'], readonly store: AuthStore, readonly tokens: Tokens) {}
+  constructor(readonly config: Config['auth'], readonly store: AuthStore, readonly tokens: Tokens,
+    limits: Limits, private readonly log: () => Logger, opts: { onHash?: () => void; driver?: FsDriver } = {}) {
+    this.nonces = new UsedNonces(TS_WINDOW_MS, opts.driver);
+    this.passwords = new PasswordPool(limits.passwordWorkers, limits.passwordQueue, opts.onHash);
+    const lockoutMs = limits.loginLockoutSeconds * 1000;
+    this.userFailures = new FailureThrottle(limits.loginFailuresPerUser, lockoutMs);
+    this.addressFailures = new FailureThrottle(limits.loginFailuresPerAddress, lockoutMs);
+  }
 
   /** `log` is read at each use (the app's logger may be replaced). */
-  static open(driver: FsDriver, config: Config, log: () => Logger): Auth {
+  static open(driver: FsDriver, config: Config, log: () => Logger, onHash?: () => void): Auth {
     const store = new AuthStore(driver.path(keysKey()), driver.path(usersKey()), (e) =>
       log().error({ err: e.message }, 'key/user file does not parse; keeping the previous contents'));
-    return new Auth(config.auth, store, new Tokens(() => loadSecret(driver.path(tokenSecretKey()))));
+    return new Auth(config.auth, store, new Tokens(() => loadSecret(driver.path(tokenSecretKey()))), config.limits, log, { onHash, driver });
   }
 
   /** The current grants of a principal; null when it is no longer registered. */
@@ -66,18 +82,41 @@ export class Auth {
     return null;
   }
 
-  /** A user by name and password; verified hashes are remembered for a minute (scrypt is slow on purpose). */
-  async checkPassword(name: string, password: string): Promise<Principal | null> {
+  /**
+   * A user by name and password, asked from address `ip`; verified hashes are remembered for a
+   * minute (scrypt is slow on purpose). An unknown name costs the same scrypt as a known one.
+   * After too many failures for the name or from the address: 429 with Retry-After, no scrypt.
+   */
+  async checkPassword(name: string, password: string, ip = ''): Promise<Principal | null> {
     const u = this.store.user(name);
-    if (!u) return null;
-    const key = createHash('sha256').update(`${name}\0${password}\0${u.password}`).digest('hex');
+    const stored = u?.password ?? DUMMY_HASH;
+    const key = createHash('sha256').update(`${name}\0${password}\0${stored}`).digest('hex');
+    const principal: Principal | null = u ? { kind: 'user', id: u.name, label: `user ${u.name}` } : null;
     const until = this.passwordCache.get(key);
-    if (until === undefined || until < Date.now()) {
-      if (!(await verifyPassword(password, u.password))) return null;
-      if (this.passwordCache.size > 10_000) this.passwordCache.clear();
-      this.passwordCache.set(key, Date.now() + 60_000);
+    // A password already verified passes even while its name is throttled by someone else's guesses.
+    if (principal && until !== undefined && until >= Date.now()) return principal;
+    const waitMs = Math.max(this.userFailures.blockedFor(name), this.addressFailures.blockedFor(ip));
+    if (waitMs > 0) {
+      const s = Math.ceil(waitMs / 1000);
+      throw new RegistryError('TOOMANYREQUESTS', `too many failed sign-ins for this user name or from this address; try again in ${s} s`, { headers: { 'Retry-After': String(s) } });
     }
-    return { kind: 'user', id: u.name, label: `user ${u.name}` };
+    // The same check already running (a client's parallel requests) is awaited, not repeated.
+    let pending = this.verifying.get(key);
+    if (!pending) {
+      pending = verifyPassword(password, stored, this.passwords.derive).finally(() => this.verifying.delete(key));
+      this.verifying.set(key, pending);
+    }
+    if (!(await pending) || !principal) {
+      const lockedName = this.userFailures.fail(name);
+      const lockedAddress = this.addressFailures.fail(ip);
+      if (lockedName || lockedAddress) {
+        this.log().warn({ audit: 'throttled', user: name.slice(0, 100), ip, by: lockedName ? 'user' : 'address' }, 'too many failed sign-ins: refusing further attempts for a while');
+      }
+      return null;
+    }
+    if (this.passwordCache.size > 10_000) this.passwordCache.clear();
+    this.passwordCache.set(key, Date.now() + 60_000);
+    return principal;
   }
 }
 

@@ -1,5 +1,5 @@
 // Tokens the token endpoint issues (HS256 JWTs, opaque to clients), signed blob URLs for the
-// downloads that carry no Authorization, and the nonce memory that refuses replayed requests.
+// downloads that carry no Authorization (used nonces of signed requests: nonces.ts).
 // The HMAC key lives in .ollama-registry/token-secret (0600); deleting it revokes everything.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
@@ -26,6 +26,8 @@ export interface TokenClaims {
 
 const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 const HEADER = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+/** header.claims.signature, base64url without padding. */
+const TOKEN_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /** Read the secret, creating it (0600) on first use. */
 export function loadSecret(file: string): Buffer {
@@ -74,10 +76,13 @@ export class Tokens {
 
   /** The claims of a genuine token, or why it is not one. */
   verify(token: string): TokenClaims | { invalid: string } {
+    // Strict: exactly what issue() makes. Node's base64 decoder skips characters it does not
+    // know, so without this a token with junk appended would still verify.
     const parts = token.split('.');
-    if (parts.length !== 3 || token.length > 8192) return { invalid: 'malformed token' };
-    const sig = Buffer.from(parts[2]!, 'base64url');
-    const want = this.mac(`${parts[0]}.${parts[1]}`);
+    if (parts.length !== 3 || token.length > 8192 || !TOKEN_RE.test(token)) return { invalid: 'malformed token' };
+    // Compared as text: two spellings of one signature (spare low bits in the last character) are not both valid.
+    const sig = Buffer.from(parts[2]!);
+    const want = Buffer.from(this.mac(`${parts[0]}.${parts[1]}`).toString('base64url'));
     if (parts[0] !== HEADER || sig.length !== want.length || !timingSafeEqual(sig, want)) return { invalid: 'token signature does not match (forged, or issued before the secret changed)' };
     let claims: TokenClaims;
     try {
@@ -108,23 +113,5 @@ export class Tokens {
     const a = Buffer.from(m[2]!);
     const b = Buffer.from(this.blobMac(namespace, model, digest, exp));
     return a.length === b.length && timingSafeEqual(a, b);
-  }
-}
-
-/** Nonces seen within the accepted time window: a second use is a replay. */
-export class NonceMemory {
-  private seen = new Map<string, number>();
-  constructor(private readonly windowMs: number, private readonly max = 200_000) {}
-
-  /** Record a nonce; false when it was already used. */
-  use(nonce: string, now = Date.now()): boolean {
-    if (this.seen.size >= this.max / 2) {
-      for (const [n, t] of this.seen) if (now - t > 2 * this.windowMs) this.seen.delete(n);
-      // Still full (a flood): forget the oldest half; their ts are close to expiring anyway.
-      if (this.seen.size >= this.max) for (const n of [...this.seen.keys()].slice(0, this.max / 2)) this.seen.delete(n);
-    }
-    if (this.seen.has(nonce)) return false;
-    this.seen.set(nonce, now);
-    return true;
   }
 }

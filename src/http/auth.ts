@@ -66,6 +66,7 @@ interface Identity {
 }
 
 function decodeBasic(value: string): { name: string; password: string } | null {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(value)) return null;
   const text = Buffer.from(value, 'base64').toString('utf8');
   const i = text.indexOf(':');
   return i > 0 ? { name: text.slice(0, i), password: text.slice(i + 1) } : null;
@@ -87,7 +88,7 @@ async function identify(app: App, req: IncomingMessage, n: Need): Promise<Identi
   }
   if (scheme === 'basic') {
     const cred = decodeBasic(value);
-    const principal = cred && (await app.auth.checkPassword(cred.name, cred.password));
+    const principal = cred && (await app.auth.checkPassword(cred.name, cred.password, req.socket.remoteAddress));
     if (!principal) throw challenge(req, n, 'wrong user name or password');
     return { principal };
   }
@@ -164,11 +165,27 @@ export async function authorize(app: App, req: IncomingMessage, route: V2Route, 
   return audited(app, req, () => decide(app, req, route, url));
 }
 
+/**
+ * For a request whose body names the repository (POST /api/pull): before any body byte is read,
+ * the credentials and some `action` right, from the headers alone. The repository is checked
+ * with `authorize` once the body is read.
+ */
+export async function authorizeBeforeBody(app: App, req: IncomingMessage, action: Action): Promise<void> {
+  await audited(app, req, async () => {
+    const n: Need = { action: 'ping' };
+    const who = await identify(app, req, n);
+    if (!who) throw challenge(req, n, `credentials required to ${action}: sign in with a user name and password, or a token`);
+    if (!(app.auth.grants(who.principal) ?? []).some((g) => g.actions.includes(action))) {
+      throw denied(`${who.principal.label} may not ${action} in any namespace; ask the registry's admin for a grant`);
+    }
+  });
+}
+
 async function audited<T>(app: App, req: IncomingMessage, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if (e instanceof RegistryError && (e.status === 401 || e.status === 403)) {
+    if (e instanceof RegistryError && (e.status === 401 || e.status === 403 || e.status === 429)) {
       const quiet = e.status === 401 && !req.headers.authorization;
       app.log[quiet ? 'info' : 'warn']({
         audit: 'refused', status: e.status, reason: e.message, method: req.method,
@@ -229,7 +246,7 @@ function parseScopes(url: URL): Scope[] {
 }
 
 /** ollama's signed token request; throws 403 with the reason and the fix. */
-function verifyOllamaRequest(app: App, req: IncomingMessage, url: URL, header: string, scopes: Scope[]): Principal {
+async function verifyOllamaRequest(app: App, req: IncomingMessage, url: URL, header: string, scopes: Scope[]): Promise<Principal> {
   const i = header.indexOf(':');
   const blob = header.slice(0, i);
   const key = parseKeyBlob(blob);
@@ -255,7 +272,7 @@ function verifyOllamaRequest(app: App, req: IncomingMessage, url: URL, header: s
   }
   const nonce = url.searchParams.get('nonce') ?? '';
   if (nonce === '' || nonce.length > 128) throw denied('the token request has no nonce');
-  if (!app.auth.nonces.use(`${blob}:${nonce}`)) throw denied('this signed token request was already used once (a replay); sign a new one');
+  if (!(await app.auth.nonces.use(`${blob}:${nonce}`))) throw denied('this signed token request was already used once (a replay); sign a new one');
   return keyPrincipal(entry.fingerprint, entry.comment);
 }
 
@@ -268,11 +285,11 @@ export async function tokenEndpoint(app: App, req: IncomingMessage, res: ServerR
     if (!h) p = ANONYMOUS;
     else if (/^basic /i.test(h)) {
       const cred = decodeBasic(h.slice(6).trim());
-      const found = cred && (await app.auth.checkPassword(cred.name, cred.password));
+      const found = cred && (await app.auth.checkPassword(cred.name, cred.password, req.socket.remoteAddress));
       if (!found) throw new RegistryError('UNAUTHORIZED', 'wrong user name or password', { headers: { 'WWW-Authenticate': 'Basic realm="ollama-registry"' } });
       p = found;
     } else if (/^[A-Za-z0-9+/=]{1,200}:[A-Za-z0-9+/=]{1,200}$/.test(h)) {
-      p = verifyOllamaRequest(app, req, url, h, scopes);
+      p = await verifyOllamaRequest(app, req, url, h, scopes);
     } else {
       throw new RegistryError('UNAUTHORIZED', 'unsupported Authorization on the token endpoint: send ollama\'s signed request, or Basic user:password', { headers: { 'WWW-Authenticate': 'Basic realm="ollama-registry"' } });
     }

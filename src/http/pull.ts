@@ -6,7 +6,7 @@ import type { App } from '../app.js';
 import { RegistryError, isRegistryError } from '../errors.js';
 import { parseModelName } from '../names.js';
 import { prefetch, type PullEvent } from '../registry/prefetch.js';
-import { authorize } from './auth.js';
+import { authorize, authorizeBeforeBody } from './auth.js';
 
 const MAX_BODY = 64 << 10;
 
@@ -29,6 +29,8 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
 
 export async function postPull(app: App, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   if (req.method !== 'POST') throw new RegistryError('UNSUPPORTED', 'use POST /api/pull with {"name": "…"}', { headers: { Allow: 'POST' } });
+  // Credentials first, from the headers: an anonymous client never gets to hold a body open.
+  await authorizeBeforeBody(app, req, 'push');
   const body = await readJson(req);
   const name = body.name ?? body.model;
   if (typeof name !== 'string' || name === '') throw new RegistryError('NAME_INVALID', 'expected a JSON body like {"name": "gemma2:2b"}');

@@ -1,5 +1,5 @@
 // The one place that turns a thrown value into an HTTP response.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isRegistryError, RegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -25,6 +25,28 @@ export function isClientGone(e: unknown, res: ServerResponse): boolean {
   return res.destroyed || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
+/** Does the request still have body bytes on the way (declared, and not all read)? */
+export function bodyPending(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+/** The one JSON error body. */
+function errorBody(err: RegistryError): { errors: Array<Record<string, unknown>> } {
+  const entry: Record<string, unknown> = { code: err.code, message: err.message };
+  if (err.detail !== undefined) entry.detail = err.detail;
+  return { errors: [entry] };
+}
+
+/** An error as raw HTTP/1.1 bytes, for sockets that never became a request (refused, unparsable). */
+export function rawErrorResponse(err: RegistryError): string {
+  const body = JSON.stringify(errorBody(err));
+  const extra = Object.entries(err.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  const security = Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\nConnection: close\r\n${extra}${security}Content-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
 export function sendError(req: IncomingMessage, res: ServerResponse, e: unknown, log: Logger): void {
   if (isClientGone(e, res)) return;
   let err: RegistryError;
@@ -39,7 +61,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, e: unknown,
     res.destroy();
     return;
   }
-  const entry: Record<string, unknown> = { code: err.code, message: err.message };
-  if (err.detail !== undefined) entry.detail = err.detail;
-  sendJson(res, err.status, { errors: [entry] }, err.headers);
+  // A refusal before the body was read: close rather than wait for (and read) a body nobody wants.
+  if (bodyPending(req)) res.setHeader('Connection', 'close');
+  sendJson(res, err.status, errorBody(err), err.headers);
 }

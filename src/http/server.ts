@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
 import { bytesSource, countBodyBytes } from '../metrics.js';
@@ -15,7 +15,8 @@ import { deleteManifest, deletingOff, getManifest, putManifest } from './manifes
 import { referrers } from './referrers.js';
 import { postPull } from './pull.js';
 import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
-import { SECURITY_HEADERS, sendError } from './respond.js';
+import { BodyWatch, capConnections, isRefused, serverOptions } from './connections.js';
+import { rawErrorResponse, SECURITY_HEADERS, sendError } from './respond.js';
 import { parseV2Path, type V2Route } from './routes.js';
 import { serviceRoutes } from './service.js';
 import { uiRoutes } from '../ui/routes.js';
@@ -56,9 +57,13 @@ export interface RegistryServer {
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
-export function createHandler(app: App, table: HandlerTable = v2Handlers(), extraPlain: Map<string, PlainHandler> = new Map()) {
+export function createHandler(app: App, table: HandlerTable = v2Handlers(), extraPlain: Map<string, PlainHandler> = new Map(), bodies?: BodyWatch) {
   const plain = new Map<string, PlainHandler>([...plainHandlers(), ...extraPlain]);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (isRefused(req.socket)) {
+      req.socket.destroy();
+      return;
+    }
     const started = process.hrtime.bigint();
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     let routeKind = 'none';
@@ -82,6 +87,7 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
       const url = new URL(req.url ?? '/', 'http://registry.invalid');
       const rawPath = (req.url ?? '/').split('?')[0]!;
       const route = parseV2Path(rawPath);
+      bodies?.watch(req, res, route?.kind === 'uploads');
       if (!route) {
         const h = plain.get(url.pathname);
         if (h) {
@@ -127,28 +133,23 @@ export interface ListenOptions {
 }
 
 export async function startServer(app: App, opts: ListenOptions): Promise<RegistryServer> {
-  const handler = createHandler(app, opts.table, opts.plain);
+  const limits = app.config.limits;
+  const bodies = new BodyWatch(limits, () => app.log);
+  const handler = createHandler(app, opts.table, opts.plain, bodies);
   const onRequest = (req: IncomingMessage, res: ServerResponse) => void handler(req, res);
   const server: Server = opts.tls
-    ? https.createServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, onRequest)
-    : http.createServer(onRequest);
-  // Go keeps idle connections for 90 s; Node's 5 s default makes ollama's 16 parts churn sockets.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  // Multi-gigabyte bodies (pushes) take longer than Node's 300 s default request timeout.
-  server.requestTimeout = 0;
+    ? https.createServer({ ...serverOptions(limits), cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, onRequest)
+    : http.createServer(serverOptions(limits), onRequest);
+  capConnections(server, limits, opts.tls !== undefined, () => app.log);
+  server.once('close', () => bodies.stop());
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    // Requests Node's parser refuses (unknown methods, bad framing, huge headers) still get
-    // a JSON error body, like every other refusal.
-    const big = err.code === 'HPE_HEADER_OVERFLOW';
-    const body = JSON.stringify({ errors: [big
-      ? { code: 'HEADERS_TOO_LARGE', message: 'request headers are too large' }
-      : { code: 'BAD_REQUEST', message: 'malformed HTTP request' }] });
-    if (socket.writable) {
-      const security = Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-      socket.end(`HTTP/1.1 ${big ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\n${security}` +
-        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-    } else socket.destroy();
+    // Requests Node's parser refuses (unknown methods, bad framing, huge headers) and headers
+    // that did not arrive in time still get a JSON error body, like every other refusal.
+    const e = err.code === 'HPE_HEADER_OVERFLOW' ? new RegistryError('HEADERS_TOO_LARGE', 'request headers are too large')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new RegistryError('REQUEST_TIMEOUT', `the request headers did not arrive within ${limits.headersTimeoutSeconds} s; the connection is closed`)
+        : new RegistryError('BAD_REQUEST', 'malformed HTTP request');
+    if (socket.writable && !isRefused(socket as Socket)) socket.end(rawErrorResponse(e));
+    else socket.destroy();
     app.log.debug({ err: err.message }, 'bad request from client');
   });
   await new Promise<void>((resolve, reject) => {
@@ -162,7 +163,7 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   app.access.start().catch((e: unknown) => app.log.warn({ err: (e as Error).message }, 'could not read the manifests for blob access'));
   let mirror: Mirror | undefined;
   try {
-    mirror = app.config.mirror ? await startMirror(server, onRequest, app.config.mirror, app.config.offline, app.log) : undefined;
+    mirror = app.config.mirror ? await startMirror(server, onRequest, app.config.mirror, app.config.offline, app.log, serverOptions(limits)) : undefined;
   } catch (e) {
     server.close();
     throw e;

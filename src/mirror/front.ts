@@ -57,12 +57,13 @@ function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
   return { cert, key };
 }
 
-export async function startMirror(server: Server, handler: RequestHandler, cfg: MirrorConfig, offline: boolean, log: Logger): Promise<Mirror> {
+/** `serverOptions`: the main server's timeouts, so the TLS front has the same connection policy. */
+export async function startMirror(server: Server, handler: RequestHandler, cfg: MirrorConfig, offline: boolean, log: Logger, serverOptions: https.ServerOptions = {}): Promise<Mirror> {
   const hosts = new Set(cfg.hosts);
   const { cert, key } = loadLeaf(cfg);
   const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
   const front = https.createServer({
-    cert, key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'],
+    ...serverOptions, cert, key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'],
     // Only the intercepted names get a certificate: a handshake for any other name fails.
     SNICallback: (name, cb) => (hosts.has(name.toLowerCase()) ? cb(null, context) : cb(new Error(`not an intercepted host: ${name}`))),
   }, (req, res) => {
@@ -76,8 +77,6 @@ export async function startMirror(server: Server, handler: RequestHandler, cfg: 
     }
     handler(req, res);
   });
-  front.keepAliveTimeout = server.keepAliveTimeout;
-  front.headersTimeout = server.headersTimeout;
   front.on('tlsClientError', (err) => log.debug({ err: err.message }, 'mirror: TLS handshake failed'));
 
   let open = 0;

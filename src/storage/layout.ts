@@ -11,6 +11,7 @@
 //     uploads/<id>/data                           push session: the bytes received so far
 //     keys.json, users.json                       who may pull/push/delete (0600; see src/auth/store.ts)
 //     token-secret                                HMAC key of issued tokens and signed URLs (0600)
+//     used-nonces                                 nonces of signed token requests, kept 10 minutes
 //     id_ed25519                                  the registry's own key for signing in to upstreams (0600)
 //     fills/sha256-<hex>/...                      pull-through fills in progress
 //     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
@@ -132,6 +133,11 @@ export function keysKey(): string {
 
 export function usersKey(): string {
   return stateKey('users.json');
+}
+
+/** Nonces of signed token requests used in the last minutes (see src/auth/nonces.ts). */
+export function noncesKey(): string {
+  return stateKey('used-nonces');
 }
 
 export function tokenSecretKey(): string {

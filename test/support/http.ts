@@ -10,10 +10,10 @@ export interface RawResponse {
   json(): any;
 }
 
-export function request(base: string, rawPath: string, opts: { method?: string; headers?: Record<string, string | number>; body?: Buffer | string } = {}): Promise<RawResponse> {
+export function request(base: string, rawPath: string, opts: { method?: string; headers?: Record<string, string | number>; body?: Buffer | string; localAddress?: string } = {}): Promise<RawResponse> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, method: opts.method ?? 'GET', path: rawPath, headers: opts.headers, agent: false }, (res) => {
+    const req = http.request({ host: u.hostname, port: u.port, method: opts.method ?? 'GET', path: rawPath, headers: opts.headers, agent: false, localAddress: opts.localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openApp, type App } from '../../src/app.js';
 import { defaults, type Config } from '../../src/config.js';
+import type { Limits } from '../../src/limits.js';
 import { createLogger } from '../../src/log.js';
 import { startServer, type HandlerTable, type PlainHandler } from '../../src/http/server.js';
 
@@ -23,6 +24,11 @@ export async function tempDir(prefix = 'oreg-'): Promise<string> {
   const d = await mkdtemp(path.join(os.tmpdir(), prefix));
   made.push(d);
   return d;
+}
+
+/** Test config with some `limits:` changed (small timeouts, low caps). */
+export function withLimits(over: Partial<Limits>): Partial<Config> {
+  return { limits: { ...defaults().limits, ...over } } as Partial<Config>;
 }
 
 export interface TestRegistry {
