@@ -5,19 +5,26 @@
 // tries on a 416 (protocol/ollama.md §5.4), so the registry answers 202.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildConformance, runConformance } from './support/oci-conformance.js';
+import { buildConformance, FALLBACK_LABEL, runConformance } from './support/oci-conformance.js';
+import { skipOrFail } from './support/ci.js';
 import { addUser } from './support/registry-auth.js';
 import { startTestRegistry, tempDir } from './support/server.js';
 
 const KEPT_FAILURE = 'Retry previous blob chunk should return 416';
+/**
+ * Only with the older suite (where v1.1.1 cannot be had): its teardown deletes a layer while a
+ * manifest still uses it (we refuse: 403), and it wants an empty tag list (200) for a repository
+ * whose last tag went, where we answer 404 NAME_UNKNOWN; v1.1.1 checks neither so.
+ */
+const OLDER_SUITE_ONLY = ['Delete layer blob created in setup', 'GET request to tags list should reflect manifest deletion'];
 
-test('OCI conformance v1.1.1: everything passes but the retry-chunk 416 that ollama needs as 202', { timeout: 900_000 }, async (t) => {
+test('OCI conformance (v1.1.1; the v1.1.0-rc suite where v1.1.1 cannot be built): everything passes but the retry-chunk 416 that ollama needs as 202', { timeout: 900_000 }, async (t) => {
   let bin: string;
+  let version: string;
   try {
-    bin = await buildConformance();
+    ({ bin, version } = await buildConformance());
   } catch (e) {
-    if (process.env.CI === 'true') throw e;
-    t.skip((e as Error).message);
+    skipOrFail(t, (e as Error).message);
     return;
   }
   const reg = await startTestRegistry({ config: { allowDelete: true } });
@@ -29,9 +36,10 @@ test('OCI conformance v1.1.1: everything passes but the retry-chunk 416 that oll
       OCI_TEST_PULL: '1', OCI_TEST_PUSH: '1', OCI_TEST_CONTENT_DISCOVERY: '1', OCI_TEST_CONTENT_MANAGEMENT: '1',
       OCI_HIDE_SKIPPED_WORKFLOWS: '0',
     });
-    t.diagnostic(r.summary);
-    assert.deepEqual(r.failures, [KEPT_FAILURE], r.output.slice(-6000));
-    assert.equal(r.failed, 1);
+    t.diagnostic(`${version}: ${r.summary}`);
+    const expected = version === FALLBACK_LABEL ? [KEPT_FAILURE, ...OLDER_SUITE_ONLY] : [KEPT_FAILURE];
+    assert.deepEqual([...r.failures].sort(), [...expected].sort(), r.output.slice(-6000));
+    assert.equal(r.failed, expected.length);
     assert.ok(r.passed >= 70, r.summary);
   } finally {
     await reg.close();

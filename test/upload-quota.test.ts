@@ -79,7 +79,7 @@ test('bytes per requester: a part past uploads.maxBytesPerClient gets 507 and th
     const b = location(await post(reg, 'alice'));
     assert.equal((await patch(reg, 'alice', a, 0, Buffer.alloc(600, 1))).status, 202);
     assertError(await patch(reg, 'alice', b, 0, Buffer.alloc(600, 2)), 507, 'INSUFFICIENT_STORAGE',
-      /^user alice holds 600 B in open upload sessions; this part would pass uploads\.maxBytesPerClient \(1\.0 KB\): commit or cancel other uploads first$/);
+      /^user alice holds 600 B in open upload sessions; this part would pass uploads\.maxBytesPerClient \(1 KB\): commit or cancel other uploads first$/);
     assert.equal((await request(reg.url, b, { headers: basic('alice') })).headers.range, '0-0', 'the refused part left nothing');
     // Bob is counted apart; once alice's first upload is committed, her part fits.
     assert.equal((await patch(reg, 'bob', location(await post(reg, 'bob')), 0, Buffer.alloc(900, 3))).status, 202);
@@ -101,7 +101,7 @@ test('open sessions count under storage.maxSize: a part that would pass it gets 
     assert.equal((await patch(reg, 'alice', a, 0, Buffer.alloc(300, 1))).status, 202);
     const b = location(await post(reg, 'bob'));
     assertError(await patch(reg, 'bob', b, 0, Buffer.alloc(300, 2)), 507, 'INSUFFICIENT_STORAGE',
-      /^blobs \(1\.5 KB\) and open uploads \(300 B\) fill storage\.maxSize \(2\.0 KB\); gc evicts cached models to make room$/);
+      /^blobs \(1\.5 KB\) and open uploads \(300 B\) fill storage\.maxSize \(2 KB\); gc evicts cached models to make room$/);
     assert.equal((await patch(reg, 'bob', b, 0, Buffer.alloc(200, 2))).status, 202);
   } finally {
     await reg.close();

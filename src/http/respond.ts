@@ -62,6 +62,30 @@ export function sendError(req: IncomingMessage, res: ServerResponse, e: unknown,
     return;
   }
   // A refusal before the body was read: close rather than wait for (and read) a body nobody wants.
-  if (bodyPending(req)) res.setHeader('Connection', 'close');
+  if (bodyPending(req)) {
+    res.setHeader('Connection', 'close');
+    lingerOnClose(req.socket);
+  }
   sendJson(res, err.status, errorBody(err), err.headers);
+}
+
+const LINGER_MS = 2000;
+
+/**
+ * Close a connection whose client may still be sending a body without resetting it: a close with
+ * unread bytes makes the kernel send RST, and the client (ollama's Go client among them) then
+ * loses the answer it was sent (a 507 for a part, a 401) and sees only "connection reset". So the
+ * write side is closed first and what still arrives is read and dropped, for at most LINGER_MS.
+ */
+function lingerOnClose(socket: IncomingMessage['socket']): void {
+  socket.destroySoon = function lingering(this: typeof socket) {
+    if (this.writable) this.end();
+    const stop = () => this.destroy();
+    const timer = setTimeout(stop, LINGER_MS);
+    timer.unref();
+    this.on('data', () => {});
+    this.once('end', stop);
+    this.once('close', () => clearTimeout(timer));
+    this.resume();
+  };
 }

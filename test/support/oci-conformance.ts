@@ -1,7 +1,9 @@
 // The OCI distribution-spec conformance suite, v1.1.1, built from its Go module into a cache
 // folder outside the repository (once per machine). Its source comes from the Go module proxy
 // (the module at the v1.1.1 commit), else from a git clone of the v1.1.1 tag
-// (OCI_CONFORMANCE_GIT overrides where from).
+// (OCI_CONFORMANCE_GIT overrides where from). Where neither can be had (the Go module proxy
+// reachable here refuses the v1.1.1 commit, and there is no GitHub), the one older commit that
+// proxy serves, f2182352 (2023-11-01, the v1.1.0 release candidates' suite), is built instead.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
@@ -14,8 +16,11 @@ const MODULE = 'github.com/opencontainers/distribution-spec/conformance';
 /** v1.1.1 is the commit a139cc4 (2025-01-23 16:05:58 UTC); the module has no tag of its own. */
 const PSEUDO_VERSION = 'v0.0.0-20250123160558-a139cc423184';
 const TAG = 'v1.1.1';
+/** The fallback: the v1.1.0-rc suite (its last two checks of deletes differ from v1.1.1's). */
+const FALLBACK_VERSION = 'v0.0.0-20231101194043-f2182352d4cc';
+export const FALLBACK_LABEL = 'f2182352 (2023-11-01, v1.1.0-rc)';
 
-export const CONFORMANCE_CACHE = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'ollama-registry-test', `oci-conformance-${TAG}`);
+const cacheDir = (label: string) => path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'ollama-registry-test', `oci-conformance-${label}`);
 
 /** `go` on PATH, else the usual tarball install. */
 export function goBinary(): string | null {
@@ -25,8 +30,8 @@ export function goBinary(): string | null {
   return null;
 }
 
-async function sourceFromProxy(go: string): Promise<string> {
-  const { stdout } = await run(go, ['mod', 'download', '-json', `${MODULE}@${PSEUDO_VERSION}`], { timeout: 300_000, maxBuffer: 1 << 20 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '{}' }));
+async function sourceFromProxy(go: string, version = PSEUDO_VERSION): Promise<string> {
+  const { stdout } = await run(go, ['mod', 'download', '-json', `${MODULE}@${version}`], { timeout: 300_000, maxBuffer: 1 << 20 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '{}' }));
   const info = JSON.parse(stdout) as { Dir?: string; Error?: string };
   if (!info.Dir) throw new Error(`go module proxy: ${info.Error ?? 'no directory'}`);
   return info.Dir;
@@ -38,19 +43,25 @@ async function sourceFromGit(work: string): Promise<string> {
   return path.join(work, 'spec', 'conformance');
 }
 
-/** Path of the built suite (building it when absent); throws with every reason it could not. */
-export async function buildConformance(): Promise<string> {
-  const bin = path.join(CONFORMANCE_CACHE, 'conformance.test');
-  if (existsSync(bin)) return bin;
+/** The built suite and which version it is (building it when absent); throws with every reason it could not. */
+export async function buildConformance(): Promise<{ bin: string; version: string }> {
+  for (const version of [TAG, FALLBACK_LABEL]) {
+    const bin = path.join(cacheDir(version === TAG ? TAG : 'f2182352'), 'conformance.test');
+    if (existsSync(bin)) return { bin, version };
+  }
   const go = goBinary();
   if (!go) throw new Error('go is not installed (apt-get install golang-go)');
-  await mkdir(CONFORMANCE_CACHE, { recursive: true });
   const work = await mkdtemp(path.join(os.tmpdir(), 'oci-conformance-'));
   const reasons: string[] = [];
   try {
-    for (const source of [() => sourceFromProxy(go), () => sourceFromGit(work)]) {
+    const sources: Array<[string, () => Promise<string>]> = [
+      [TAG, () => sourceFromProxy(go)], [TAG, () => sourceFromGit(work)], [FALLBACK_LABEL, () => sourceFromProxy(go, FALLBACK_VERSION)],
+    ];
+    for (const [version, source] of sources) {
       try {
         const dir = await source();
+        const bin = path.join(cacheDir(version === TAG ? TAG : 'f2182352'), 'conformance.test');
+        await mkdir(path.dirname(bin), { recursive: true });
         // The module cache is read-only: build from a copy.
         const copy = path.join(work, `src-${reasons.length}`);
         await run('cp', ['-r', dir, copy]);
@@ -58,7 +69,7 @@ export async function buildConformance(): Promise<string> {
         const tmp = `${bin}.${process.pid}`;
         await run(go, ['test', '-c', '-o', tmp, '.'], { cwd: copy, timeout: 600_000, env: { ...process.env, GOFLAGS: '-mod=mod' } });
         await rename(tmp, bin);
-        return bin;
+        return { bin, version };
       } catch (e) {
         reasons.push((e as Error).message.split('\n').slice(0, 3).join(' '));
       }
