@@ -115,7 +115,7 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
 export const DEFAULT_PUSH_HOST = 'ollama-registry.local';
 
 export function parseListen(value: string, key = 'listen'): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new ConfigError(key, `expected HOST:PORT or PORT, got ${JSON.stringify(value)}`);
   return { host: m[1] || m[2] || '0.0.0.0', port };

@@ -79,7 +79,7 @@ export async function pullModel(ctx: ClientContext, n: ModelName, o: PullModelOp
     mf = decodeManifest(manifestBytes);
     raw = JSON.parse(manifestBytes.toString('utf8'));
   } catch (e) {
-    throw new Error(`pull model manifest: ${errMessage(e)}`);
+    throw new Error(`pull model manifest: ${errMessage(e)}`, { cause: e });
   }
   if (hasTensorLayers(mf.layers ?? []) && o.mlx === false) {
     throw new Error('this model requires MLX support, but the MLX runtime is not available');
