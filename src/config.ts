@@ -271,7 +271,9 @@ function apply(cfg: Config, flat: Flat, source: string): void {
       case 'uploads.maxSessions':
       case 'uploads.maxSessionsPerClient': {
         const n = Number(raw);
-        if (raw === '' || typeof raw === 'boolean' || !Number.isSafeInteger(n) || n < 0) throw new ConfigError(key, `expected a whole number ≥ 0 (0: no cap), got ${JSON.stringify(raw)} (in ${source})`);
+        if (raw === '' || typeof raw === 'boolean' || !Number.isSafeInteger(n) || n < 0) {
+          throw new ConfigError(key, `expected a whole number ≥ 0 (0: no cap), got ${JSON.stringify(raw)} (in ${source})`);
+        }
         cfg.uploads = { ...cfg.uploads, [key.slice('uploads.'.length)]: n };
         break;
       }

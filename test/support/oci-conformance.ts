@@ -26,7 +26,8 @@ export function goBinary(): string | null {
 }
 
 async function sourceFromProxy(go: string): Promise<string> {
-  const { stdout } = await run(go, ['mod', 'download', '-json', `${MODULE}@${PSEUDO_VERSION}`], { timeout: 300_000, maxBuffer: 1 << 20 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '{}' }));
+  const { stdout } = await run(go, ['mod', 'download', '-json', `${MODULE}@${PSEUDO_VERSION}`], { timeout: 300_000, maxBuffer: 1 << 20 })
+    .catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '{}' }));
   const info = JSON.parse(stdout) as { Dir?: string; Error?: string };
   if (!info.Dir) throw new Error(`go module proxy: ${info.Error ?? 'no directory'}`);
   return info.Dir;

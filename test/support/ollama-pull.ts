@@ -296,7 +296,8 @@ async function downloadChunk(ctx: ClientContext, fp: string, file: FileHandle, d
   try {
     let resp: GoResponse;
     try {
-      resp = await goDo(ctx.transport, { method: 'GET', url: directURL, headers: { 'User-Agent': 'Go-http-client/1.1', Range: `bytes=${start}-${part.offset + part.size - 1}` } }, { signal: ac.signal });
+      const headers = { 'User-Agent': 'Go-http-client/1.1', Range: `bytes=${start}-${part.offset + part.size - 1}` };
+      resp = await goDo(ctx.transport, { method: 'GET', url: directURL, headers }, { signal: ac.signal });
     } catch (e) {
       return interrupted() ?? (e as Error);
     }
