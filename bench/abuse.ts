@@ -99,9 +99,13 @@ export async function benchAbuse(opts: { seconds?: number; log?: (s: string) => 
     log(`abuse: unloaded p50 ${unloaded.p50.toFixed(3)} ms, p99 ${unloaded.p99.toFixed(3)} ms`);
     const addrs = (n: number, third: number) => Array.from({ length: n }, (_, i) => `127.0.${third}.${i + 2}`);
     const phases: Array<[string, () => Flood, string]> = [
-      ['stalled connections', () => stalledFlood(port, addrs(12, 1), 250), '12 addresses x 250 connections (over the 200 per address and 2000 in total), headers or body never finished, reopened when closed'],
-      ['wrong passwords, one user', () => passwordFlood(port, addrs(64, 2).map((address) => ({ address, user: () => 'alice' }))), '64 loops of alice:wrong at /v2/token (the attack of the issue), 64 addresses'],
-      ['wrong passwords, many names', () => passwordFlood(port, addrs(64, 3).map((address, i) => ({ address, user: () => `guess${i}-${Math.floor(Math.random() * 1e6)}` }))), '64 loops of unknown names (each costs a dummy scrypt), 64 addresses'],
+      ['stalled connections', () => stalledFlood(port, addrs(12, 1), 250),
+        '12 addresses x 250 connections (over the 200 per address and 2000 in total), headers or body never finished, reopened when closed'],
+      ['wrong passwords, one user', () => passwordFlood(port, addrs(64, 2).map((address) => ({ address, user: () => 'alice' }))),
+        '64 loops of alice:wrong at /v2/token (the attack of the issue), 64 addresses'],
+      ['wrong passwords, many names',
+        () => passwordFlood(port, addrs(64, 3).map((address, i) => ({ address, user: () => `guess${i}-${Math.floor(Math.random() * 1e6)}` }))),
+        '64 loops of unknown names (each costs a dummy scrypt), 64 addresses'],
     ];
     for (const [name, start, what] of phases) {
       const flood = start();

@@ -75,7 +75,8 @@ async function startOurs(data: string, upstream?: string): Promise<Server> {
 async function startDistributionProxy(dir: string, remote: string): Promise<Server> {
   const port = await freePort();
   const cfg = path.join(dir, 'config.yml');
-  writeFileSync(cfg, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/store\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${remote}\n`);
+  writeFileSync(cfg, 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n' +
+    `storage:\n  filesystem:\n    rootdirectory: ${dir}/store\nhttp:\n  addr: 127.0.0.1:${port}\nproxy:\n  remoteurl: ${remote}\n`);
   const child = start('docker-registry', ['serve', cfg]);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/v2/`, child, 'docker-registry');
@@ -254,15 +255,22 @@ export async function benchCache(o: CacheBenchOptions = {}): Promise<Row[]> {
           rmSync(pdir, { recursive: true, force: true });
           log(`${tag} distribution proxy ${p}: ${d.wall.toFixed(1)} s${d.capped ? ' (stopped at the cap)' : ''}, link bytes ${(d.bytes / size).toFixed(2)}x${d.error ? ` ERROR ${d.error}` : ''}`);
         }
-        const peerNote = (x?: Run) => (x ? `distribution 2.8 proxy: ${x.error ? `failed (${x.error}); ` : ''}${x.capped ? '≥' : ''}${(x.bytes / size).toFixed(2)}x bytes, ${x.capped ? '>' : ''}${x.wall.toFixed(1)} s` : 'distribution proxy not run');
-        rows.push({ metric: `${tag}, ${p}: upstream bytes / blob size`, unit: 'x', ours: r.bytes / size, goal: '= 1.00', pass: Math.abs(r.bytes - size) < 1 && !r.error && !r.capped, note: peerNote(d) });
+        const peerNote = (x?: Run) => (x
+          ? `distribution 2.8 proxy: ${x.error ? `failed (${x.error}); ` : ''}${x.capped ? '≥' : ''}${(x.bytes / size).toFixed(2)}x bytes, ${x.capped ? '>' : ''}${x.wall.toFixed(1)} s`
+          : 'distribution proxy not run');
+        rows.push({ metric: `${tag}, ${p}: upstream bytes / blob size`, unit: 'x', ours: r.bytes / size, goal: '= 1.00',
+          pass: Math.abs(r.bytes - size) < 1 && !r.error && !r.capped, note: peerNote(d) });
         rows.push({ metric: `${tag}, ${p}: CPU of the cache process per GiB`, unit: 's', ours: cpu / (size / 2 ** 30), goal: 'report', note: r.capped ? 'run stopped at the time cap' : undefined });
         const base = direct[p];
         if (base) {
-          rows.push({ metric: `${tag}, ${p}: wall time`, unit: 's', ours: r.wall, baseline: base.wall, baselineName: 'direct', ratio: r.wall / base.wall, goal: '<= 1.15x direct', pass: r.wall / base.wall <= 1.15 && !r.error, note: r.error });
-          rows.push({ metric: `${tag}, ${p}: time to first byte${p === 'ollama parts' ? ' (slowest part)' : ''}`, unit: 'ms', ours: r.ttfb, baseline: base.ttfb, baselineName: 'direct', ratio: r.ttfb / base.ttfb, goal: 'report' });
+          rows.push({ metric: `${tag}, ${p}: wall time`, unit: 's', ours: r.wall, baseline: base.wall, baselineName: 'direct', ratio: r.wall / base.wall,
+            goal: '<= 1.15x direct', pass: r.wall / base.wall <= 1.15 && !r.error, note: r.error });
+          rows.push({ metric: `${tag}, ${p}: time to first byte${p === 'ollama parts' ? ' (slowest part)' : ''}`, unit: 'ms', ours: r.ttfb,
+            baseline: base.ttfb, baselineName: 'direct', ratio: r.ttfb / base.ttfb, goal: 'report' });
         } else {
-          rows.push({ metric: `${tag}, ${p}: wall time (direct would cross the link 16 times)`, unit: 's', ours: r.wall, baseline: direct['one client']!.wall, baselineName: 'direct, one client', ratio: r.wall / direct['one client']!.wall, goal: 'report', note: r.error });
+          const one = direct['one client']!;
+          rows.push({ metric: `${tag}, ${p}: wall time (direct would cross the link 16 times)`, unit: 's', ours: r.wall,
+            baseline: one.wall, baselineName: 'direct, one client', ratio: r.wall / one.wall, goal: 'report', note: r.error });
         }
       }
     }
@@ -279,7 +287,8 @@ function printRows(rows: Row[]): void {
   const f = (n?: number) => (n === undefined || !Number.isFinite(n) ? '' : Math.abs(n) >= 100 ? Math.round(n).toString() : n.toFixed(2));
   console.log('| metric | unit | ours | direct | ratio | goal | pass | note |');
   console.log('|---|---|---|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.metric} | ${r.unit} | ${f(r.ours)} | ${f(r.baseline)} | ${f(r.ratio)} | ${r.goal} | ${r.pass === undefined ? '' : r.pass ? 'yes' : 'NO'} | ${r.note ?? ''} |`);
+  const yes = (pass?: boolean) => (pass === undefined ? '' : pass ? 'yes' : 'NO');
+  for (const r of rows) console.log(`| ${r.metric} | ${r.unit} | ${f(r.ours)} | ${f(r.baseline)} | ${f(r.ratio)} | ${r.goal} | ${yes(r.pass)} | ${r.note ?? ''} |`);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {

@@ -62,7 +62,7 @@ async function requireTools(): Promise<void> {
       await run(cmd, args);
     } catch (e) {
       // wrk -v prints its version and exits 1; only a missing binary is fatal.
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${cmd} is not installed: apt-get install ${pkg}`);
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${cmd} is not installed: apt-get install ${pkg}`, { cause: e });
     }
   }
 }

@@ -189,7 +189,9 @@ async function pushOurs(fx: { clientDir: string; key: OllamaKey; model: MadeMode
   }
 }
 
-function send(port: number, method: string, target: string, body?: { file: string; start?: number; end?: number } | Buffer, headers: Record<string, string | number> = {}): Promise<{ status: number; location?: string; text: string }> {
+function send(
+  port: number, method: string, target: string, body?: { file: string; start?: number; end?: number } | Buffer, headers: Record<string, string | number> = {},
+): Promise<{ status: number; location?: string; text: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: HOST, port, method, path: target, headers, agent: false }, (res) => {
       let text = '';
@@ -232,7 +234,9 @@ async function pushDistribution(fx: { clientDir: string; model: MadeModel }, wor
 async function leanPush(port: number, fx: { clientDir: string; model: MadeModel }, mode: 'parts' | 'monolithic', key?: OllamaKey): Promise<void> {
   const h: Record<string, string> = {};
   if (key) {
-    const q = goEncodeValues([['nonce', Math.random().toString(36).slice(2)], ['scope', 'repository:bench/model:pull,push'], ['service', `${HOST}:${port}`], ['ts', String(Math.floor(Date.now() / 1000))]]);
+    const q = goEncodeValues([
+      ['nonce', Math.random().toString(36).slice(2)], ['scope', 'repository:bench/model:pull,push'], ['service', `${HOST}:${port}`], ['ts', String(Math.floor(Date.now() / 1000))],
+    ]);
     const t = await send(port, 'GET', `/v2/token?${q}`, undefined, { Authorization: signTokenRequest(key, `http://${HOST}:${port}/v2/token?${q}`) });
     if (t.status !== 200) throw new Error(`token: ${t.status} ${t.text}`);
     h.Authorization = `Bearer ${(JSON.parse(t.text) as { token: string }).token}`;
@@ -251,7 +255,8 @@ async function leanPush(port: number, fx: { clientDir: string; model: MadeModel 
     if (mode === 'parts') {
       for (const p of layoutParts(b.size, OLLAMA_PARTS)) {
         const end = p.offset + p.size - 1;
-        const r = await send(port, 'PATCH', target(loc), { file, start: p.offset, end }, { ...h, 'Content-Type': 'application/octet-stream', 'Content-Length': p.size, 'Content-Range': `${p.offset}-${end}` });
+        const r = await send(port, 'PATCH', target(loc), { file, start: p.offset, end },
+          { ...h, 'Content-Type': 'application/octet-stream', 'Content-Length': p.size, 'Content-Range': `${p.offset}-${end}` });
         if (r.status !== 202 || !r.location) throw new Error(`PATCH: ${r.status} ${r.text}`);
         loc = r.location;
       }
@@ -263,7 +268,8 @@ async function leanPush(port: number, fx: { clientDir: string; model: MadeModel 
     const put = await send(port, 'PUT', u.pathname + u.search, body ?? Buffer.alloc(0), { ...h, 'Content-Type': 'application/octet-stream', 'Content-Length': length });
     if (put.status !== 201) throw new Error(`PUT: ${put.status} ${put.text}`);
   }
-  const m = await send(port, 'PUT', '/v2/bench/model/manifests/latest', fx.model.manifestBytes, { ...h, 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json', 'Content-Length': fx.model.manifestBytes.length });
+  const m = await send(port, 'PUT', '/v2/bench/model/manifests/latest', fx.model.manifestBytes,
+    { ...h, 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json', 'Content-Length': fx.model.manifestBytes.length });
   if (m.status !== 201) throw new Error(`manifest PUT: ${m.status} ${m.text}`);
 }
 
@@ -304,7 +310,8 @@ export async function benchPush(opts: PushBenchOptions = {}): Promise<Row[]> {
       if (e) emulated.push(e);
       log(`  round ${i + 1}: ours ${fix(l && gbps(l))} GB/s, ${fix(l && cpuPerGiB(l), 2)} CPU s/GiB, client ${fix(l && l.clientCpu, 2)} CPU s (lean client); ` +
         `${fix(e && gbps(e))} GB/s, ${fix(e && cpuPerGiB(e), 2)} CPU s/GiB (ollama emulation); docker-registry ${fix(d && gbps(d))} GB/s, ${fix(d && cpuPerGiB(d), 2)} CPU s/GiB; ` +
-        `disk ${disk[i]!.buffered.toFixed(3)} GB/s buffered, ${disk[i]!.direct.toFixed(3)} direct (+fsync); ${l?.threads ? `server threads ${[...l.threads].filter(([, c]) => c >= 0.05).map(([n, c]) => `${n} ${c.toFixed(2)}`).join(', ')}; ` : ''}load ${os.loadavg()[0]!.toFixed(1)}`);
+        `disk ${disk[i]!.buffered.toFixed(3)} GB/s buffered, ${disk[i]!.direct.toFixed(3)} direct (+fsync); ` +
+        `${l?.threads ? `server threads ${[...l.threads].filter(([, c]) => c >= 0.05).map(([n, c]) => `${n} ${c.toFixed(2)}`).join(', ')}; ` : ''}load ${os.loadavg()[0]!.toFixed(1)}`);
     }
     const gib = (size / (1 << 30)).toFixed(2);
     const theirRate = theirs.map(gbps);
@@ -336,7 +343,9 @@ export async function benchPush(opts: PushBenchOptions = {}): Promise<Row[]> {
       rows.push({
         metric: `push ${gib} GiB (lean client) vs the disk's ceiling`, unit: 'GB/s', ours: median(rates), oursRuns: rates,
         baseline: diskRate, baselineRuns: diskRates, baselineName: `disk: write ${gib} GiB + fsync (faster of buffered, O_DIRECT)`, ratio: median(rates) / diskRate,
-        goal: 'close to 1x', note: `the push also receives over loopback and hashes, on the same ${os.cpus().length} cores as its client; disk medians: buffered ${median(disk.map((d) => d.buffered)).toFixed(3)}, O_DIRECT ${median(disk.map((d) => d.direct)).toFixed(3)} GB/s`,
+        goal: 'close to 1x',
+        note: `the push also receives over loopback and hashes, on the same ${os.cpus().length} cores as its client; ` +
+          `disk medians: buffered ${median(disk.map((d) => d.buffered)).toFixed(3)}, O_DIRECT ${median(disk.map((d) => d.direct)).toFixed(3)} GB/s`,
       });
     }
     return rows;
@@ -359,10 +368,13 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   const only = str('--only')?.split(',') as PushBenchOptions['only'];
   const serverMain = str('--server-main');
   const cpuProf = str('--cpu-prof');
-  const rows = await benchPush({ rounds: opt('--rounds'), blobBytes: mib ? mib << 20 : undefined, only, serverMain: serverMain && path.resolve(serverMain), cpuProf: cpuProf && path.resolve(cpuProf) });
+  const rows = await benchPush({
+    rounds: opt('--rounds'), blobBytes: mib ? mib << 20 : undefined, only, serverMain: serverMain && path.resolve(serverMain), cpuProf: cpuProf && path.resolve(cpuProf),
+  });
   console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   for (const r of rows) {
     console.log(`${r.metric}: ours ${r.ours.toFixed(3)} ${r.unit} [${r.oursRuns!.map((x) => x.toFixed(3)).join(', ')}], ` +
-      `${r.baselineName} ${r.baseline?.toFixed(3)} ${r.unit} [${r.baselineRuns?.map((x) => x.toFixed(3)).join(', ')}], ratio ${r.ratio?.toFixed(2)}x (goal ${r.goal}: ${r.pass ? 'pass' : 'FAIL'}); ${r.note}`);
+      `${r.baselineName} ${r.baseline?.toFixed(3)} ${r.unit} [${r.baselineRuns?.map((x) => x.toFixed(3)).join(', ')}], ` +
+      `ratio ${r.ratio?.toFixed(2)}x (goal ${r.goal}: ${r.pass ? 'pass' : 'FAIL'}); ${r.note}`);
   }
 }

@@ -115,7 +115,7 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
 export const DEFAULT_PUSH_HOST = 'ollama-registry.local';
 
 export function parseListen(value: string, key = 'listen'): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new ConfigError(key, `expected HOST:PORT or PORT, got ${JSON.stringify(value)}`);
   return { host: m[1] || m[2] || '0.0.0.0', port };
@@ -271,7 +271,9 @@ function apply(cfg: Config, flat: Flat, source: string): void {
       case 'uploads.maxSessions':
       case 'uploads.maxSessionsPerClient': {
         const n = Number(raw);
-        if (raw === '' || typeof raw === 'boolean' || !Number.isSafeInteger(n) || n < 0) throw new ConfigError(key, `expected a whole number ≥ 0 (0: no cap), got ${JSON.stringify(raw)} (in ${source})`);
+        if (raw === '' || typeof raw === 'boolean' || !Number.isSafeInteger(n) || n < 0) {
+          throw new ConfigError(key, `expected a whole number ≥ 0 (0: no cap), got ${JSON.stringify(raw)} (in ${source})`);
+        }
         cfg.uploads = { ...cfg.uploads, [key.slice('uploads.'.length)]: n };
         break;
       }

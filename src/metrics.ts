@@ -83,7 +83,9 @@ export function createMetrics(driver: Driver, blobs: BlobStore, opts: { defaultM
       name: `${P}http_request_duration_seconds`, help: 'Time from request to the end of the response, by route.', labelNames: ['route'], registers,
       buckets: [0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600],
     }),
-    bytesServed: new Counter({ name: `${P}http_response_bytes_total`, help: 'Response body bytes sent, by route and where they came from (disk or upstream).', labelNames: ['route', 'source'], registers }),
+    bytesServed: new Counter({
+      name: `${P}http_response_bytes_total`, help: 'Response body bytes sent, by route and where they came from (disk or upstream).', labelNames: ['route', 'source'], registers,
+    }),
     cacheLookups: new Counter({ name: `${P}cache_lookups_total`, help: 'Pull-through lookups: result="hit" answered from disk, "miss" needed the upstream.', labelNames: ['result'], registers }),
     fillsInFlight: new Gauge({ name: `${P}fills_in_flight`, help: 'Pull-through fills (downloads from an upstream) running now.', registers }),
     upstreamErrors: new Counter({ name: `${P}upstream_errors_total`, help: 'Failed requests to an upstream registry, by upstream and reason.', labelNames: ['upstream', 'reason'], registers }),

@@ -25,7 +25,8 @@ export function checkPart(kind: NamePart, value: string): string {
   if (!isValidPart(kind, value)) {
     const shown = value.length > 40 ? `${value.slice(0, 40)}…` : value;
     throw new RegistryError(kind === 'tag' ? 'TAG_INVALID' : 'NAME_INVALID',
-      `invalid ${kind} ${JSON.stringify(shown)}: use letters, digits, '_'${kind === 'namespace' ? ", '-'" : kind === 'host' ? ", '-', '.', ':'" : ", '-', '.'"}; start with a letter, digit or '_'; at most ${PART_RULES[kind].max} characters`);
+      `invalid ${kind} ${JSON.stringify(shown)}: use letters, digits, '_'${kind === 'namespace' ? ", '-'" : kind === 'host' ? ", '-', '.', ':'" : ", '-', '.'"}; ` +
+      `start with a letter, digit or '_'; at most ${PART_RULES[kind].max} characters`);
   }
   return value;
 }

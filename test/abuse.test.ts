@@ -121,7 +121,8 @@ test('connections are capped per address (429) and in total (503), with a JSON r
   }
 });
 
-test('credentials and rights are checked from the headers: /api/pull, an upload PATCH and a manifest PUT are refused before their body, and the connection is closed', { timeout: 60_000 }, async () => {
+test('credentials and rights are checked from the headers: /api/pull, an upload PATCH and a manifest PUT are refused before their body, ' +
+  'and the connection is closed', { timeout: 60_000 }, async () => {
   const cases: Array<[string, string, Record<string, string>, number]> = [
     ['POST', '/api/pull', {}, 401],
     ['POST', '/api/pull', basic('bob', 'pw-bob'), 403],

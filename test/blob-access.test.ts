@@ -133,7 +133,8 @@ test('mount: POST ?mount&from answers 201 only for a blob the pusher may read; o
   await assertHidden(reg, 'evil/y', layer, mallory);
   // With the bytes, mallory can push the blob like any other (verified), then read it where she put it.
   const bytes = await blobFile(data, layer);
-  const put = await request(reg.url, `/v2/evil/x/blobs/uploads/?digest=${encodeURIComponent(layer)}`, { method: 'POST', headers: { ...mallory, 'Content-Type': 'application/octet-stream' }, body: bytes });
+  const put = await request(reg.url, `/v2/evil/x/blobs/uploads/?digest=${encodeURIComponent(layer)}`,
+    { method: 'POST', headers: { ...mallory, 'Content-Type': 'application/octet-stream' }, body: bytes });
   assert.equal(put.status, 201);
   await assertReadable(reg, 'evil/x', layer, mallory);
   // Any pull in library (anonymous reads are off) does not help with team blobs either.
@@ -238,7 +239,8 @@ test('a push interrupted by a restart: blobs committed before it stay the pusher
     config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest, size: bytes.length },
     layers: [{ mediaType: 'application/vnd.ollama.image.model', digest, size: bytes.length }],
   });
-  const put = await request(reg.url, '/v2/team/fresh/manifests/v1', { method: 'PUT', headers: { ...basic('ci'), 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, body: manifest });
+  const put = await request(reg.url, '/v2/team/fresh/manifests/v1',
+    { method: 'PUT', headers: { ...basic('ci'), 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json' }, body: manifest });
   assert.equal(put.status, 201, put.text());
   await assertReadable(reg, 'team/fresh', digest);
 });

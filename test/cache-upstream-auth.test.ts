@@ -126,7 +126,8 @@ test('a user name and password for the upstream (Basic at its token endpoint); a
   assert.doesNotMatch(msg, /wrong"|a long password/);
 });
 
-test('docker-registry with htpasswd (Basic on every request): pulled with the configured user; a wrong password is a clear error', { skip: skipUnlessCI(!hasDistribution() && 'docker-registry is not installed (apt-get install docker-registry)') }, async () => {
+test('docker-registry with htpasswd (Basic on every request): pulled with the configured user; a wrong password is a clear error',
+  { skip: skipUnlessCI(!hasDistribution() && 'docker-registry is not installed (apt-get install docker-registry)') }, async () => {
   const data = await tempDir('oreg-dist-');
   const src = await tempDir();
   const m = await makeModel(src, { model: 'basic', tag: 'v1', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 2 * MiB }] });

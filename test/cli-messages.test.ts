@@ -70,7 +70,7 @@ test('serve on a data folder it cannot write warns at start and still serves', a
   const asRoot = process.getuid?.() === 0;
   for (const d of [data, ...(await readdir(data)).map((n) => path.join(data, n))]) await chmod(d, 0o555);
   const asNobody = asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
-  let out = '';
+  let out: string;
   try {
     const reg = await spawnRegistry(['--data', data], CLEAN, [...asNobody, process.execPath, MAIN]);
     out = reg.output();

@@ -4,6 +4,7 @@
 // are printed whole under the progress bars.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { stripVTControlCharacters } from 'node:util';
 import { after, before, test } from 'node:test';
 import { startCacheStack, type CacheStack } from './support/cache.js';
 import { cli } from './support/cli.js';
@@ -89,7 +90,7 @@ test('pull on a terminal prints its result lines whole under the progress bars',
   assert.equal(r.code, 1, r.out);
   assert.match(r.out, /\|.*\| 100%/, 'progress bars were drawn');
   // What the terminal shows: escape sequences and line ends out, wrapped lines joined.
-  const text = r.out.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r?\n|\r/g, '');
+  const text = stripVTControlCharacters(r.out).replace(/\r?\n|\r/g, '');
   assert.match(text, /pulled gemma2:2b: 1 blob\(s\)|pulled gemma2:2b: 2 blob\(s\)/);
   assert.ok(text.includes(`failed ${longName}: manifest unknown: ${longName} is neither here nor on upstream ${new URL(s.front.url).host} (${s.front.url})`), r.out);
 });

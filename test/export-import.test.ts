@@ -155,7 +155,8 @@ async function writeTar(file: string, entries: Array<{ name: string; body?: Buff
   const pack = tar.pack();
   const done = pipeline(pack as unknown as NodeJS.ReadableStream, createWriteStream(file));
   for (const e of entries) {
-    await new Promise<void>((resolve, reject) => pack.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, size: e.body?.length ?? 0 }, e.body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
+    const header = { name: e.name, type: e.type ?? 'file', linkname: e.linkname, size: e.body?.length ?? 0 };
+    await new Promise<void>((resolve, reject) => pack.entry(header, e.body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
   }
   pack.finalize();
   await done;

@@ -157,7 +157,9 @@ test('gc keeps an untagged manifest an index or a subject refers to, and removes
   const loose = await image('gc-loose');
   const ref = await image('gc-referrer', { subject: { mediaType: OCI_MANIFEST, digest: digestOf(child), size: child.length } });
   for (const m of [child, loose, ref]) assert.equal((await call(`/v2/team/gc/manifests/${digestOf(m)}`, 'PUT', { 'Content-Type': OCI_MANIFEST }, m)).status, 201);
-  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: digestOf(child), size: child.length, platform: { os: 'linux', architecture: 'amd64' } }] }));
+  const index = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: digestOf(child), size: child.length, platform: { os: 'linux', architecture: 'amd64' } }],
+  }));
   assert.equal((await call('/v2/team/gc/manifests/multi', 'PUT', { 'Content-Type': OCI_INDEX }, index)).status, 201);
   await sleep(1100); // everything older than the 1 s grace period
   const r = await runGc(reg.app, { graceMs: 1000 });
@@ -217,7 +219,8 @@ test('an image index: export/import and the pull-through cache keep its children
     assert.deepEqual((await request(s.cache.url, '/v2/team/idx/manifests/1')).body, image.manifest);
     const child = await request(s.cache.url, `/v2/team/idx/manifests/${image.children[1]}`);
     assert.equal(child.status, 200);
-    assert.ok(await exists(path.join(s.cache.data, '.ollama-registry', 'untagged', s.cache.app.cache!.upstreams[0]!.host, 'team', 'idx', `sha256-${image.children[1]!.slice(7)}`)), 'kept as an untagged manifest of the upstream folder');
+    const untagged = path.join(s.cache.data, '.ollama-registry', 'untagged', s.cache.app.cache!.upstreams[0]!.host, 'team', 'idx', `sha256-${image.children[1]!.slice(7)}`);
+    assert.ok(await exists(untagged), 'kept as an untagged manifest of the upstream folder');
   } finally {
     await s.close();
   }

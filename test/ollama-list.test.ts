@@ -32,7 +32,10 @@ test('an ollama manifest list: pushed (children as blobs), stored verbatim, pull
     // A child whose layer was never pushed: refused too.
     const child = m.children.ggml!;
     await request(reg.url, `/v2/team/llm/blobs/uploads/?digest=${child.digest}`, { method: 'POST', headers: { Authorization: AUTH }, body: child.manifest });
-    const partial = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OLLAMA_LIST, manifests: [{ mediaType: 'application/vnd.docker.distribution.manifest.v2+json', digest: child.digest, size: child.manifest.length, runner: 'ggml', format: 'gguf' }] }));
+    const partial = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: OLLAMA_LIST,
+      manifests: [{ mediaType: 'application/vnd.docker.distribution.manifest.v2+json', digest: child.digest, size: child.manifest.length, runner: 'ggml', format: 'gguf' }],
+    }));
     const r2 = await request(reg.url, '/v2/team/llm/manifests/partial', { method: 'PUT', headers: { Authorization: AUTH, 'Content-Type': OLLAMA_LIST }, body: partial });
     assert.equal(r2.status, 404, r2.text());
     assert.match(r2.json().errors[0].message, /child manifest .* names blob/);
@@ -107,7 +110,8 @@ test('through the cache: the list, a child fetched as a blob and its layers cros
     assert.equal(s.front.blobBytes() - before, ggml.reduce((n, b) => n + b.length, 0), 'each blob of the chosen child once');
     // Prefetch fetches the other child and its blobs too.
     await addUser(s.cache, 'admin', 'admin password', 'team');
-    const r = await request(s.cache.url, '/api/pull', { method: 'POST', body: JSON.stringify({ name: 'team/llm:1' }), headers: { Authorization: `Basic ${Buffer.from('admin:admin password').toString('base64')}` } });
+    const admin = { Authorization: `Basic ${Buffer.from('admin:admin password').toString('base64')}` };
+    const r = await request(s.cache.url, '/api/pull', { method: 'POST', body: JSON.stringify({ name: 'team/llm:1' }), headers: admin });
     assert.equal(r.status, 200);
     assert.deepEqual(JSON.parse(r.text().trim().split('\n').at(-1)!), { status: 'success' });
     for (const b of m.all) assert.equal(await s.cache.app.blobs.size(digestOf(b)), b.length);

@@ -58,7 +58,9 @@ test('a config blob that is missing or not JSON gates nothing', async (t) => {
   await rm(path.join(data, 'blobs', `sha256-${config.digest.slice(7)}`));
   // A manifest whose config is a binary blob.
   const weights = model.blobs[0]!;
-  const odd = { schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', config: { ...weights, mediaType: 'application/vnd.docker.container.image.v1+json' }, layers: [weights] };
+  const odd = {
+    schemaVersion: 2, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', config: { ...weights, mediaType: 'application/vnd.docker.container.image.v1+json' }, layers: [weights],
+  };
   await mkdir(path.join(data, 'manifests/registry.ollama.ai/library/binconfig'), { recursive: true });
   await writeFile(path.join(data, 'manifests/registry.ollama.ai/library/binconfig/latest'), JSON.stringify(odd));
   const reg = await startTestRegistry({ data });

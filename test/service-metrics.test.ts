@@ -152,7 +152,7 @@ test('logs are readable text when stdout is a terminal', () => {
   let out = '';
   const tty = Object.assign(new Writable({ write(c: Buffer, _e, done) { out += c.toString(); done(); } }), { isTTY: true });
   createLogger({ destination: tty }).info({ route: 'blob', status: 206, bytes: 1024 }, 'request');
-  assert.match(out, /^\d\d:\d\d:\d\d info  request route=blob status=206 bytes=1024\n$/);
+  assert.match(out, /^\d\d:\d\d:\d\d info {2}request route=blob status=206 bytes=1024\n$/);
   out = '';
   createLogger({ destination: Object.assign(new Writable({ write(c: Buffer, _e, done) { out += c.toString(); done(); } }), { isTTY: false }) })
     .info({ route: 'blob' }, 'request');

@@ -48,7 +48,8 @@ test('sessions per requester and in total: the one past the cap gets 429; closin
     // A cancelled and a committed session no longer count.
     assert.equal((await request(reg.url, location(mine[0]!), { method: 'DELETE', headers: basic('alice') })).status, 204);
     const blob = Buffer.from('layer');
-    assert.equal((await request(reg.url, `${location(mine[1]!)}?digest=sha256:${sha256Hex(blob)}`, { method: 'PUT', headers: { ...basic('alice'), 'Content-Length': blob.length }, body: blob })).status, 201);
+    const put = await request(reg.url, `${location(mine[1]!)}?digest=sha256:${sha256Hex(blob)}`, { method: 'PUT', headers: { ...basic('alice'), 'Content-Length': blob.length }, body: blob });
+    assert.equal(put.status, 201);
     assert.equal((await post(reg, 'alice')).status, 202);
     assert.equal((await post(reg, 'alice')).status, 202);
     assert.equal((await post(reg, 'alice')).status, 429);

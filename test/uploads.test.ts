@@ -159,7 +159,8 @@ test('hostile manifests: malformed JSON, missing blobs, wrong sizes, oversize, b
     config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: digestOf(cfg), size: cfg.length }, layers: [], ...over,
   });
   const before = await stored();
-  const put = (tag: string, body: string | Buffer, headers = {}) => call(`/v2/team/m/manifests/${tag}`, 'PUT', { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json', ...headers }, body);
+  const put = (tag: string, body: string | Buffer, headers = {}) =>
+    call(`/v2/team/m/manifests/${tag}`, 'PUT', { 'Content-Type': 'application/vnd.docker.distribution.manifest.v2+json', ...headers }, body);
   assertCleanError(await put('t', '{"schemaVersion":2,'), 400, 'MANIFEST_INVALID');
   assertCleanError(await put('t', '[]'), 400, 'MANIFEST_INVALID');
   assertCleanError(await put('t', good({ schemaVersion: 1 })), 400, 'MANIFEST_INVALID');

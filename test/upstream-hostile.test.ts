@@ -349,7 +349,8 @@ test('allowPrivateHosts in the config file: a list of hosts without ports, error
 
 test('which addresses count as local: IPv4, IPv6, IPv4 inside IPv6 (mapped, NAT64, 6to4)', () => {
   const local = ['127.0.0.1', '127.8.9.10', '10.1.2.3', '100.64.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '0.0.0.0', '255.255.255.255', '224.0.0.1',
-    '::', '::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '::127.0.0.1', 'fe80::1', 'fd00::1', 'fc00::1', 'ff02::1', '64:ff9b::7f00:1', '64:ff9b::10.0.0.1', '64:ff9b:1::1', '2002:7f00:1::1', '2002:c0a8:101::1'];
+    '::', '::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '::127.0.0.1', 'fe80::1', 'fd00::1', 'fc00::1', 'ff02::1',
+    '64:ff9b::7f00:1', '64:ff9b::10.0.0.1', '64:ff9b:1::1', '2002:7f00:1::1', '2002:c0a8:101::1'];
   const remote = ['8.8.8.8', '100.128.0.1', '172.32.0.1', '1.1.1.1', '::ffff:8.8.8.8', '2001:4860:4860::8888', '64:ff9b::808:808', '2002:808:808::1', 'registry.ollama.ai'];
   for (const a of local) assert.equal(isLocalAddress(a), true, a);
   for (const a of remote) assert.equal(isLocalAddress(a), false, a);

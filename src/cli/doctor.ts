@@ -83,9 +83,11 @@ export function registerDoctor(program: Command): void {
         const found = opts.self ? { env: process.env, from: 'this shell' } : ollamaEnv(opts.pid ? Number(opts.pid) : undefined);
         if (!found) throw new CliError('no running `ollama serve` found; start it, give --pid, or check this shell with --self', EXIT.USAGE);
         const { env, from } = found;
-        const out: string[] = [`environment of ${from}: HTTPS_PROXY=${env.HTTPS_PROXY ?? env.https_proxy ?? ''} NO_PROXY=${env.NO_PROXY ?? env.no_proxy ?? ''} SSL_CERT_FILE=${env.SSL_CERT_FILE ?? ''}`];
+        const shown = `HTTPS_PROXY=${env.HTTPS_PROXY ?? env.https_proxy ?? ''} NO_PROXY=${env.NO_PROXY ?? env.no_proxy ?? ''} SSL_CERT_FILE=${env.SSL_CERT_FILE ?? ''}`;
+        const out: string[] = [`environment of ${from}: ${shown}`];
         const route = goProxyFor(`https://${HOST}/v2/`, env);
-        out.push(`${route.proxy ? 'ok  ' : 'note'} ${HOST}: ${route.proxy ? `through the proxy ${route.proxy}` : 'direct'} (${route.why})${route.proxy ? '' : `; that is right for DNS mode only (${HOST} must resolve to the registry)`}`);
+        const dnsOnly = route.proxy ? '' : `; that is right for DNS mode only (${HOST} must resolve to the registry)`;
+        out.push(`${route.proxy ? 'ok  ' : 'note'} ${HOST}: ${route.proxy ? `through the proxy ${route.proxy}` : 'direct'} (${route.why})${dnsOnly}`);
         let ok = true;
         try {
           const r = await probe(route.proxy, trustFor(env));
@@ -98,7 +100,9 @@ export function registerDoctor(program: Command): void {
           ok = false;
           out.push(`FAIL ${(e as Error).message}`);
         }
-        out.push(ok ? `all good: \`ollama pull\` of short names goes through the mirror${from === 'this shell' ? ' (for a process with this environment)' : ''}` : 'not ready: fix the FAIL lines above (ollama-registry client-setup prints the steps), then restart ollama');
+        out.push(ok
+          ? `all good: \`ollama pull\` of short names goes through the mirror${from === 'this shell' ? ' (for a process with this environment)' : ''}`
+          : 'not ready: fix the FAIL lines above (ollama-registry client-setup prints the steps), then restart ollama');
         process.stdout.write(`${out.join('\n')}\n`);
         process.exitCode = ok ? EXIT.OK : EXIT.FAILED;
       } catch (e) {

@@ -75,7 +75,9 @@ export function registerKeys(program: Command): void {
       try {
         const config = configFrom(opts);
         const up = opts.upstream === undefined ? undefined : config.upstreams.find((u) => u.name === opts.upstream);
-        if (opts.upstream !== undefined && !up) throw new CliError(`no upstream is named ${JSON.stringify(opts.upstream)} (known: ${config.upstreams.map((u) => u.name).join(', ') || 'none'})`, EXIT.USAGE);
+        if (opts.upstream !== undefined && !up) {
+          throw new CliError(`no upstream is named ${JSON.stringify(opts.upstream)} (known: ${config.upstreams.map((u) => u.name).join(', ') || 'none'})`, EXIT.USAGE);
+        }
         const { key, created } = loadOwnKey(keySourceFor(new FsDriver(config.data), config, up));
         if (created) process.stderr.write(`made a new key: ${key.file}\n`);
         process.stdout.write(`${key.line}\n`);

@@ -113,7 +113,9 @@ export function registerPull(program: Command): void {
         if (!Number.isInteger(jobs) || jobs < 1) throw new CliError(`--jobs: expected a whole number ≥ 1, got ${opts.jobs}`, EXIT.USAGE);
         const app = await openApp(config, createLogger({ level: 'warn', destination: process.stderr }));
         if (!app.cache || app.cache.offline) {
-          throw new CliError(app.cache ? 'offline mode is set (--offline, offline: true or OLLAMA_REGISTRY_OFFLINE): nothing can be pulled' : 'no upstream is configured: give --upstream URL or set upstreams in the config file', EXIT.USAGE);
+          throw new CliError(app.cache
+            ? 'offline mode is set (--offline, offline: true or OLLAMA_REGISTRY_OFFLINE): nothing can be pulled'
+            : 'no upstream is configured: give --upstream URL or set upstreams in the config file', EXIT.USAGE);
         }
         const progress = process.stdout.isTTY ? ttyProgress() : plainProgress();
         const queue = [...names];
@@ -124,7 +126,8 @@ export function registerPull(program: Command): void {
             try {
               const r = await prefetch(app, name, (e) => progress.event(name!, e));
               const secs = (Date.now() - t0) / 1000;
-              progress.done(name, true, `pulled ${name}: ${r.blobs} blob(s), ${r.present} already here, ${formatBytes(r.fetched)} from upstream in ${secs.toFixed(1)} s${r.stale ? ' (manifest from cache: no upstream answered)' : ''}`);
+              const stale = r.stale ? ' (manifest from cache: no upstream answered)' : '';
+              progress.done(name, true, `pulled ${name}: ${r.blobs} blob(s), ${r.present} already here, ${formatBytes(r.fetched)} from upstream in ${secs.toFixed(1)} s${stale}`);
             } catch (e) {
               failed++;
               progress.done(name, false, `failed ${name}: ${(e as Error).message}`);

@@ -35,8 +35,13 @@ export function registerServe(program: Command): void {
         const storage = await storageCheck(app);
         if (storage !== 'ok') log.warn({ data: config.data, storage }, `the data folder is ${storage}: serving what it holds, but pushes, pull-through, gc and last-pull records will fail`);
         const srv = await startServer(app, { ...config.listen, tls: config.tls });
-        if (srv.mirror) log.info({ hosts: config.mirror!.hosts, dnsMode: srv.mirror.url, tunnel: config.mirror!.tunnel }, 'transparent mirror: CONNECT on the main port' + (srv.mirror.url ? ' and TLS on its own' : ''));
-        log.info({ url: srv.url, data: config.data, upstreams: config.upstreams.map((u) => u.url), offline: config.offline || undefined, startupMs: Math.round(process.uptime() * 1000) }, 'ollama-registry is serving');
+        if (srv.mirror) {
+          log.info({ hosts: config.mirror!.hosts, dnsMode: srv.mirror.url, tunnel: config.mirror!.tunnel },
+            'transparent mirror: CONNECT on the main port' + (srv.mirror.url ? ' and TLS on its own' : ''));
+        }
+        log.info({
+          url: srv.url, data: config.data, upstreams: config.upstreams.map((u) => u.url), offline: config.offline || undefined, startupMs: Math.round(process.uptime() * 1000),
+        }, 'ollama-registry is serving');
         const housekeeping = startHousekeeping(app);
         if (app.cache) {
           const n = await app.cache.resumeFills();

@@ -262,7 +262,8 @@ async function verifyOllamaRequest(app: App, req: IncomingMessage, url: URL, hea
   if (!/^\d{1,12}$/.test(ts)) throw denied('the token request has no valid ts');
   const skew = Math.round((Number(ts) * 1000 - Date.now()) / 1000);
   if (Math.abs(skew) * 1000 > TS_WINDOW_MS) {
-    throw denied(`the token request's time is ${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} the registry's clock (at most ${TS_WINDOW_MS / 1000} s allowed); fix the clock of one of the machines`);
+    throw denied(`the token request's time is ${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} the registry's clock ` +
+      `(at most ${TS_WINDOW_MS / 1000} s allowed); fix the clock of one of the machines`);
   }
   const entry = app.auth.store.keyByBlob(blob);
   if (!entry) {
@@ -291,11 +292,13 @@ export async function tokenEndpoint(app: App, req: IncomingMessage, res: ServerR
     } else if (/^[A-Za-z0-9+/=]{1,200}:[A-Za-z0-9+/=]{1,200}$/.test(h)) {
       p = await verifyOllamaRequest(app, req, url, h, scopes);
     } else {
-      throw new RegistryError('UNAUTHORIZED', 'unsupported Authorization on the token endpoint: send ollama\'s signed request, or Basic user:password', { headers: { 'WWW-Authenticate': 'Basic realm="ollama-registry"' } });
+      throw new RegistryError('UNAUTHORIZED', 'unsupported Authorization on the token endpoint: send ollama\'s signed request, or Basic user:password',
+        { headers: { 'WWW-Authenticate': 'Basic realm="ollama-registry"' } });
     }
   } catch (e) {
     if (e instanceof RegistryError) {
-      app.log.warn({ audit: 'refused', status: e.status, reason: e.message, path: TOKEN_PATH, scope: url.searchParams.getAll('scope').join(' ').slice(0, 300), ip: req.socket.remoteAddress }, 'refused');
+      const scope = url.searchParams.getAll('scope').join(' ').slice(0, 300);
+      app.log.warn({ audit: 'refused', status: e.status, reason: e.message, path: TOKEN_PATH, scope, ip: req.socket.remoteAddress }, 'refused');
     }
     throw e;
   }

@@ -124,7 +124,9 @@ async function checkReferences(ctx: Ctx<ManifestRoute>, manifest: Manifest): Pro
     let size = (await linkable(d.digest)) ? await app.blobs.size(d.digest) : null;
     if (size === null && child) size = (await app.manifests.find(route.namespace, route.model, d.digest))?.bytes.length ?? null;
     if (size === null) {
-      const what = child ? `manifest ${d.digest}, which is not in this repository; push the child manifests before the list` : `blob ${d.digest}, which is not in this registry; push the blobs before the manifest`;
+      const what = child
+        ? `manifest ${d.digest}, which is not in this repository; push the child manifests before the list`
+        : `blob ${d.digest}, which is not in this registry; push the blobs before the manifest`;
       throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest names ${what}`, { detail: { digest: d.digest } });
     }
     if (size !== d.size) {
@@ -134,7 +136,8 @@ async function checkReferences(ctx: Ctx<ManifestRoute>, manifest: Manifest): Pro
     const inner = child ? await readBlobManifest(app.driver, d.digest) : null;
     for (const b of inner ? referencedDigests(inner.manifest) : []) {
       if (!(await linkable(b.digest)) || (await app.blobs.size(b.digest)) === null) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `child manifest ${d.digest} names blob ${b.digest}, which is not in this registry; push the blobs before the list`, { detail: { digest: b.digest } });
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `child manifest ${d.digest} names blob ${b.digest}, which is not in this registry; push the blobs before the list`,
+          { detail: { digest: b.digest } });
       }
     }
   }

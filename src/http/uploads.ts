@@ -71,7 +71,9 @@ function requester(ctx: Parameters<Handler>[0]): string {
 /** POST …/blobs/uploads/: 201 when the blob is already here (mount or not), else a new session. */
 export const postUpload: Handler<UploadRoute> = async (ctx) => {
   const { app, req, res, url, route } = ctx;
-  if (route.id !== undefined) throw new RegistryError('UNSUPPORTED', 'POST opens an upload at …/blobs/uploads/; continue a session with PATCH or PUT', { headers: { Allow: 'GET, PATCH, PUT, DELETE' } });
+  if (route.id !== undefined) {
+    throw new RegistryError('UNSUPPORTED', 'POST opens an upload at …/blobs/uploads/; continue a session with PATCH or PUT', { headers: { Allow: 'GET, PATCH, PUT, DELETE' } });
+  }
   const mount = url.searchParams.get('mount');
   const digest = url.searchParams.get('digest');
   for (const d of [mount, digest]) {

@@ -50,7 +50,8 @@ function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
     cert = readFileSync(certPath);
     key = readFileSync(keyPath);
   } catch (e) {
-    throw new Error(`mirror: cannot read the certificate in ${cfg.dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); make it with: ollama-registry ca init --dir ${cfg.dir}`);
+    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new Error(`mirror: cannot read the certificate in ${cfg.dir} (${why}); make it with: ollama-registry ca init --dir ${cfg.dir}`, { cause: e });
   }
   const problem = leafProblem(cert.toString(), cfg.hosts);
   if (problem) throw new Error(`mirror: ${certPath}: ${problem}`);

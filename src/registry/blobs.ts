@@ -96,7 +96,7 @@ export class BlobStore {
   /** sha256 of whatever is stored at a key. */
   async hashKey(key: string): Promise<{ digest: string; size: number }> {
     const hasher = new HashingStream();
-    await pipeline(await this.driver.read(key), hasher, async function* (src) {
+    await pipeline(await this.driver.read(key), hasher, async function (src) {
       for await (const _ of src) { /* drain */ }
     });
     return { digest: hasher.digest(), size: hasher.bytes };

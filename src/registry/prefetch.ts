@@ -28,7 +28,9 @@ const MiB = 1 << 20;
 export function upstreamsForName(app: App, name: ModelName): Upstream[] {
   const cache = app.cache;
   if (!cache || cache.offline) {
-    throw new RegistryError('UNSUPPORTED', cache ? 'the registry is in offline mode: nothing can be pulled' : 'no upstream is configured: start with --upstream URL or set upstreams in the config file');
+    throw new RegistryError('UNSUPPORTED', cache
+      ? 'the registry is in offline mode: nothing can be pulled'
+      : 'no upstream is configured: start with --upstream URL or set upstreams in the config file');
   }
   const byHost = cache.upstreamForHost(name.host);
   if (byHost) return [byHost];

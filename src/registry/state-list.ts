@@ -11,7 +11,7 @@ export class StateList {
       return new Set(Array.isArray(o) ? o.filter((x): x is string => typeof x === 'string') : []);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new Set();
-      throw new Error(`cannot read ${stateKey(this.file)}: ${(e as Error).message}`);
+      throw new Error(`cannot read ${stateKey(this.file)}: ${(e as Error).message}`, { cause: e });
     }
   }
 

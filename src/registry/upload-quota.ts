@@ -83,7 +83,8 @@ export class UploadQuota {
     const q = this.config.uploads;
     const mine = this.bytes(s.owner);
     if (q.maxBytesPerClient > 0 && mine + n > q.maxBytesPerClient) {
-      throw new RegistryError('INSUFFICIENT_STORAGE', `${s.owner} holds ${formatBytes(mine)} in open upload sessions; this part would pass uploads.maxBytesPerClient (${formatBytes(q.maxBytesPerClient)}): commit or cancel other uploads first`);
+      throw new RegistryError('INSUFFICIENT_STORAGE', `${s.owner} holds ${formatBytes(mine)} in open upload sessions; ` +
+        `this part would pass uploads.maxBytesPerClient (${formatBytes(q.maxBytesPerClient)}): commit or cancel other uploads first`);
     }
     const all = this.bytes();
     if (q.maxBytes > 0 && all + n > q.maxBytes) {
@@ -91,7 +92,8 @@ export class UploadQuota {
     }
     const cap = this.config.storage.maxSize;
     if (cap > 0 && this.store && this.store.bytes + all + n > cap) {
-      throw new RegistryError('INSUFFICIENT_STORAGE', `blobs (${formatBytes(this.store.bytes)}) and open uploads (${formatBytes(all)}) fill storage.maxSize (${formatBytes(cap)}); gc evicts cached models to make room`);
+      throw new RegistryError('INSUFFICIENT_STORAGE',
+        `blobs (${formatBytes(this.store.bytes)}) and open uploads (${formatBytes(all)}) fill storage.maxSize (${formatBytes(cap)}); gc evicts cached models to make room`);
     }
     this.add(s, 0, n);
   }

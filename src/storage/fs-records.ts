@@ -137,7 +137,7 @@ async function withGuard<T>(p: FsPaths, key: string, fn: () => Promise<T>): Prom
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const st = await stat(guard).catch(() => null);
       if (st && Date.now() - st.mtimeMs > GUARD_STALE_MS) await unlink(guard).catch(() => {});
-      if (Date.now() > deadline) throw new Error(`fs driver: ${key} stayed locked by another writer for ${GUARD_WAIT_MS / 1000} s`);
+      if (Date.now() > deadline) throw new Error(`fs driver: ${key} stayed locked by another writer for ${GUARD_WAIT_MS / 1000} s`, { cause: e });
       await new Promise((r) => setTimeout(r, wait));
     }
   }

@@ -100,7 +100,7 @@ export class FsDriver implements Driver {
     const target = this.path(key);
     const tmp = this.path(stagingKey());
     await mkdir(path.dirname(tmp), { recursive: true });
-    let size = 0;
+    let size: number;
     try {
       const fh = await open(tmp, 'wx', 0o644);
       if (Buffer.isBuffer(body)) {

@@ -138,7 +138,9 @@ async function parse(app: App, stored: StoredManifest): Promise<Parsed> {
  * One tag's summary, or null when its manifest is gone. `sizes` memoises blob sizes (null =
  * absent) across a request: which blobs are present is checked on every request.
  */
-export async function summarise(app: App, ref: ManifestRef, sizes: Map<string, Promise<number | null>>, shadowedBy: string | null): Promise<{ summary: TagSummary; manifest: Manifest | null; config: ConfigInfo | null; blobs: Descriptor[] } | null> {
+export async function summarise(
+  app: App, ref: ManifestRef, sizes: Map<string, Promise<number | null>>, shadowedBy: string | null,
+): Promise<{ summary: TagSummary; manifest: Manifest | null; config: ConfigInfo | null; blobs: Descriptor[] } | null> {
   const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
   const tags = cacheOf(app).tags;
   const st = await app.driver.stat(key);

@@ -180,7 +180,8 @@ export class UpstreamAuth {
     const answer = `${status}${withReason(body)}`;
     // The key was refused and a fallback token did not help: the key refusal is the news.
     if (signedIn?.refusals.length) {
-      return this.fail(`refused ${signedIn.refusals.join(' and ')}; ${signedIn.with} does not get ${method} ${pathname} either (${status})${signedIn.refusals.some((r) => r.includes("registry's key")) ? KEY_HINT : ''}`, { status, body });
+      const hint = signedIn.refusals.some((r) => r.includes("registry's key")) ? KEY_HINT : '';
+      return this.fail(`refused ${signedIn.refusals.join(' and ')}; ${signedIn.with} does not get ${method} ${pathname} either (${status})${hint}`, { status, body });
     }
     return this.fail(`refused ${method} ${pathname} (${answer})${signedIn ? `, after signing in with ${signedIn.with}` : ''}`, { status, body });
   }

@@ -143,7 +143,8 @@ export class Upstream {
     if (lastErr instanceof UpstreamError) throw lastErr;
     const code = (lastErr as NodeJS.ErrnoException)?.code;
     const hint = code ? UNREACHABLE_HINTS[code] : undefined;
-    const why = code ? `${code}${hint ? ` (${hint})` : (lastErr as Error).message && !(lastErr as Error).message.includes(code) ? ` ${(lastErr as Error).message}` : ''}` : String((lastErr as Error)?.message ?? lastErr);
+    const msg = (lastErr as Error | undefined)?.message;
+    const why = code ? `${code}${hint ? ` (${hint})` : msg && !msg.includes(code) ? ` ${msg}` : ''}` : String(msg ?? lastErr);
     throw new UpstreamError(this.name, 'unreachable', `${this.describe()} is unreachable: ${why}`, { cause: lastErr });
   }
 
@@ -266,6 +267,7 @@ export class Upstream {
     const body = await readSmall(res).catch(() => Buffer.alloc(0));
     if (res.status === 404) throw new UpstreamError(this.name, 'not-found', `${this.describe()} has no blob ${digest}`, { status: 404 });
     throw new UpstreamError(this.name, res.status === 200 || res.status === 206 ? 'invalid' : 'status',
-      `${this.describe()} answered ${res.status}${cr ? ` (${cr[0]})` : ''} to a request for bytes ${start}-${end - 1} of ${digest}${res.status >= 400 ? withReason(body) : ''}`, { status: res.status });
+      `${this.describe()} answered ${res.status}${cr ? ` (${cr[0]})` : ''} to a request for bytes ${start}-${end - 1} of ${digest}${res.status >= 400 ? withReason(body) : ''}`,
+      { status: res.status });
   }
 }

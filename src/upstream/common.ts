@@ -62,7 +62,7 @@ export async function readSmall(res: Pick<UpstreamResponse, 'body'>, max = 64 <<
 
 /** One line of printable text (no control, bidi or line-separator characters), at most `max` long. */
 export function printable(text: string, max: number): string {
-  const s = text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, ' ').replace(/\s+/g, ' ').trim();
+  const s = text.replace(/[\p{Cc}\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu, ' ').replace(/\s+/g, ' ').trim();
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
 

@@ -53,12 +53,12 @@ export function readOwnKey(file: string, setting: string): OwnKey {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
-    throw new Error(`${setting}: cannot read the key ${file}: ${why}`);
+    throw new Error(`${setting}: cannot read the key ${file}: ${why}`, { cause: e });
   }
   try {
     return fromPrivate(file, parsePrivateKey(text));
   } catch (e) {
-    throw new Error(`${setting}: the key ${file} cannot be used: ${(e as Error).message}`);
+    throw new Error(`${setting}: the key ${file} cannot be used: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -98,7 +98,7 @@ export function loadOwnKey(src: KeySource): { key: OwnKey; created: boolean } {
     return { key: createKey(src.file), created: true };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return { key: readOwnKey(src.file, src.setting), created: false };
-    throw new Error(`${src.setting}: cannot create the key ${src.file}: ${(e as Error).message}`);
+    throw new Error(`${src.setting}: cannot create the key ${src.file}: ${(e as Error).message}`, { cause: e });
   }
 }
 

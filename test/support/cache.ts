@@ -21,7 +21,9 @@ export function upstreamConfig(url: string, extra: Record<string, unknown> = {})
   return { upstreams, routes: finishRouting(upstreams, []) };
 }
 
-export async function startCacheStack(opts: { rate?: number; like?: 'registry.ollama.ai' | 'registry'; upstream?: Record<string, unknown>; config?: Partial<Config>; cacheData?: string } = {}): Promise<CacheStack> {
+export async function startCacheStack(
+  opts: { rate?: number; like?: 'registry.ollama.ai' | 'registry'; upstream?: Record<string, unknown>; config?: Partial<Config>; cacheData?: string } = {},
+): Promise<CacheStack> {
   const origin = await startTestRegistry();
   const front = await startFaultUpstream(origin.url, { rate: opts.rate, like: opts.like === 'registry' ? undefined : 'registry.ollama.ai' });
   // The front's CDN host (127.0.0.2) is a loopback address: listed, so its redirects are followed.

@@ -48,7 +48,10 @@ export async function startDistribution(opts: { proxy?: string; data?: string; h
   const url = `http://127.0.0.1:${port}`;
   const end = Date.now() + 15_000;
   for (;;) {
-    const ok = await new Promise<boolean>((r) => http.get(`${url}/v2/`, (res) => { res.resume(); r(res.statusCode === 200 || (!!opts.htpasswd && res.statusCode === 401)); }).on('error', () => r(false)));
+    const ok = await new Promise<boolean>((r) => http.get(`${url}/v2/`, (res) => {
+      res.resume();
+      r(res.statusCode === 200 || (!!opts.htpasswd && res.statusCode === 401));
+    }).on('error', () => r(false)));
     if (ok) break;
     if (child.exitCode !== null || Date.now() > end) throw new Error(`docker-registry did not start: ${err}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -63,7 +66,9 @@ export async function startDistribution(opts: { proxy?: string; data?: string; h
   };
 }
 
-function send(method: string, url: string, headers: Record<string, string | number>, body?: Buffer | string | (() => NodeJS.ReadableStream)): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+function send(
+  method: string, url: string, headers: Record<string, string | number>, body?: Buffer | string | (() => NodeJS.ReadableStream),
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method, headers, agent: false }, (res) => {
       let text = '';

@@ -53,7 +53,8 @@ export interface FaultUpstream {
 }
 
 /** S3/R2's answer to a presigned URL used for another method, or without a valid signature. */
-const CDN_REFUSAL = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error>';
+const CDN_REFUSAL = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code>' +
+  '<Message>The request signature we calculated does not match the signature you provided.</Message></Error>';
 
 /** The repositories (`ns/model`) a token request's `scope` parameters ask to pull. */
 function pullScopes(query: URLSearchParams): Set<string> {

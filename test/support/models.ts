@@ -46,7 +46,7 @@ export const sha256Hex = (b: Buffer | string) => createHash('sha256').update(b).
 
 export async function sha256File(p: string): Promise<string> {
   const h = createHash('sha256');
-  await pipeline(createReadStream(p, { highWaterMark: 1 << 20 }), async function* (src) {
+  await pipeline(createReadStream(p, { highWaterMark: 1 << 20 }), async function (src) {
     for await (const c of src) h.update(c as Buffer);
   });
   return `sha256:${h.digest('hex')}`;

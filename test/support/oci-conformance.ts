@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { promisify, stripVTControlCharacters } from 'node:util';
 
 const run = promisify(execFile);
 const MODULE = 'github.com/opencontainers/distribution-spec/conformance';
@@ -31,7 +31,8 @@ export function goBinary(): string | null {
 }
 
 async function sourceFromProxy(go: string, version = PSEUDO_VERSION): Promise<string> {
-  const { stdout } = await run(go, ['mod', 'download', '-json', `${MODULE}@${version}`], { timeout: 300_000, maxBuffer: 1 << 20 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '{}' }));
+  const { stdout } = await run(go, ['mod', 'download', '-json', `${MODULE}@${version}`], { timeout: 300_000, maxBuffer: 1 << 20 })
+    .catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '{}' }));
   const info = JSON.parse(stdout) as { Dir?: string; Error?: string };
   if (!info.Dir) throw new Error(`go module proxy: ${info.Error ?? 'no directory'}`);
   return info.Dir;
@@ -94,7 +95,7 @@ export interface ConformanceResult {
 export async function runConformance(bin: string, cwd: string, env: Record<string, string>): Promise<ConformanceResult> {
   const r = await run(bin, ['-test.v'], { cwd, env: { ...process.env, ...env }, timeout: 300_000, maxBuffer: 64 << 20 })
     .catch((e: { stdout?: string; stderr?: string }) => ({ stdout: e.stdout ?? '', stderr: e.stderr ?? '' }));
-  const output = (r.stdout + r.stderr).replace(/\x1b\[[0-9;]*m/g, '');
+  const output = stripVTControlCharacters(r.stdout + r.stderr);
   const m = /(\d+) Passed \| (\d+) Failed \| \d+ Pending \| (\d+) Skipped/.exec(output);
   if (!m) throw new Error(`the conformance suite printed no summary:\n${output.slice(-3000)}`);
   const failures = [...output.matchAll(/^\s*\[FAIL\] .*\[It\] (.*)$/gm)].map((x) => x[1]!.trim());

@@ -120,7 +120,9 @@ export interface RegOpts {
  * the shared *url.URL); sets Authorization from the token and the ollama User-Agent on `headers`
  * (mutated, like Go's req.Header = headers).
  */
-export function makeRequest(ctx: ClientContext, method: string, url: GoURL, headers: Record<string, string> | null, body: ReqBody | undefined, regOpts: RegOpts | null, signal?: AbortSignal): Promise<GoResponse> {
+export function makeRequest(
+  ctx: ClientContext, method: string, url: GoURL, headers: Record<string, string> | null, body: ReqBody | undefined, regOpts: RegOpts | null, signal?: AbortSignal,
+): Promise<GoResponse> {
   if (url.scheme !== 'http' && regOpts?.insecure) url.scheme = 'http';
   const h = headers ?? {};
   if (regOpts?.token) h.Authorization = `Bearer ${regOpts.token}`;
@@ -129,7 +131,9 @@ export function makeRequest(ctx: ClientContext, method: string, url: GoURL, head
 }
 
 /** makeRequestWithRetry: 401 → token + one more try; 404 → ErrNotExist; ≥400 → `<code>: <body>`. */
-export async function makeRequestWithRetry(ctx: ClientContext, method: string, url: GoURL, headers: Record<string, string> | null, body: ReqBody | undefined, regOpts: RegOpts, signal?: AbortSignal): Promise<GoResponse> {
+export async function makeRequestWithRetry(
+  ctx: ClientContext, method: string, url: GoURL, headers: Record<string, string> | null, body: ReqBody | undefined, regOpts: RegOpts, signal?: AbortSignal,
+): Promise<GoResponse> {
   for (let i = 0; i < 2; i++) {
     const resp = await makeRequest(ctx, method, url, headers, body, regOpts, signal);
     if (resp.status === 401) {

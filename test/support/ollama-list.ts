@@ -27,7 +27,10 @@ export function makeListModel(seed: string, opts: { requires?: Record<string, st
   const children: ListModel['children'] = {};
   const entries = [];
   for (const [runner, format, layerType] of [['ggml', 'gguf', 'application/vnd.ollama.image.model'], ['mlx', 'safetensors', 'application/vnd.ollama.image.tensor']] as const) {
-    const config = Buffer.from(JSON.stringify({ model_format: format, model_family: 'llama', model_type: '1B', file_type: 'Q4_K_M', architecture: 'amd64', os: 'linux', seed, ...(opts.requires?.[runner] ? { requires: opts.requires[runner] } : {}) }));
+    const config = Buffer.from(JSON.stringify({
+      model_format: format, model_family: 'llama', model_type: '1B', file_type: 'Q4_K_M', architecture: 'amd64', os: 'linux', seed,
+      ...(opts.requires?.[runner] ? { requires: opts.requires[runner] } : {}),
+    }));
     const layer = Buffer.from(`${runner} weights of ${seed} `.repeat(3000));
     const template = Buffer.from(`{{ .Prompt }} ${runner}`);
     const manifest = Buffer.from(JSON.stringify({

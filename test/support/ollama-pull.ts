@@ -79,7 +79,7 @@ export async function pullModel(ctx: ClientContext, n: ModelName, o: PullModelOp
     mf = decodeManifest(manifestBytes);
     raw = JSON.parse(manifestBytes.toString('utf8'));
   } catch (e) {
-    throw new Error(`pull model manifest: ${errMessage(e)}`);
+    throw new Error(`pull model manifest: ${errMessage(e)}`, { cause: e });
   }
   if (hasTensorLayers(mf.layers ?? []) && o.mlx === false) {
     throw new Error('this model requires MLX support, but the MLX runtime is not available');
@@ -296,7 +296,8 @@ async function downloadChunk(ctx: ClientContext, fp: string, file: FileHandle, d
   try {
     let resp: GoResponse;
     try {
-      resp = await goDo(ctx.transport, { method: 'GET', url: directURL, headers: { 'User-Agent': 'Go-http-client/1.1', Range: `bytes=${start}-${part.offset + part.size - 1}` } }, { signal: ac.signal });
+      const headers = { 'User-Agent': 'Go-http-client/1.1', Range: `bytes=${start}-${part.offset + part.size - 1}` };
+      resp = await goDo(ctx.transport, { method: 'GET', url: directURL, headers }, { signal: ac.signal });
     } catch (e) {
       return interrupted() ?? (e as Error);
     }

@@ -196,7 +196,9 @@ async function uploadPartWithRetries(ctx: ClientContext, fp: string, digest: str
 }
 
 /** uploadPart: one PATCH (or, after a 307, the PUT of the part to the redirect URL). */
-async function uploadPart(ctx: ClientContext, fp: string, digest: string, method: 'PATCH' | 'PUT', url: GoURL, part: Part, regOpts: RegOpts, urls: UrlQueue, hook: Hook, signal: AbortSignal): Promise<void> {
+async function uploadPart(
+  ctx: ClientContext, fp: string, digest: string, method: 'PATCH' | 'PUT', url: GoURL, part: Part, regOpts: RegOpts, urls: UrlQueue, hook: Hook, signal: AbortSignal,
+): Promise<void> {
   const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(part.size) };
   if (method === 'PATCH') {
     headers['X-Redirect-Uploads'] = '1';

@@ -46,7 +46,9 @@ export async function s3Endpoint(t: TestContext): Promise<string | null> {
 /** A new, empty bucket on the test S3. */
 export async function newBucket(endpoint: string): Promise<string> {
   const bucket = `oreg-${randomBytes(6).toString('hex')}`;
-  const c = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_CREDENTIALS, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+  const c = new S3Client({
+    endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_CREDENTIALS, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+  });
   try {
     await c.send(new CreateBucketCommand({ Bucket: bucket }));
   } finally {

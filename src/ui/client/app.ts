@@ -152,7 +152,8 @@ async function showCatalog(): Promise<void> {
       dir.setAttribute('aria-pressed', String(desc));
     }
     const total = rows.length;
-    count.textContent = total === 0 ? (data.signInToRead ? 'This registry shows its models to signed-in users: sign in to see them.' : 'No models yet.') : visible === total ? `${total} model${total === 1 ? '' : 's'}` : `${visible} of ${total} models`;
+    const empty = data.signInToRead ? 'This registry shows its models to signed-in users: sign in to see them.' : 'No models yet.';
+    count.textContent = total === 0 ? empty : visible === total ? `${total} model${total === 1 ? '' : 's'}` : `${visible} of ${total} models`;
     const p = new URLSearchParams();
     if (search.value) p.set('q', search.value);
     if (source.value) p.set('source', source.value);

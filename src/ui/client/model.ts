@@ -1,6 +1,8 @@
 // A model's page: its tags, the commands to pull it, and the chosen tag's details and texts.
 import { deleteButton, renderAccount } from './actions.js';
-import { authHeaders, commands, copyLine, KIND_LABELS, otherCommands, currentSession, el, errorOf, go, formatBytes, getJson, modelHash, nav, timeEl, type DetailsResponse, type TextLayer } from './util.js';
+import {
+  authHeaders, commands, copyLine, KIND_LABELS, otherCommands, currentSession, el, errorOf, go, formatBytes, getJson, modelHash, nav, timeEl, type DetailsResponse, type TextLayer,
+} from './util.js';
 
 function blobUrl(d: DetailsResponse, digest: string): string {
   return `/v2/${encodeURIComponent(d.model.namespace)}/${encodeURIComponent(d.model.model)}/blobs/${digest}`;
