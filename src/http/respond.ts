@@ -64,7 +64,7 @@ export function sendError(req: IncomingMessage, res: ServerResponse, e: unknown,
   // A refusal before the body was read: close rather than wait for (and read) a body nobody wants.
   if (bodyPending(req)) {
     res.setHeader('Connection', 'close');
-    lingerOnClose(req.socket);
+    if (req.socket) lingerOnClose(req.socket);
   }
   sendJson(res, err.status, errorBody(err), err.headers);
 }
