@@ -2,6 +2,9 @@
 // checks signatures. scripts/test.sh starts one for the whole run and sets OREG_S3_ENDPOINT; a
 // test file run alone starts its own. Each test gets a bucket of its own.
 import { execFile, execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -10,7 +13,6 @@ import type { TestContext } from 'node:test';
 import { S3Driver, type S3Options } from '../../src/storage/s3.js';
 import { fileURLToPath } from 'node:url';
 import { skipOrFail } from './ci.js';
-import { tempDir } from './server.js';
 
 const run = promisify(execFile);
 const SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../scripts/s3-test-server.sh');
@@ -22,12 +24,19 @@ export const S3_CREDENTIALS = {
 let started: Promise<string> | undefined;
 
 async function startOwn(): Promise<string> {
-  const dir = await tempDir('oreg-ceph-');
+  // Not a tempDir(): those are removed at exit before this file's handler could read the pids.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'oreg-ceph-'));
   const base = 41000 + 100 * Math.floor(Math.random() * 180);
   const env = { ...process.env, MON_PORT: String(base), RGW_PORT: String(base + 99 + 1) };
+  // Synchronous at exit: stop the daemons this file started, then remove their folder.
+  process.once('exit', () => {
+    try {
+      execFileSync(SCRIPT, ['stop', dir], { timeout: 30_000 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   const { stdout } = await run(SCRIPT, ['start', dir], { env, timeout: 120_000 });
-  // Synchronous at exit: stop the daemons this file started.
-  process.once('exit', () => execFileSync(SCRIPT, ['stop', dir], { timeout: 30_000 }));
   return stdout.trim().split('\n').pop()!;
 }
 
