@@ -1,11 +1,14 @@
 // What a new user reads when something is off: each case through the real command line.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { chmod, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { test } from 'node:test';
+import { skipOrFail } from './support/ci.js';
 import { cli } from './support/cli.js';
 import { makeOllamaKey } from './support/ollama-client.js';
-import { MAIN, spawnRegistry, tempDir } from './support/server.js';
+import { spawnRegistry, tempDir } from './support/server.js';
 
 const CLEAN = { OLLAMA_REGISTRY_CONFIG: '', OLLAMA_REGISTRY_DATA: '', OLLAMA_REGISTRY_UPSTREAM: '' };
 
@@ -63,22 +66,34 @@ test('--data in a place that refuses new folders (/proc/x) fails with a clear me
   }
 });
 
-test('serve on a data folder it cannot write warns at start and still serves', async () => {
+test('serve on a data folder it cannot write warns at start and still serves', async (t) => {
   const data = await tempDir();
   assert.equal((await cli(['ls', '--data', data], { env: CLEAN })).code, 0); // lays out the folder
-  // Root writes anywhere: run the server as nobody then (setpriv, util-linux).
+  // Root writes anywhere: as root the folder becomes a read-only bind mount of itself (EROFS);
+  // otherwise its modes are taken away (EACCES).
   const asRoot = process.getuid?.() === 0;
-  for (const d of [data, ...(await readdir(data)).map((n) => path.join(data, n))]) await chmod(d, 0o555);
-  const asNobody = asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
+  const run = promisify(execFile);
+  const folders = [data, ...(await readdir(data)).map((n) => path.join(data, n))];
+  if (asRoot) {
+    try {
+      await run('mount', ['--bind', data, data]);
+      await run('mount', ['-o', 'remount,bind,ro', data]);
+    } catch (e) {
+      await run('umount', [data]).catch(() => {});
+      skipOrFail(t, `cannot make a read-only bind mount: ${(e as Error).message.split('\n')[0]}`);
+      return;
+    }
+  } else for (const d of folders) await chmod(d, 0o555);
   let out: string;
   try {
-    const reg = await spawnRegistry(['--data', data], CLEAN, [...asNobody, process.execPath, MAIN]);
+    const reg = await spawnRegistry(['--data', data], CLEAN);
     out = reg.output();
     await reg.stop();
   } finally {
-    for (const d of [data, ...(await readdir(data)).map((n) => path.join(data, n))]) await chmod(d, 0o755);
+    if (asRoot) await run('umount', [data]).catch(() => run('umount', ['-l', data]));
+    else for (const d of folders) await chmod(d, 0o755);
   }
   const warn = out.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.level === 40);
   assert.ok(warn, out);
-  assert.match(warn.msg, /the data folder is not writable: .*EACCES.*: serving what it holds, but pushes, pull-through, gc and last-pull records will fail/);
+  assert.match(warn.msg, /the data folder is not writable: .*(EACCES|EROFS|ENOENT).*: serving what it holds, but pushes, pull-through, gc and last-pull records will fail/);
 });
