@@ -14,7 +14,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { RegistryError } from '../errors.js';
 import { sendError } from '../http/respond.js';
-import { isInternalAddress } from './addresses.js';
+import { isLocalAddress } from '../upstream/guard.js';
 import { leafProblem } from './ca.js';
 import type { MirrorConfig } from './config.js';
 
@@ -140,7 +140,8 @@ async function tunnel(socket: Duplex, target: { host: string; port: number }, he
   } catch (e) {
     return refuse(socket, 502, `cannot resolve ${target.host}: ${(e as Error).message}`);
   }
-  const internal = addresses.find(isInternalAddress);
+  // The one address check the upstream guard uses too; a lookup answer that is not an IP is refused.
+  const internal = addresses.find((a) => isLocalAddress(a) || net.isIP(a) === 0);
   if (internal || addresses.length === 0) return refuse(socket, 403, `${target.host} resolves to ${internal ?? 'nothing'}, an internal address: not tunnelled`);
   const upstream = net.connect({ host: addresses[0], port: target.port, timeout: 10_000 });
   upstream.once('timeout', () => {
