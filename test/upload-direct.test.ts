@@ -104,11 +104,14 @@ test('a chunked part longer than its Content-Range is refused and leaves nothing
   sock.on('error', () => {});
   await new Promise((r) => sock.once('connect', r));
   const extra = bytes.subarray(5_000_001, 5_000_001 + 6_000_000);
+  let answer = '';
+  sock.on('data', (c: Buffer) => (answer += c.toString('latin1'))); // read it, so the server's close is seen
   const closed = new Promise((r) => sock.once('close', r));
   sock.write(`PATCH ${loc} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: ${AUTH.Authorization}\r\nContent-Range: 5000001-5999999\r\n` +
     `Transfer-Encoding: chunked\r\n\r\n${extra.length.toString(16)}\r\n`);
   sock.write(extra);
   sock.end('\r\n0\r\n\r\n');
   await closed;
+  assert.match(answer, /^HTTP\/1\.1 400 /);
   await rangeBecomes(loc, '0-5000000');
 });
