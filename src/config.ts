@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_HOST, isValidPart } from './names.js';
-import { finishRouting, parseRoutes, parseUpstreams, upstreamFromUrl, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
+import { finishRouting, hostList, parseRoutes, parseUpstreams, upstreamFromUrl, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
 import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
 import { parseDuration, parseSize } from './units.js';
 import { applyMirrorKey, type MirrorConfig } from './mirror/config.js';
@@ -342,7 +342,7 @@ function applyUpstreamKey(cfg: Config, key: string, raw: unknown): boolean {
       return true;
     case 'upstreamAllowPrivateHosts':
       // Checked and applied at the end (loadConfig), whichever source gave `upstream`.
-      cfg.upstreamAllowPrivateHosts = upstreamFromUrl('http://check.invalid', key, { allowPrivateHosts: raw }).allowPrivateHosts;
+      cfg.upstreamAllowPrivateHosts = hostList(raw, key);
       return true;
     case 'upstreams': cfg.upstreams = parseUpstreams(raw, key); return true;
     case 'upstreamKey':

@@ -64,7 +64,7 @@ function count(v: unknown, key: string): number {
   return n;
 }
 
-function hostList(v: unknown, key: string): string[] {
+export function hostList(v: unknown, key: string): string[] {
   const list = typeof v === 'string' ? v.split(',').map((h) => h.trim()).filter(Boolean) : v;
   const ok = (h: unknown) => typeof h === 'string' && (isIP(h.replace(/^\[|\]$/g, '')) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(h));
   if (!Array.isArray(list) || !list.every(ok)) {
