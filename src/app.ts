@@ -3,16 +3,16 @@ import { Auth } from './auth/policy.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { BlobAccess } from './registry/blob-access.js';
-import { BlobStore } from './registry/blobs.js';
-import { PullThrough } from './registry/cache.js';
-import { DiskSpace } from './registry/disk-space.js';
-import { discardOrphanFills } from './registry/fills.js';
-import { ManifestStore } from './registry/manifests.js';
-import { Policy } from './registry/policy.js';
-import { UsageTracker } from './registry/usage.js';
-import { UploadQuota } from './registry/upload-quota.js';
-import { Uploads } from './registry/uploads.js';
+import { BlobAccess } from './registry/blobs/blob-access.js';
+import { BlobStore } from './registry/blobs/blobs.js';
+import { PullThrough } from './registry/pull-through/cache.js';
+import { DiskSpace } from './registry/housekeeping/disk-space.js';
+import { discardOrphanFills } from './registry/pull-through/fills.js';
+import { ManifestStore } from './registry/manifests/manifests.js';
+import { Policy } from './auth/rules.js';
+import { UsageTracker } from './registry/housekeeping/usage.js';
+import { UploadQuota } from './registry/uploads/upload-quota.js';
+import { Uploads } from './registry/uploads/uploads.js';
 import { FsDriver, makeDirs } from './storage/fs.js';
 import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
 
@@ -63,7 +63,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     driver,
     blobs,
     access,
-    // Pushed models first: see the rule in registry/manifests.ts.
+    // Pushed models first: see the rule in registry/manifests/manifests.ts.
     manifests,
     metrics,
     policy,

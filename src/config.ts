@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_HOST, isValidPart } from './names.js';
 import { finishRouting, hostList, parseRoutes, parseUpstreams, upstreamFromUrl, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
-import { parsePolicy, PolicyConfigError, type PolicyRule } from './registry/policy.js';
+import { parsePolicy, PolicyConfigError, type PolicyRule } from './auth/rules.js';
 import { parseDuration, parseSize } from './units.js';
 import { applyMirrorKey, type MirrorConfig } from './mirror/config.js';
 import { applyLimit, defaultLimits, type Limits } from './limits.js';

@@ -8,7 +8,7 @@
 //   bytesServed{source="upstream"}      call setBytesSource(res, 'upstream') on a response fed by a fill
 import type { ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { BlobStore } from './registry/blobs.js';
+import type { BlobStore } from './registry/blobs/blobs.js';
 import type { Driver } from './storage/driver.js';
 import { VERSION } from './version.js';
 

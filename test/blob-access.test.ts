@@ -8,7 +8,7 @@ import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { defaults } from '../src/config.js';
-import { parsePolicy } from '../src/registry/policy.js';
+import { parsePolicy } from '../src/auth/rules.js';
 import { startCacheStack } from './support/cache.js';
 import { eventually } from './support/eventually.js';
 import { request, type RawResponse } from './support/http.js';

@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { FILL_TUNING } from '../src/registry/fills.js';
+import { FILL_TUNING } from '../src/registry/pull-through/fills.js';
 import { finishRouting, upstreamFromUrl } from '../src/upstream/config.js';
 import { startCacheStack, type CacheStack } from './support/cache.js';
 import { request } from './support/http.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RecentBytes } from '../src/registry/fill-reader.js';
-import { IntervalSet } from '../src/registry/intervals.js';
+import { RecentBytes } from '../src/registry/pull-through/fill-reader.js';
+import { IntervalSet } from '../src/registry/pull-through/intervals.js';
 
 test('filled intervals merge, and answer runs, next starts and gaps', () => {
   const s = new IntervalSet();

@@ -7,7 +7,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { FILL_TUNING } from '../src/registry/fills.js';
+import { FILL_TUNING } from '../src/registry/pull-through/fills.js';
 import { startCacheStack, type CacheStack } from './support/cache.js';
 import { request } from './support/http.js';
 import { makeModel, type MadeModel } from './support/models.js';

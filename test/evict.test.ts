@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { defaults } from '../src/config.js';
-import { runGc } from '../src/registry/gc.js';
+import { runGc } from '../src/registry/housekeeping/gc.js';
 import { cli } from './support/cli.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';

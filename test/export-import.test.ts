@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import tar from 'tar-stream';
-import { classify } from '../src/registry/import-tar.js';
+import { classify } from '../src/registry/transfer/import-tar.js';
 import { cli } from './support/cli.js';
 import { makeModel, sha256File, type MadeModel } from './support/models.js';
 import { ollamaPull } from './support/ollama-client.js';

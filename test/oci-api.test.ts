@@ -6,7 +6,7 @@ import { access, readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { runGc } from '../src/registry/gc.js';
+import { runGc } from '../src/registry/housekeeping/gc.js';
 import { startCacheStack } from './support/cache.js';
 import { cli } from './support/cli.js';
 import { request, type RawResponse } from './support/http.js';

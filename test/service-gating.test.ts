@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { compareVersions, GATED_BODY, ollamaClientVersion, parseVersion } from '../src/registry/gating.js';
+import { compareVersions, GATED_BODY, ollamaClientVersion, parseVersion } from '../src/registry/pull-through/gating.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
 import { startTestRegistry, tempDir } from './support/server.js';

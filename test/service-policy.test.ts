@@ -7,7 +7,7 @@ import { ConfigError, loadConfig } from '../src/config.js';
 import { RegistryError } from '../src/errors.js';
 import type { Handler } from '../src/http/context.js';
 import { v2Handlers } from '../src/http/server.js';
-import { parsePolicy, Policy } from '../src/registry/policy.js';
+import { parsePolicy, Policy } from '../src/auth/rules.js';
 import { request } from './support/http.js';
 import { addUser } from './support/registry-auth.js';
 import { makeModel } from './support/models.js';

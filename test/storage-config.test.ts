@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { isCachedHost } from '../src/registry/sources.js';
+import { isCachedHost } from '../src/registry/housekeeping/sources.js';
 import { parseDuration, parseSize } from '../src/units.js';
 
 test('sizes and durations', () => {

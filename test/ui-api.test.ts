@@ -4,7 +4,7 @@ import { mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { defaults } from '../src/config.js';
-import { parsePolicy } from '../src/registry/policy.js';
+import { parsePolicy } from '../src/auth/rules.js';
 import { request } from './support/http.js';
 import { makeModel, type MadeModel } from './support/models.js';
 import { basicToken, addUser } from './support/registry-auth.js';

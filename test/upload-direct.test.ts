@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { directIo, useDirectIo } from '../src/registry/part-writer.js';
+import { directIo, useDirectIo } from '../src/registry/uploads/part-writer.js';
 import { request, type RawResponse } from './support/http.js';
 import { sha256Hex } from './support/models.js';
 import { addUser } from './support/registry-auth.js';

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { openApp } from '../app.js';
 import { fromFsError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { exportToDir, exportToTar, parseHave, planExport, type ExportResult, type ExportSelection } from '../registry/exporter.js';
+import { exportToDir, exportToTar, parseHave, planExport, type ExportResult, type ExportSelection } from '../registry/transfer/exporter.js';
 import { parseDuration } from '../units.js';
 import { CliError, configFrom, EXIT, fail, withStoreOptions } from './common.js';
 import { formatBytes } from './format.js';

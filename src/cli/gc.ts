@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
-import { runGc, type GcReport } from '../registry/gc.js';
+import { runGc, type GcReport } from '../registry/housekeeping/gc.js';
 import { configFrom, EXIT, fail, withStoreOptions } from './common.js';
 import { formatAgo, formatBytes, formatSeconds } from './format.js';
 import { progress } from './progress.js';

@@ -1,7 +1,7 @@
 // What `serve` runs besides requests: last-pull times flushed every minute, and gc (with the
 // size cap) every `storage.gcInterval` when configured.
 import type { App } from '../app.js';
-import { scheduleGc } from '../registry/gc.js';
+import { scheduleGc } from '../registry/housekeeping/gc.js';
 import { formatBytes } from './format.js';
 
 export function startHousekeeping(app: App): { stop(): Promise<void> } {

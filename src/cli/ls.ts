@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
-import { listModels } from '../registry/listing.js';
+import { listModels } from '../registry/manifests/listing.js';
 import { configFrom, fail, withStoreOptions } from './common.js';
 import { formatAgo, formatBytes, table } from './format.js';
 

@@ -2,9 +2,9 @@
 import type { Command } from 'commander';
 import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
-import { getByName } from '../registry/lookup.js';
-import { refName } from '../registry/manifest-index.js';
-import { Pins } from '../registry/pins.js';
+import { getByName } from '../registry/manifests/lookup.js';
+import { refName } from '../registry/manifests/manifest-index.js';
+import { Pins } from '../registry/housekeeping/pins.js';
 import { formatName, parseModelName } from '../names.js';
 import { configFrom, fail, withStoreOptions } from './common.js';
 

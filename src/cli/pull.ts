@@ -8,7 +8,7 @@ import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
 import { parseModelName } from '../names.js';
 import { ollamaDefaults } from '../upstream/config.js';
-import { prefetch, type PullEvent } from '../registry/prefetch.js';
+import { prefetch, type PullEvent } from '../registry/pull-through/prefetch.js';
 import { CliError, configFrom, EXIT, fail, withStoreOptions } from './common.js';
 import { formatBytes } from './format.js';
 

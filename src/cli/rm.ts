@@ -2,9 +2,9 @@
 import type { Command } from 'commander';
 import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
-import { findByName } from '../registry/lookup.js';
-import { refName } from '../registry/manifest-index.js';
-import { Pins } from '../registry/pins.js';
+import { findByName } from '../registry/manifests/lookup.js';
+import { refName } from '../registry/manifests/manifest-index.js';
+import { Pins } from '../registry/housekeeping/pins.js';
 import { configFrom, EXIT, fail, withStoreOptions } from './common.js';
 
 export function registerRm(program: Command): void {

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
-import { verifyStore } from '../registry/verify.js';
+import { verifyStore } from '../registry/housekeeping/verify.js';
 import { quarantineKey } from '../storage/layout.js';
 import { CliError, configFrom, EXIT, fail, withStoreOptions } from './common.js';
 import { formatBytes } from './format.js';

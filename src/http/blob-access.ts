@@ -1,11 +1,11 @@
-// Blob reads and writes are tied to the repository a request names (registry/blob-access.ts):
+// Blob reads and writes are tied to the repository a request names (registry/blobs/blob-access.ts):
 // the decisions the blob, upload and manifest handlers share. A blob that is not reachable
 // through the named repository is "unknown" (404), never "forbidden": the answer must not tell
 // whether the registry has it.
 import type { App } from '../app.js';
 import type { Principal } from '../auth/policy.js';
 import { RegistryError } from '../errors.js';
-import type { RepoName } from '../registry/blob-access.js';
+import type { RepoName } from '../registry/blobs/blob-access.js';
 
 function subjectOf(app: App, p: Principal | undefined): string {
   return p ? app.auth.subject(p) : 'anonymous';

@@ -1,5 +1,5 @@
 // Blob reads of a blob that is not here yet: answered from the shared fill as its bytes arrive
-// from the upstream (registry/fills.ts). Same answers as the stored-blob path (blobs.ts).
+// from the upstream (registry/pull-through/fills.ts). Same answers as the stored-blob path (blobs.ts).
 import { RegistryError } from '../errors.js';
 import { setBytesSource } from '../metrics.js';
 import type { BlobRoute } from './blobs.js';
@@ -7,7 +7,7 @@ import { blobLocation } from './auth.js';
 import type { Ctx, Handler } from './context.js';
 import { parseRange } from './range.js';
 import { isClientGone } from './respond.js';
-import type { ReadableFill } from '../registry/fill-reader.js';
+import type { ReadableFill } from '../registry/pull-through/fill-reader.js';
 
 export async function getBlobThroughCache(ctx: Ctx<BlobRoute>, stored: Handler<BlobRoute>): Promise<void> {
   const { app, req, res, route } = ctx;

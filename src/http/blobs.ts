@@ -7,7 +7,7 @@ import { blobLocation, challenge, needOf } from './auth.js';
 import { blobUnknown, mountOnHead, reachableThrough } from './blob-access.js';
 import { getBlobThroughCache } from './blob-fill.js';
 import { parseRange } from './range.js';
-import { ManifestIndex } from '../registry/manifest-index.js';
+import { ManifestIndex } from '../registry/manifests/manifest-index.js';
 import { deletingOff } from './manifests.js';
 import { isClientGone } from './respond.js';
 

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { RegistryError, isRegistryError } from '../errors.js';
 import { parseModelName } from '../names.js';
-import { prefetch, type PullEvent } from '../registry/prefetch.js';
+import { prefetch, type PullEvent } from '../registry/pull-through/prefetch.js';
 import { authorize, authorizeBeforeBody } from './auth.js';
 
 const MAX_BODY = 64 << 10;

@@ -1,7 +1,7 @@
 // GET /v2/<name>/referrers/<digest>[?artifactType=…] (OCI distribution-spec 1.1): an image index
 // of the manifests whose subject is that digest; an empty one when there are none.
-import { OCI_INDEX } from '../registry/manifest-format.js';
-import { findReferrers } from '../registry/referrers.js';
+import { OCI_INDEX } from '../registry/manifests/manifest-format.js';
+import { findReferrers } from '../registry/manifests/referrers.js';
 import type { Handler } from './context.js';
 
 type ReferrersRoute = { kind: 'referrers'; namespace: string; model: string; digest: string };

@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
-import { uploadRange } from '../registry/uploads.js';
+import { uploadRange } from '../registry/uploads/uploads.js';
 import { notePut, readableAnywhere } from './blob-access.js';
 import type { Handler } from './context.js';
 import { absoluteUrl } from './context.js';

@@ -2,7 +2,7 @@
 // a docker model artifact (`docker model`), a CNCF ModelPack model, or a container image.
 // Each has its own pull command and keeps its facts (family, size, quantization) in its own
 // config shape.
-import { LIST_TYPES, OLLAMA_LIST, type Manifest } from '../registry/manifest-format.js';
+import { LIST_TYPES, OLLAMA_LIST, type Manifest } from '../registry/manifests/manifest-format.js';
 import type { ArtifactKind } from './client/api.js';
 
 const OLLAMA = 'application/vnd.ollama.image.';

@@ -1,15 +1,15 @@
 // The catalog the web page shows: every tag of every host folder, summarised from its manifest
 // and config blob. Blob bytes never change for a digest, so parsed config blobs are cached.
 import type { App } from '../app.js';
-import type { Descriptor, Manifest } from '../registry/manifest-format.js';
-import { parseManifest } from '../registry/manifest-format.js';
-import type { ManifestRef, StoredManifest } from '../registry/manifests.js';
+import type { Descriptor, Manifest } from '../registry/manifests/manifest-format.js';
+import { parseManifest } from '../registry/manifests/manifest-format.js';
+import type { ManifestRef, StoredManifest } from '../registry/manifests/manifests.js';
 import { isValidPart } from '../names.js';
 import { manifestDir, manifestKey } from '../storage/layout.js';
 import type { ModelSummary, TagSummary } from './client/api.js';
 import { sourceOf } from './hooks.js';
 import { artifactKind, configFacts } from './artifact.js';
-import { treeDigests } from '../registry/manifest-tree.js';
+import { treeDigests } from '../registry/manifests/manifest-tree.js';
 
 export type { ModelSummary, TagSummary };
 

@@ -6,8 +6,8 @@ import { checkPart } from '../names.js';
 import { readGgufInfo } from './gguf.js';
 import { modelEntry, readBlobHead, summarise } from './catalog.js';
 import { layerKind, textKind } from './artifact.js';
-import { childManifests, parseManifest, referencedDigests } from '../registry/manifest-format.js';
-import { readBlobManifest } from '../registry/manifest-tree.js';
+import { childManifests, parseManifest, referencedDigests } from '../registry/manifests/manifest-format.js';
+import { readBlobManifest } from '../registry/manifests/manifest-tree.js';
 import type { LayerInfo, ModelDetails, TextLayer } from './client/api.js';
 
 export type { LayerInfo, ModelDetails };

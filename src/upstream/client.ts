@@ -10,12 +10,12 @@ import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { EnvHttpProxyAgent, errors as undiciErrors, request, type Dispatcher } from 'undici';
 import { UpstreamAuth, type SignIn } from './auth.js';
-import { MAX_MANIFEST_BYTES } from '../registry/manifest-format.js';
+import { MAX_MANIFEST_BYTES } from '../registry/manifests/manifest-format.js';
 import { dropBody, header, readSmall, TooLarge, UpstreamError, USER_AGENT, withReason, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 import type { UpstreamConfig } from './config.js';
 import { OutboundGuard } from './guard.js';
 import type { KeySource } from './key.js';
-import { MANIFEST_TYPES } from '../registry/manifest-format.js';
+import { MANIFEST_TYPES } from '../registry/manifests/manifest-format.js';
 
 export { readSmall, UpstreamError, USER_AGENT, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
 

@@ -2,12 +2,12 @@
 // (so they are never served again), and check that every manifest's blobs are there, whole.
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { App } from '../app.js';
-import { digestFromBlobFileName } from '../names.js';
-import { BLOBS, blobKey, quarantineKey } from '../storage/layout.js';
-import { ManifestIndex } from './manifest-index.js';
-import { parseManifest } from './manifest-format.js';
-import { treeDigests } from './manifest-tree.js';
+import type { App } from '../../app.js';
+import { digestFromBlobFileName } from '../../names.js';
+import { BLOBS, blobKey, quarantineKey } from '../../storage/layout.js';
+import { ManifestIndex } from '../manifests/manifest-index.js';
+import { parseManifest } from '../manifests/manifest-format.js';
+import { treeDigests } from '../manifests/manifest-tree.js';
 
 export interface VerifyReport {
   blobs: { checked: number; bytes: number };

@@ -7,11 +7,11 @@
 // folder every push is stored in, so a pushed model wins over a cached or imported one of the same
 // name; then `hosts` (default registry.ollama.ai). Names match case-insensitively; spelling is
 // preserved, and a push to an existing name in the push host keeps that name's first spelling.
-import { RegistryError } from '../errors.js';
-import { digestFromBlobFileName, isDigest, isValidPart } from '../names.js';
-import { readAllIfExists, type Driver, type Stat } from '../storage/driver.js';
-import { blobKey, MANIFESTS, manifestDir, manifestKey, UNTAGGED, untaggedDir, untaggedKey } from '../storage/layout.js';
-import { sha256Digest } from './hashing.js';
+import { RegistryError } from '../../errors.js';
+import { digestFromBlobFileName, isDigest, isValidPart } from '../../names.js';
+import { readAllIfExists, type Driver, type Stat } from '../../storage/driver.js';
+import { blobKey, MANIFESTS, manifestDir, manifestKey, UNTAGGED, untaggedDir, untaggedKey } from '../../storage/layout.js';
+import { sha256Digest } from '../blobs/hashing.js';
 import { manifestContentType } from './manifest-format.js';
 
 const RECENT_MS = 1000;

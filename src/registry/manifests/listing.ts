@@ -1,8 +1,8 @@
 // What `ls` shows, also the input of an incremental `export --exclude-from`.
-import type { App } from '../app.js';
+import type { App } from '../../app.js';
 import { ManifestIndex } from './manifest-index.js';
-import { Pins } from './pins.js';
-import { cachedHostRecord, sourceOf } from './sources.js';
+import { Pins } from '../housekeeping/pins.js';
+import { cachedHostRecord, sourceOf } from '../housekeeping/sources.js';
 
 export interface ModelRow {
   name: string;

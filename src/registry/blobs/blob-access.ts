@@ -12,10 +12,10 @@
 // per tag, like a manifest lookup; at most once a second per repository). Their deletes and
 // rewrites (rm, gc) are found by a walk of the whole tree, in the background every few seconds
 // while requests come.
-import type { Driver } from '../storage/driver.js';
-import { childManifests, referencedDigests } from './manifest-format.js';
-import { ManifestIndex, type ManifestEntry } from './manifest-index.js';
-import { readBlobManifest } from './manifest-tree.js';
+import type { Driver } from '../../storage/driver.js';
+import { childManifests, referencedDigests } from '../manifests/manifest-format.js';
+import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
+import { readBlobManifest } from '../manifests/manifest-tree.js';
 
 const RECHECK_MS = 1000;
 const RECHECKS_MAX = 10_000;

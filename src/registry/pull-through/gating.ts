@@ -2,9 +2,9 @@
 // is refused (412, plain text) to an ollama client older than that. Only clients that say
 // `User-Agent: ollama/<version>` are gated; other tools, and ollama dev builds (version 0.0.0,
 // which could be any commit), are not.
-import type { BlobStore } from './blobs.js';
-import { childManifests, parseManifest, type Manifest } from './manifest-format.js';
-import { readBlobManifest } from './manifest-tree.js';
+import type { BlobStore } from '../blobs/blobs.js';
+import { childManifests, parseManifest, type Manifest } from '../manifests/manifest-format.js';
+import { readBlobManifest } from '../manifests/manifest-tree.js';
 
 /** registry.ollama.ai's body, byte for byte: the stock client prints it after "412: ". */
 export const GATED_BODY =

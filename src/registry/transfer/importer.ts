@@ -3,13 +3,13 @@
 // by name and left out together with every manifest that needs them.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { App } from '../app.js';
-import { isRegistryError, RegistryError } from '../errors.js';
-import { digestHex, isValidPart } from '../names.js';
-import { stagingKey } from '../storage/layout.js';
-import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
-import { adoptChildren, readBlobManifest } from './manifest-tree.js';
-import type { ManifestRef } from './manifests.js';
+import type { App } from '../../app.js';
+import { isRegistryError, RegistryError } from '../../errors.js';
+import { digestHex, isValidPart } from '../../names.js';
+import { stagingKey } from '../../storage/layout.js';
+import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from '../manifests/manifest-format.js';
+import { adoptChildren, readBlobManifest } from '../manifests/manifest-tree.js';
+import type { ManifestRef } from '../manifests/manifests.js';
 
 export interface ImportProblem {
   /** Path relative to the imported folder. */

@@ -5,11 +5,11 @@
 // fill over, resuming from the same state, and the readers carry on with it.
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { RegistryError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { lockHolder, type FsDriver } from '../storage/fs.js';
-import { fillKey } from '../storage/layout.js';
-import type { BlobStore } from './blobs.js';
+import { RegistryError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { lockHolder, type FsDriver } from '../../storage/fs.js';
+import { fillKey } from '../../storage/layout.js';
+import type { BlobStore } from '../blobs/blobs.js';
 import type { Fill, FillState } from './fill.js';
 import { copyFill, type ReadableFill } from './fill-reader.js';
 import { IntervalSet } from './intervals.js';

@@ -1,5 +1,5 @@
 // Tags kept from eviction (`ollama-registry pin NAME`), as a small JSON list under .ollama-registry/.
-import type { Driver } from '../storage/driver.js';
+import type { Driver } from '../../storage/driver.js';
 import { StateList } from './state-list.js';
 
 export class Pins extends StateList {

@@ -5,9 +5,9 @@
 // statfs is cheap but not free: the figures are cached for a second, and streams count what they
 // write against them between reads, so a fast writer cannot overshoot by much. A refusal is
 // decided on fresh figures only (space freed a moment ago counts).
-import { formatBytes } from '../cli/format.js';
-import type { MinFree } from '../config.js';
-import { RegistryError } from '../errors.js';
+import { formatBytes } from '../../cli/format.js';
+import type { MinFree } from '../../config.js';
+import { RegistryError } from '../../errors.js';
 
 const REFRESH_MS = 1000;
 

@@ -6,13 +6,13 @@
 // A truncated tar keeps what was complete and verified and reports the rest.
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import type { App } from '../app.js';
-import { isRegistryError, RegistryError } from '../errors.js';
-import { digestFromBlobFileName, isValidPart } from '../names.js';
+import type { App } from '../../app.js';
+import { isRegistryError, RegistryError } from '../../errors.js';
+import { digestFromBlobFileName, isValidPart } from '../../names.js';
 import type { ImportEvent, ImportProblem, ImportReport } from './importer.js';
-import { MAX_MANIFEST_BYTES, parseManifest, type Manifest } from './manifest-format.js';
-import { adoptChildren, treeDigests } from './manifest-tree.js';
-import type { ManifestRef } from './manifests.js';
+import { MAX_MANIFEST_BYTES, parseManifest, type Manifest } from '../manifests/manifest-format.js';
+import { adoptChildren, treeDigests } from '../manifests/manifest-tree.js';
+import type { ManifestRef } from '../manifests/manifests.js';
 
 type Target =
   | { kind: 'blob'; digest: string }

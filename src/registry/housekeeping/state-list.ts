@@ -1,6 +1,6 @@
 // A small sorted list of strings kept as JSON under .ollama-registry/ (pins, cached host folders).
-import type { Driver } from '../storage/driver.js';
-import { stateKey } from '../storage/layout.js';
+import type { Driver } from '../../storage/driver.js';
+import { stateKey } from '../../storage/layout.js';
 
 export class StateList {
   constructor(private readonly driver: Driver, private readonly file: string) {}

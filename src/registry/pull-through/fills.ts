@@ -4,13 +4,13 @@
 // manifests that passed through. See fill.ts for how one fill brings a blob in.
 import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { fromFsError, RegistryError } from '../errors.js';
-import { digestHex } from '../names.js';
-import type { Logger } from '../log.js';
-import { lockHolder, lockText, type FsDriver } from '../storage/fs.js';
-import { fillDir, fillKey, fillsDir } from '../storage/layout.js';
-import { MAX_MANIFEST_BYTES, referencedDigests } from './manifest-format.js';
-import { readBlobManifest } from './manifest-tree.js';
+import { fromFsError, RegistryError } from '../../errors.js';
+import { digestHex } from '../../names.js';
+import type { Logger } from '../../log.js';
+import { lockHolder, lockText, type FsDriver } from '../../storage/fs.js';
+import { fillDir, fillKey, fillsDir } from '../../storage/layout.js';
+import { MAX_MANIFEST_BYTES, referencedDigests } from '../manifests/manifest-format.js';
+import { readBlobManifest } from '../manifests/manifest-tree.js';
 import { Fill, upstreamToRegistryError, type FillDeps, type FillSource } from './fill.js';
 import { FollowedFill, lockOwner, readFillState } from './fill-follow.js';
 import { IntervalSet } from './intervals.js';

@@ -5,24 +5,24 @@
 // imported under another host) is served as it is; otherwise the cached copy in the first
 // routed upstream's host folder is served while fresh, re-checked upstream when older than the
 // upstream's freshness, and served stale (saying so) when every routed upstream fails.
-import type { Config } from '../config.js';
-import { RegistryError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
-import type { Policy } from './policy.js';
-import { isDigest } from '../names.js';
-import type { FsDriver } from '../storage/fs.js';
-import { routeFor } from '../upstream/config.js';
-import { Upstream, UpstreamError } from '../upstream/client.js';
-import { printable } from '../upstream/common.js';
-import { keySourceFor, type OwnKey } from '../upstream/key.js';
-import type { BlobStore } from './blobs.js';
-import type { DiskSpace } from './disk-space.js';
+import type { Config } from '../../config.js';
+import { RegistryError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Metrics } from '../../metrics.js';
+import type { Policy } from '../../auth/rules.js';
+import { isDigest } from '../../names.js';
+import type { FsDriver } from '../../storage/fs.js';
+import { routeFor } from '../../upstream/config.js';
+import { Upstream, UpstreamError } from '../../upstream/client.js';
+import { printable } from '../../upstream/common.js';
+import { keySourceFor, type OwnKey } from '../../upstream/key.js';
+import type { BlobStore } from '../blobs/blobs.js';
+import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { Fills, upstreamToRegistryError, type FillSource } from './fills.js';
-import { sha256Digest } from './hashing.js';
-import { manifestContentType, parseManifest, referencedDigests } from './manifest-format.js';
-import type { ManifestStore, StoredManifest } from './manifests.js';
-import { cachedHostRecord } from './sources.js';
+import { sha256Digest } from '../blobs/hashing.js';
+import { manifestContentType, parseManifest, referencedDigests } from '../manifests/manifest-format.js';
+import type { ManifestStore, StoredManifest } from '../manifests/manifests.js';
+import { cachedHostRecord } from '../housekeeping/sources.js';
 
 /** How a manifest answer was obtained; sent as the X-Ollama-Registry-Cache header. */
 export type CacheState = 'hit' | 'miss' | 'refreshed' | 'revalidated' | 'stale' | 'local';

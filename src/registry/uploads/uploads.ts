@@ -16,12 +16,12 @@ import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { fromFsError, RegistryError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { FsDriver } from '../storage/fs.js';
-import { uploadDataKey, uploadDir, uploadInfoKey, uploadsDir } from '../storage/layout.js';
-import type { BlobStore } from './blobs.js';
-import type { DiskSpace } from './disk-space.js';
+import { fromFsError, RegistryError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { FsDriver } from '../../storage/fs.js';
+import { uploadDataKey, uploadDir, uploadInfoKey, uploadsDir } from '../../storage/layout.js';
+import type { BlobStore } from '../blobs/blobs.js';
+import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { onDirectIoRefused, PartWriter } from './part-writer.js';
 import type { UploadQuota } from './upload-quota.js';
 
@@ -120,7 +120,7 @@ export class Uploads {
     await this.limits.space?.check('a new upload');
     this.limits.quota?.open(info.id, owner);
     try {
-      // info.json first: a folder without it is a leftover gc may remove (registry/gc.ts).
+      // info.json first: a folder without it is a leftover gc may remove (housekeeping/gc.ts).
       await this.driver.write(uploadInfoKey(info.id), Buffer.from(JSON.stringify(info)));
       await writeFile(this.dataPath(info.id), '', { flag: 'wx' });
     } catch (e) {

@@ -1,10 +1,10 @@
 // When each tag was last pulled, tracked cheaply: a manifest GET only sets a map entry; the map
 // is merged into .ollama-registry/last-pulled.json every minute and at shutdown. No disk write
 // happens on the request path, and a crash loses at most a minute of "last pulled" times.
-import type { Driver } from '../storage/driver.js';
-import { stateKey } from '../storage/layout.js';
-import { refName } from './manifest-index.js';
-import type { ManifestRef } from './manifests.js';
+import type { Driver } from '../../storage/driver.js';
+import { stateKey } from '../../storage/layout.js';
+import { refName } from '../manifests/manifest-index.js';
+import type { ManifestRef } from '../manifests/manifests.js';
 
 const FILE = 'last-pulled.json';
 

@@ -1,11 +1,11 @@
 // Blobs by sha256 digest. A blob becomes visible only after its bytes were hashed and matched.
 import { pipeline } from 'node:stream/promises';
 import { Readable, type Writable } from 'node:stream';
-import { fromFsError, isRegistryError, RegistryError } from '../errors.js';
-import { digestFromBlobFileName, digestHex } from '../names.js';
-import type { ByteRange, Driver } from '../storage/driver.js';
-import { BLOBS, blobKey, stagingKey } from '../storage/layout.js';
-import type { DiskSpace } from './disk-space.js';
+import { fromFsError, isRegistryError, RegistryError } from '../../errors.js';
+import { digestFromBlobFileName, digestHex } from '../../names.js';
+import type { ByteRange, Driver } from '../../storage/driver.js';
+import { BLOBS, blobKey, stagingKey } from '../../storage/layout.js';
+import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { HashingStream } from './hashing.js';
 
 export class BlobStore {

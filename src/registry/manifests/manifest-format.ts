@@ -2,8 +2,8 @@
 // uses with its own layer types, and OCI), and lists of manifests (OCI image index, Docker
 // manifest list, ollama's manifest list). Bytes are always stored and served verbatim; this
 // only reads them.
-import { RegistryError } from '../errors.js';
-import { isDigest } from '../names.js';
+import { RegistryError } from '../../errors.js';
+import { isDigest } from '../../names.js';
 
 export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';

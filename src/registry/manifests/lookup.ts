@@ -1,9 +1,9 @@
 // Names as users type them on the command line (`gemma2:2b`, `hf.co/user/repo:Q4_K_M`,
 // `10.0.0.5:8080/team/tool`) → the stored tag. A name without a host resolves as a pull of
 // namespace/model would (host folders in lookup order); a name with a host looks only there.
-import { RegistryError } from '../errors.js';
-import { parseModelName } from '../names.js';
-import { manifestDir } from '../storage/layout.js';
+import { RegistryError } from '../../errors.js';
+import { parseModelName } from '../../names.js';
+import { manifestDir } from '../../storage/layout.js';
 import type { ManifestStore, StoredManifest } from './manifests.js';
 
 function hasHost(input: string): boolean {

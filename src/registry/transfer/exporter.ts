@@ -10,15 +10,15 @@ import path from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import type { App } from '../app.js';
-import { fromFsError } from '../errors.js';
-import { blobKey } from '../storage/layout.js';
-import { HashingStream } from './hashing.js';
-import { findByName } from './lookup.js';
-import { ManifestIndex, refName } from './manifest-index.js';
-import { parseManifest, type Descriptor } from './manifest-format.js';
-import { treeDigests } from './manifest-tree.js';
-import type { ManifestRef } from './manifests.js';
+import type { App } from '../../app.js';
+import { fromFsError } from '../../errors.js';
+import { blobKey } from '../../storage/layout.js';
+import { HashingStream } from '../blobs/hashing.js';
+import { findByName } from '../manifests/lookup.js';
+import { ManifestIndex, refName } from '../manifests/manifest-index.js';
+import { parseManifest, type Descriptor } from '../manifests/manifest-format.js';
+import { treeDigests } from '../manifests/manifest-tree.js';
+import type { ManifestRef } from '../manifests/manifests.js';
 
 export interface ExportSelection {
   names?: string[];

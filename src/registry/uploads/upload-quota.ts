@@ -5,9 +5,9 @@
 //
 // Counted in memory and checked per chunk (no await between check and count, so parallel parts
 // cannot both slip under a cap); rebuilt from the session folders at start-up.
-import { formatBytes } from '../cli/format.js';
-import type { Config } from '../config.js';
-import { RegistryError } from '../errors.js';
+import { formatBytes } from '../../cli/format.js';
+import type { Config } from '../../config.js';
+import { RegistryError } from '../../errors.js';
 
 interface Session { owner: string; bytes: number; sinceMs: number }
 

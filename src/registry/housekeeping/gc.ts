@@ -13,11 +13,11 @@
 //    resume from (a fill without state.json and without a live lock holder; an upload folder
 //    without info.json).
 // Blobs published after the listing are never candidates.
-import type { App } from '../app.js';
-import { alive, lockHolder } from '../storage/fs.js';
-import { blobKey, fillsDir, stateKey, tmpDir, tmpKey, uploadDir, uploadsDir } from '../storage/layout.js';
-import type { Driver } from '../storage/driver.js';
-import { ManifestIndex, type ManifestEntry } from './manifest-index.js';
+import type { App } from '../../app.js';
+import { alive, lockHolder } from '../../storage/fs.js';
+import { blobKey, fillsDir, stateKey, tmpDir, tmpKey, uploadDir, uploadsDir } from '../../storage/layout.js';
+import type { Driver } from '../../storage/driver.js';
+import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
 import { Pins } from './pins.js';
 import { cachedHostRecord, isCachedHost } from './sources.js';
 import { UsageTracker } from './usage.js';
@@ -85,7 +85,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   // Size cap: plan on reference counts, then delete the planned tags' manifests.
   const excluded = new Set<string>();
   if (opts.maxSize && opts.maxSize > 0) {
-    // Open push sessions take room under the cap too (registry/upload-quota.ts).
+    // Open push sessions take room under the cap too (registry/uploads/upload-quota.ts).
     const uploads = (await walk(app.driver, uploadsDir())).reduce((n, f) => n + f.size, 0);
     const plan = await planEviction(app, index.list(), blobs, opts.maxSize - uploads, usage, now, opts.graceMs, isYoung);
     for (const p of plan.evict) {
@@ -246,7 +246,7 @@ async function sweepStaging(driver: Driver, now: number, graceMs: number, staleM
 
 /** A session folder without the record that would let anyone continue it. */
 function orphaned(key: string, files: Array<{ key: string }>, upload: boolean): boolean {
-  // An upload's info.json is written before its data (registry/uploads.ts); a fill's lock before its data.
+  // An upload's info.json is written before its data (uploads/uploads.ts); a fill's lock before its data.
   return !files.some((x) => x.key === `${key}/${upload ? 'info.json' : 'state.json'}`);
 }
 

@@ -5,7 +5,7 @@
 // socket took them (no garbage per read). A reader that ends at the blob's last byte gets it only
 // after the digest matched; then the rest comes from the published blob.
 import type { Writable } from 'node:stream';
-import type { BlobStore } from './blobs.js';
+import type { BlobStore } from '../blobs/blobs.js';
 
 const MiB = 1 << 20;
 const CHUNK = 1 * MiB;

@@ -6,10 +6,10 @@
 // (manifests stored as blobs) are read too: a child's layers are referenced like the list's own.
 // An untagged manifest is live while a live list or `subject` names it, while it is a referrer
 // (`subject`) of a live manifest, or while it is younger than the caller's grace period.
-import { digestFromBlobFileName, isValidPart } from '../names.js';
-import { readAllIfExists, type Driver } from '../storage/driver.js';
-import { blobKey, MANIFESTS, manifestTreeKey, UNTAGGED } from '../storage/layout.js';
-import { sha256Digest } from './hashing.js';
+import { digestFromBlobFileName, isValidPart } from '../../names.js';
+import { readAllIfExists, type Driver } from '../../storage/driver.js';
+import { blobKey, MANIFESTS, manifestTreeKey, UNTAGGED } from '../../storage/layout.js';
+import { sha256Digest } from '../blobs/hashing.js';
 import { childManifests, MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
 import { readBlobManifest } from './manifest-tree.js';
 import type { ManifestRef } from './manifests.js';

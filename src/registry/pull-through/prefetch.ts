@@ -1,11 +1,11 @@
 // Prefetch: fill the store with a model ahead of time, without ollama. Used by the `pull`
 // command and the POST /api/pull endpoint; progress events have ollama's /api/pull shape.
-import type { App } from '../app.js';
-import { RegistryError } from '../errors.js';
-import { DEFAULT_HOST, formatName, parseModelName, type ModelName } from '../names.js';
-import type { Upstream } from '../upstream/client.js';
-import { childManifests, referencedDigests, parseManifest } from './manifest-format.js';
-import { readBlobManifest } from './manifest-tree.js';
+import type { App } from '../../app.js';
+import { RegistryError } from '../../errors.js';
+import { DEFAULT_HOST, formatName, parseModelName, type ModelName } from '../../names.js';
+import type { Upstream } from '../../upstream/client.js';
+import { childManifests, referencedDigests, parseManifest } from '../manifests/manifest-format.js';
+import { readBlobManifest } from '../manifests/manifest-tree.js';
 
 export type PullEvent =
   | { status: string; digest?: string; total?: number; completed?: number; name?: string }

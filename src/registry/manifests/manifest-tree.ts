@@ -1,9 +1,9 @@
 // A list's children are manifests kept as blobs (ollama's manifest list pushes them so; an OCI
 // index's children pushed by digest are stored so too). What a whole tree needs is found by
 // reading them: export, verify, import and prefetch use this; gc's index reads them the same way.
-import { readAllIfExists, type Driver } from '../storage/driver.js';
-import { blobKey } from '../storage/layout.js';
-import { sha256Digest } from './hashing.js';
+import { readAllIfExists, type Driver } from '../../storage/driver.js';
+import { blobKey } from '../../storage/layout.js';
+import { sha256Digest } from '../blobs/hashing.js';
 import { childManifests, MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor, type Manifest } from './manifest-format.js';
 import type { ManifestStore, Repo } from './manifests.js';
 

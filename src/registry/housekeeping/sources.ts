@@ -3,8 +3,8 @@
 // is a configured upstream's, is listed in `storage.cachedHosts`, or is recorded in the data
 // folder (.ollama-registry/cached-hosts.json) because a pull-through once stored a model there:
 // so `ls` and `gc` run without the upstream's settings still know it. `pushHost` never is.
-import type { Config } from '../config.js';
-import type { Driver } from '../storage/driver.js';
+import type { Config } from '../../config.js';
+import type { Driver } from '../../storage/driver.js';
 import { StateList } from './state-list.js';
 
 type WithFeatures = Pick<Config, 'storage'> & { upstreams?: Array<{ host: string }>; pushHost?: string };
