@@ -1,4 +1,5 @@
 // What every command and request handler shares: the configuration and the stores of one data folder.
+import path from 'node:path';
 import { Auth } from './auth/policy.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -20,6 +21,8 @@ export interface App {
   config: Config;
   log: Logger;
   driver: FsDriver;
+  /** Local folder for work that needs random access (storage.scratch); never shared between machines. */
+  scratch: string;
   blobs: BlobStore;
   /** Which repositories each blob can be read through (manifest references and grants). */
   access: BlobAccess;
@@ -41,6 +44,8 @@ export interface App {
 export async function openApp(config: Config, log: Logger): Promise<App> {
   const driver = new FsDriver(config.data);
   for (const dir of [BLOBS, MANIFESTS, STATE]) makeDirs(driver.path(dir));
+  const scratch = config.storage.scratch ?? path.join(config.data, STATE, 'scratch');
+  makeDirs(scratch);
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
   await discardOrphanFills(driver, log);
@@ -61,6 +66,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     config,
     log,
     driver,
+    scratch,
     blobs,
     access,
     // Pushed models first: see the rule in registry/manifests/manifests.ts.

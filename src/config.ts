@@ -51,6 +51,8 @@ export interface Config {
     cachedHosts: string[];
     /** Writes (uploads, fills, imports) are refused below this much free space: the smaller of the two set. */
     minFree: MinFree;
+    /** A local folder for work that needs random access (fill staging, pushed parts, hashing); default <data>/.ollama-registry/scratch. */
+    scratch?: string;
   };
   /** Quotas of push sessions: per requester (user, key, or address when anonymous) and in total; 0 = no cap of its own. */
   uploads: { maxSessions: number; maxSessionsPerClient: number; maxBytes: number; maxBytesPerClient: number };
@@ -145,6 +147,7 @@ const ENV: Array<[string, string]> = [
   ['storage.gcGrace', 'OLLAMA_REGISTRY_GC_GRACE'],
   ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
   ['storage.minFree', 'OLLAMA_REGISTRY_MIN_FREE'],
+  ['storage.scratch', 'OLLAMA_REGISTRY_SCRATCH'],
   ['uploads.maxSessions', 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS'],
   ['uploads.maxSessionsPerClient', 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS_PER_CLIENT'],
   ['uploads.maxBytes', 'OLLAMA_REGISTRY_UPLOAD_MAX_BYTES'],
@@ -254,6 +257,7 @@ function apply(cfg: Config, flat: Flat, source: string): void {
         else cfg.storage.cachedHosts = list as string[];
         break;
       }
+      case 'storage.scratch': cfg.storage.scratch = path.resolve(str(raw)); break;
       case 'storage.maxSize': {
         const n = parseSize(raw);
         if (n === null) throw new ConfigError(key, `expected a size such as 500GB, 1.5TiB or a number of bytes, got ${JSON.stringify(raw)} (in ${source})`);
