@@ -3,6 +3,9 @@
 # S3 the tests talk to (it checks SigV4 signatures, unlike S3 stand-ins).
 #   scripts/s3-test-server.sh start DIR   wipes DIR, starts, prints the endpoint (http://127.0.0.2:PORT)
 #   scripts/s3-test-server.sh stop DIR    stops the daemons by pid (SIGTERM, SIGKILL after 10 s)
+#   scripts/s3-test-server.sh stop-rgw DIR / start-rgw DIR
+#                                         stop or start only the gateway (the S3 endpoint); the
+#                                         data stays with the OSD, for tests of a store outage
 # Environment: RGW_HOST (127.0.0.2), RGW_PORT (40080), MON_PORT (40300),
 #              S3_ACCESS_KEY / S3_SECRET_KEY (testaccess / testsecret).
 # Settings that each cost a failed start are explained in the README's S3 section.
@@ -11,16 +14,33 @@ cmd=${1:?start|stop}
 DIR=${2:?dir}
 
 stop() {
-  for name in rgw osd mon; do
+  for name in "$@"; do
     pid=$(awk -v n="$name" '$1==n{print $2}' "$DIR/pids" 2>/dev/null) || true
     [ -n "${pid:-}" ] || continue
+    kill -CONT "$pid" 2>/dev/null || true # a test may have frozen it
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
+    sed -i "/^$name /d" "$DIR/pids"
   done
 }
-if [ "$cmd" = stop ]; then stop; exit 0; fi
-[ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+start_rgw() {
+  radosgw -c "$DIR/ceph.conf" -n client.rgw.a -f >>"$DIR/log/rgw.out" 2>&1 &
+  echo "rgw $!" >> "$DIR/pids"
+  up=0
+  for _ in $(seq 1 240); do
+    curl -fsS -m 2 -o /dev/null "$(cat "$DIR/endpoint")/" 2>/dev/null && { up=1; break; }
+    sleep 0.25
+  done
+  [ $up = 1 ] || { echo "s3-test-server: radosgw did not come up" >&2; false; }
+}
+case "$cmd" in
+  stop) stop rgw osd mon; exit 0 ;;
+  stop-rgw) stop rgw; exit 0 ;;
+  start-rgw) start_rgw; exit 0 ;;
+  start) ;;
+  *) echo "usage: $0 start|stop|stop-rgw|start-rgw DIR" >&2; exit 2 ;;
+esac
 
 for tool in ceph-mon ceph-osd radosgw radosgw-admin ceph-authtool monmaptool uuidgen curl; do
   command -v "$tool" >/dev/null || { echo "s3-test-server: $tool is missing (apt-get install radosgw ceph-mon ceph-osd uuid-runtime curl)" >&2; exit 1; }
@@ -32,7 +52,7 @@ AK=${S3_ACCESS_KEY:-testaccess}
 SK=${S3_SECRET_KEY:-testsecret}
 rm -rf "$DIR"
 mkdir -p "$DIR"/{run,log,mon.a,osd.0,rgw}
-trap 'echo "s3-test-server: start failed; logs in $DIR/log" >&2; stop' ERR
+trap 'echo "s3-test-server: start failed; logs in $DIR/log" >&2; stop rgw osd mon' ERR
 FSID=$(uuidgen)
 CONF="$DIR/ceph.conf"
 cat > "$CONF" <<CONF
@@ -94,13 +114,7 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 [ $up = 1 ] || { echo "s3-test-server: the osd did not come up" >&2; false; }
-radosgw -c "$CONF" -n client.rgw.a -f >>"$DIR/log/rgw.out" 2>&1 &
-echo "rgw $!" >> "$DIR/pids"
-up=0
-for _ in $(seq 1 240); do
-  curl -fsS -m 2 -o /dev/null "http://$RGW_HOST:$RGW_PORT/" 2>/dev/null && { up=1; break; }
-  sleep 0.25
-done
-[ $up = 1 ] || { echo "s3-test-server: radosgw did not come up" >&2; false; }
+echo "http://$RGW_HOST:$RGW_PORT" > "$DIR/endpoint"
+start_rgw
 timeout 60 radosgw-admin -c "$CONF" user create --uid=test --display-name=test --access-key="$AK" --secret-key="$SK" >/dev/null
 echo "http://$RGW_HOST:$RGW_PORT"

@@ -29,6 +29,8 @@ export const ERRORS = {
   INSUFFICIENT_STORAGE: 507,
   UPSTREAM_FAILED: 502,
   UNAVAILABLE: 503,
+  /** The object store (S3) is down, frozen or refusing the registry: nothing was changed. */
+  STORE_UNAVAILABLE: 503,
   INTERNAL: 500,
 } as const;
 

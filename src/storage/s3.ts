@@ -4,52 +4,35 @@
 // a folder is an ollama models folder. Checksums are WHEN_REQUIRED: Ceph and Swift refuse the
 // SDK's default aws-chunked uploads (see the README's S3 section).
 import { createReadStream } from 'node:fs';
-import { PassThrough, Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import {
   CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command,
-  PutObjectCommand, S3Client, type S3ClientConfig,
+  PutObjectCommand, type S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { ByteRange, Driver, Entry, PendingWrite, Stat, Versioned } from './driver.js';
+import { s3Client, s3Status, storeCall, type S3ClientOptions } from './s3-client.js';
+import { multipartWrite, sweepMultipart, type MultipartContext } from './s3-multipart.js';
 
-export interface S3Options {
+export interface S3Options extends S3ClientOptions {
+  /** The endpoint the registry writes to (none: AWS's, from the region). */
   endpoint?: string;
   bucket: string;
   region?: string;
   /** Key prefix inside the bucket ('' or e.g. 'models'), without a trailing '/'. */
   prefix?: string;
-  /** Path-style URLs (http://host/bucket/key), as Ceph and MinIO usually need. */
+  /** Path-style URLs (http://host/bucket/key, the default), as Ceph and MinIO usually need; false: virtual-host (http://bucket.host/key). */
   forcePathStyle?: boolean;
   /** The endpoint clients reach for presigned URLs, when it differs from `endpoint`. */
   redirectEndpoint?: string;
-  /** Explicit credentials; otherwise the SDK's usual chain (environment, shared files, instance role). */
-  credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
-const PART = 16 << 20;
-
-function clientConfig(o: S3Options, endpoint: string | undefined): S3ClientConfig {
-  return {
-    endpoint,
-    region: o.region ?? 'us-east-1',
-    forcePathStyle: o.forcePathStyle ?? true,
-    credentials: o.credentials,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    maxAttempts: 3,
-    // A dead store must fail fast; a slow read is bounded by the socket's idle time, not its length.
-    requestHandler: { connectionTimeout: 5_000, socketTimeout: 60_000 },
-  };
-}
-
-function status(e: unknown): number | undefined {
-  return (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-}
+/** How long a presigned URL lives by default: a day, longer than the slowest pull. */
+export const PRESIGN_TTL_SECONDS = 24 * 3600;
 
 function isMissing(e: unknown): boolean {
   const name = (e as { name?: string }).name;
-  return status(e) === 404 || name === 'NoSuchKey' || name === 'NotFound';
+  return s3Status(e) === 404 || name === 'NoSuchKey' || name === 'NotFound';
 }
 
 function enoent(key: string, cause: unknown): Error {
@@ -65,14 +48,21 @@ export class S3Driver implements Driver {
   private readonly signer: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
+  private readonly multipart: MultipartContext;
 
   constructor(o: S3Options) {
     this.bucket = o.bucket;
-    this.prefix = o.prefix ? `${o.prefix.replace(/\/+$/, '')}/` : '';
-    this.s3 = new S3Client(clientConfig(o, o.endpoint));
+    this.prefix = o.prefix ? `${o.prefix.replace(/^\/+|\/+$/g, '')}/` : '';
+    this.s3 = s3Client(o, o.endpoint);
     // SigV4 signs the host: URLs for clients are signed for the host clients reach.
-    this.signer = o.redirectEndpoint ? new S3Client(clientConfig(o, o.redirectEndpoint)) : this.s3;
+    this.signer = o.redirectEndpoint ? s3Client(o, o.redirectEndpoint) : this.s3;
     this.description = `s3 bucket ${o.bucket}${o.prefix ? `/${o.prefix}` : ''}${o.endpoint ? ` at ${o.endpoint}` : ''}`;
+    this.multipart = { s3: this.s3, bucket: this.bucket, description: this.description, prefix: this.prefix, objectKey: (k) => this.k(k), driver: this };
+  }
+
+  /** Every request goes through here: an outage becomes STORE_UNAVAILABLE, anything else stays as the SDK threw it. */
+  private send<T>(request: () => Promise<T>): Promise<T> {
+    return storeCall(this.description, request);
   }
 
   private k(key: string): string {
@@ -86,20 +76,21 @@ export class S3Driver implements Driver {
 
   async stat(key: string): Promise<Stat | null> {
     try {
-      const h = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }));
+      const h = await this.send(() => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
       return { size: h.ContentLength ?? 0, mtimeMs: h.LastModified?.getTime() ?? 0, isDir: false };
     } catch (e) {
       if (!isMissing(e)) throw e;
     }
-    const l = await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, MaxKeys: 1 }));
+    const l = await this.send(() => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, MaxKeys: 1 })));
     return l.KeyCount ? { size: 0, mtimeMs: 0, isDir: true } : null;
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
     try {
-      const r = await this.s3.send(new GetObjectCommand({
+      const r = await this.send(() => this.s3.send(new GetObjectCommand({
         Bucket: this.bucket, Key: this.k(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined,
-      }));
+      })));
+      // A store that dies mid-body ends it with an error; a frozen one, after the socket's idle timeout.
       return r.Body as Readable;
     } catch (e) {
       if (isMissing(e)) throw enoent(key, e);
@@ -118,7 +109,7 @@ export class S3Driver implements Driver {
 
   async write(key: string, body: Readable | Buffer): Promise<{ size: number }> {
     if (Buffer.isBuffer(body)) {
-      await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body }));
+      await this.send(() => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body })));
       return { size: body.length };
     }
     const w = await this.create(key);
@@ -137,7 +128,7 @@ export class S3Driver implements Driver {
     const st = await this.stat(from);
     if (!st || st.isDir) throw enoent(from, null);
     if (st.size <= 5 * 1024 ** 3) {
-      await this.s3.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(to), CopySource: `${this.bucket}/${encodeURIComponent(this.k(from)).replace(/%2F/g, '/')}` }));
+      await this.send(() => this.s3.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(to), CopySource: `${this.bucket}/${encodeURIComponent(this.k(from)).replace(/%2F/g, '/')}` })));
     } else {
       await this.write(to, await this.read(from));
     }
@@ -145,7 +136,7 @@ export class S3Driver implements Driver {
   }
 
   async delete(key: string): Promise<void> {
-    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) }));
+    await this.send(() => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -153,7 +144,7 @@ export class S3Driver implements Driver {
     const names = new Set<string>();
     let token: string | undefined;
     do {
-      const r = await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, Delimiter: '/', ContinuationToken: token }));
+      const r = await this.send(() => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, Delimiter: '/', ContinuationToken: token })));
       for (const c of r.CommonPrefixes ?? []) names.add(c.Prefix!.slice(base.length).replace(/\/$/, ''));
       for (const o of r.Contents ?? []) names.add(o.Key!.slice(base.length));
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
@@ -167,36 +158,22 @@ export class S3Driver implements Driver {
   }
 
   async create(key: string): Promise<PendingWrite> {
-    const stream = new PassThrough({ highWaterMark: PART });
-    const upload = new Upload({ client: this.s3, params: { Bucket: this.bucket, Key: this.k(key), Body: stream }, partSize: PART, queueSize: 4, leavePartsOnError: false });
-    const done = upload.done();
-    done.catch(() => {}); // awaited in commit; cancel() makes it reject
-    let size = 0;
-    stream.on('data', (c: Buffer) => (size += c.length));
-    let state: 'open' | 'closed' = 'open';
-    return {
-      stream,
-      async commit() {
-        if (state !== 'open') throw new Error(`s3 driver: ${key} was already committed or cancelled`);
-        state = 'closed';
-        if (!stream.writableEnded) stream.end();
-        await done;
-        return { size };
-      },
-      async cancel() {
-        if (state !== 'open') return;
-        state = 'closed';
-        await upload.abort().catch(() => {});
-        stream.destroy();
-      },
-    };
+    return multipartWrite(this.multipart, key);
+  }
+
+  /**
+   * Aborts the multipart uploads this registry started (on any replica) whose writer has been
+   * silent for `maxAgeMs`, e.g. a replica killed mid-push. Returns how many it cleared.
+   */
+  sweepAbandonedUploads(maxAgeMs: number, now = Date.now()): Promise<number> {
+    return sweepMultipart(this.multipart, maxAgeMs, now);
   }
 
   async *entries(prefix: string): AsyncIterable<Entry> {
     const base = prefix === '' ? this.prefix : `${this.k(prefix)}/`;
     let token: string | undefined;
     do {
-      const r = await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ContinuationToken: token }));
+      const r = await this.send(() => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ContinuationToken: token })));
       for (const o of r.Contents ?? []) {
         yield { key: o.Key!.slice(this.prefix.length), size: o.Size ?? 0, mtimeMs: o.LastModified?.getTime() ?? 0 };
       }
@@ -212,8 +189,9 @@ export class S3Driver implements Driver {
 
   async readVersioned(key: string): Promise<Versioned | null> {
     try {
-      const r = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }));
-      return { body: Buffer.from(await r.Body!.transformToByteArray()), version: bare(r.ETag) };
+      const r = await this.send(() => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
+      const bytes = await this.send(() => r.Body!.transformToByteArray());
+      return { body: Buffer.from(bytes), version: bare(r.ETag) };
     } catch (e) {
       if (isMissing(e)) return null;
       throw e;
@@ -222,11 +200,11 @@ export class S3Driver implements Driver {
 
   private async putIf(key: string, body: Buffer, cond: { IfNoneMatch?: string; IfMatch?: string }): Promise<string | null> {
     try {
-      const r = await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ...cond }));
+      const r = await this.send(() => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ...cond })));
       return bare(r.ETag);
     } catch (e) {
       // 412: the condition failed; 409: a concurrent conditional write won; 404: If-Match on an absent key.
-      if ([412, 409, 404].includes(status(e) ?? 0)) return null;
+      if ([412, 409, 404].includes(s3Status(e) ?? 0)) return null;
       throw e;
     }
   }
@@ -244,16 +222,22 @@ export class S3Driver implements Driver {
     const cur = await this.readVersioned(key);
     if (!cur || cur.version !== version) return false;
     try {
-      await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key), IfMatch: version }));
+      await this.send(() => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key), IfMatch: version })));
       return true;
     } catch (e) {
-      if (status(e) === 412) return false;
+      if (s3Status(e) === 412) return false;
       throw e;
     }
   }
 
-  presign(key: string, ttlSeconds: number): Promise<string> {
-    return getSignedUrl(this.signer, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn: ttlSeconds });
+  /**
+   * A GET URL for `key` on the redirect endpoint, valid `ttlSeconds` (at most 7 days, SigV4's
+   * limit). ollama reuses one URL for a whole blob, so give it longer than the slowest pull
+   * (PRESIGN_TTL_SECONDS). `signedAt` is for tests (an already expired URL).
+   */
+  presign(key: string, ttlSeconds = PRESIGN_TTL_SECONDS, signedAt?: Date): Promise<string> {
+    const expiresIn = Math.max(1, Math.min(Math.floor(ttlSeconds), 7 * 24 * 3600));
+    return getSignedUrl(this.signer, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn, signingDate: signedAt });
   }
 
   destroy(): void {

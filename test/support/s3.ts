@@ -2,7 +2,7 @@
 // checks signatures. scripts/test.sh starts one for the whole run and sets OREG_S3_ENDPOINT; a
 // test file run alone starts its own. Each test gets a bucket of its own.
 import { execFile, execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -24,6 +24,19 @@ export const S3_CREDENTIALS = {
 let started: Promise<string> | undefined;
 
 async function startOwn(): Promise<string> {
+  return (await startCeph()).endpoint;
+}
+
+/** A Ceph of this test file's own, whose gateway a test may stop, freeze and start again. */
+export interface OwnCeph {
+  endpoint: string;
+  stopGateway(): Promise<void>;
+  startGateway(): Promise<void>;
+  /** SIGSTOP (true) or SIGCONT (false) the gateway: a store that accepts connections and never answers. */
+  freezeGateway(frozen: boolean): void;
+}
+
+async function startCeph(): Promise<OwnCeph> {
   // Not a tempDir(): those are removed at exit before this file's handler could read the pids.
   const dir = await mkdtemp(path.join(os.tmpdir(), 'oreg-ceph-'));
   const base = 41000 + 100 * Math.floor(Math.random() * 180);
@@ -37,7 +50,23 @@ async function startOwn(): Promise<string> {
     }
   });
   const { stdout } = await run(SCRIPT, ['start', dir], { env, timeout: 120_000 });
-  return stdout.trim().split('\n').pop()!;
+  const gatewayPid = (): number => Number(/^rgw (\d+)$/m.exec(readFileSync(path.join(dir, 'pids'), 'utf8'))?.[1]);
+  return {
+    endpoint: stdout.trim().split('\n').pop()!,
+    stopGateway: async () => void await run(SCRIPT, ['stop-rgw', dir], { env, timeout: 30_000 }),
+    startGateway: async () => void await run(SCRIPT, ['start-rgw', dir], { env, timeout: 90_000 }),
+    freezeGateway: (frozen) => process.kill(gatewayPid(), frozen ? 'SIGSTOP' : 'SIGCONT'),
+  };
+}
+
+/** A dedicated Ceph (never the shared one: tests stop its gateway), or null (with the reason) where none can be had. */
+export async function ownCeph(t: TestContext): Promise<OwnCeph | null> {
+  try {
+    return await startCeph();
+  } catch (e) {
+    skipOrFail(t, `no Ceph S3 here: ${(e as Error).message.split('\n')[0]}`);
+    return null;
+  }
 }
 
 /** The endpoint of a running Ceph S3, or null (with the reason) where none can be had. */

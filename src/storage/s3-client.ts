@@ -1,0 +1,87 @@
+// The S3 client settings and the error mapping the S3 driver shares between its files.
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { RegistryError } from '../errors.js';
+
+/** Bounds on every request to the store: a dead or frozen store fails in seconds, never hangs. */
+export interface S3Timeouts {
+  /** TCP connect (ms). */
+  connectMs?: number;
+  /** A socket that moves no byte for this long is dropped (ms): bounds a slow read without bounding its length. */
+  idleMs?: number;
+  /** From sending a request to its response headers, body upload included (ms): at most one part (16 MiB) goes up per request. */
+  responseMs?: number;
+  /** Attempts per request, the first included (the SDK's standard retry with backoff). */
+  attempts?: number;
+  /** Sockets open to the store at once; more requests wait (inside responseMs) for one. */
+  maxSockets?: number;
+}
+
+export interface S3ClientOptions {
+  region?: string;
+  forcePathStyle?: boolean;
+  /** Explicit credentials, for tests; otherwise the SDK's usual chain (environment, shared files, instance role). */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  timeouts?: S3Timeouts;
+}
+
+export function s3Client(o: S3ClientOptions, endpoint: string | undefined): S3Client {
+  const t = o.timeouts ?? {};
+  const config: S3ClientConfig = {
+    endpoint,
+    region: o.region ?? 'us-east-1',
+    forcePathStyle: o.forcePathStyle ?? true,
+    credentials: o.credentials,
+    // Ceph and Swift refuse the SDK's default aws-chunked uploads with a trailing checksum.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: t.attempts ?? 3,
+    requestHandler: {
+      connectionTimeout: t.connectMs ?? 5_000,
+      socketTimeout: t.idleMs ?? 30_000,
+      requestTimeout: t.responseMs ?? 120_000,
+      throwOnRequestTimeout: true,
+      httpAgent: { keepAlive: true, maxSockets: t.maxSockets ?? 64 },
+      httpsAgent: { keepAlive: true, maxSockets: t.maxSockets ?? 64 },
+    },
+  };
+  return new S3Client(config);
+}
+
+export function s3Status(e: unknown): number | undefined {
+  return (e as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+export function s3ErrorName(e: unknown): string | undefined {
+  return (e as { name?: string; Code?: string } | undefined)?.name;
+}
+
+const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'EPIPE', 'ECONNABORTED']);
+// The store answers, but the registry cannot use it: a wrong bucket, key or clock is an outage too.
+const REFUSED = new Set(['NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'RequestTimeTooSkewed']);
+
+/** Whether `e` means the store cannot be used right now (down, frozen, overloaded, refusing us), not "this key". */
+export function isStoreOutage(e: unknown): boolean {
+  if (e instanceof RegistryError) return false;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const name = s3ErrorName(e);
+  const status = s3Status(e) ?? 0;
+  return NETWORK.has(code ?? '') || name === 'TimeoutError' || REFUSED.has(name ?? '') || status >= 500;
+}
+
+/** A store outage becomes STORE_UNAVAILABLE (503) with a one-line message; anything else is returned as is. */
+export function storeError(e: unknown, store: string): unknown {
+  if (!isStoreOutage(e)) return e;
+  const code = (e as NodeJS.ErrnoException).code;
+  const why = (e as Error).message?.split('\n')[0]?.slice(0, 200) || s3ErrorName(e) || 'no answer';
+  const what = code && !why.includes(code) ? `${code}: ${why}` : why;
+  return new RegistryError('STORE_UNAVAILABLE', `the object store (${store}) is unavailable: ${what}`, { cause: e, headers: { 'Retry-After': '5' } });
+}
+
+/** Runs one request to the store, with outages turned into STORE_UNAVAILABLE. */
+export async function storeCall<T>(store: string, request: () => Promise<T>): Promise<T> {
+  try {
+    return await request();
+  } catch (e) {
+    throw storeError(e, store);
+  }
+}
