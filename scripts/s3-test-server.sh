@@ -8,7 +8,10 @@
 #                                         data stays with the OSD, for tests of a store outage
 # Environment: RGW_HOST (127.0.0.2), RGW_PORT (40080), MON_PORT (40300),
 #              S3_ACCESS_KEY / S3_SECRET_KEY (testaccess / testsecret).
-# Settings that each cost a failed start are explained in the README's S3 section.
+# Settings that each cost a failed start: rgw must accept `ms mon client mode = crc secure` (with
+# auth none it loops on "get_initial_auth_request returned -13"); 8 PGs per pool and
+# `mon max pg per osd = 1000` (rgw makes ~8 pools); pool size 1 needs `mon allow pool size one`.
+# memstore data survives a gateway restart (stop-rgw/start-rgw), not an OSD restart.
 set -euo pipefail
 cmd=${1:?start|stop}
 DIR=${2:?dir}

@@ -2,7 +2,7 @@
 // maintained client, which signs (SigV4), retries and does multipart uploads for us.
 // Keys are the same as on disk (ollama's layout) under an optional prefix, so a bucket synced to
 // a folder is an ollama models folder. Checksums are WHEN_REQUIRED: Ceph and Swift refuse the
-// SDK's default aws-chunked uploads (see the README's S3 section).
+// SDK's default aws-chunked uploads (README, "When one machine is not enough").
 import { createReadStream } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import {
