@@ -6,6 +6,7 @@ import { benchAbuse } from './abuse.js';
 import { benchCache } from './cache.js';
 import { benchCore } from './core.js';
 import { benchPush } from './push.js';
+import { benchS3 } from './s3.js';
 import { benchTransfer } from './transfer.js';
 import { benchUi } from './ui.js';
 import { benchMirror } from './mirror.js';
@@ -25,6 +26,7 @@ const BENCHES: Record<string, { title: string; run: (o: Common) => Promise<Row[]
   abuse: { title: 'abuse: manifest GET latency under floods (stalled connections, wrong passwords), as ratios to unloaded', run: () => benchAbuse() },
   push: { title: 'push: 1 GiB model to this server (ollama PATCH parts) vs docker-registry (monolithic PUT)', run: (o) => benchPush({ rounds: o.rounds, serverMain: o.serverMain }) },
   ui: { title: 'ui: the web catalog with 500 models in Chromium', run: (o) => benchUi({ rounds: o.rounds }) },
+  s3: { title: 's3: a 512 MiB blob pushed and served through the S3 driver on Ceph RGW (one node, memstore) vs the fs driver', run: (o) => benchS3({ rounds: o.rounds }) },
   transfer: { title: "transfer: a safetensors model (1000 small tensors + 4 x 64 MiB) by ollama's transfer client, emulated", run: () => benchTransfer() },
 };
 

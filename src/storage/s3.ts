@@ -1,5 +1,5 @@
 // S3-compatible object store driver (AWS S3, Ceph RGW, MinIO, R2, …), on AWS SDK v3: the
-// maintained client, which signs (SigV4), retries and does multipart uploads for us.
+// maintained client, which signs (SigV4) and retries; multipart uploads are ours (s3-multipart.ts).
 // Keys are the same as on disk (ollama's layout) under an optional prefix, so a bucket synced to
 // a folder is an ollama models folder. Checksums are WHEN_REQUIRED: Ceph and Swift refuse the
 // SDK's default aws-chunked uploads (README, "When one machine is not enough").
