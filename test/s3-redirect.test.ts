@@ -129,3 +129,27 @@ test('redirect rules: what ollama clients refuse', async () => {
   assert.equal(v.ok, false);
   await refused('not a url', 'http://registry.example.com');
 });
+
+test('redirectUrl: only in redirect mode, and only where ollama clients follow (Ceph on 127.0.0.2)', async (t) => {
+  const endpoint = await s3Endpoint(t);
+  if (!endpoint) return;
+  const bucket = await newBucket(endpoint);
+  const on = new S3Driver({ endpoint, bucket, credentials: S3_CREDENTIALS, redirect: true });
+  const off = new S3Driver({ endpoint, bucket, credentials: S3_CREDENTIALS });
+  t.after(() => {
+    on.destroy();
+    off.destroy();
+  });
+  await on.write('blobs/sha256-r', Buffer.from('redirected bytes'));
+  const port = new URL(endpoint).port;
+  // Off by default: stream.
+  assert.equal(await off.redirectUrl('blobs/sha256-r', `http://127.0.0.2:${port}`), null);
+  // A registry on 127.0.0.1 sending clients to a loopback store on another host: refused, stream.
+  assert.equal(await on.redirectUrl('blobs/sha256-r', 'http://127.0.0.1:5000'), null);
+  // https registry, http store: refused.
+  assert.equal(await on.redirectUrl('blobs/sha256-r', 'https://127.0.0.2'), null);
+  // The store on the registry's own host: followed, and the URL gives the bytes.
+  const url = await on.redirectUrl('blobs/sha256-r', 'http://127.0.0.2:5000');
+  assert.ok(url);
+  assert.equal(await (await fetch(url)).text(), 'redirected bytes');
+});

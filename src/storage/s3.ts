@@ -12,6 +12,8 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { ByteRange, Driver, Entry, PendingWrite, Stat, Versioned } from './driver.js';
 import { s3Client, s3Status, storeCall, type S3ClientOptions } from './s3-client.js';
+import { readSmall, TooLarge } from '../upstream/common.js';
+import { redirectAllowed } from './s3-redirect.js';
 import { multipartWrite, sweepMultipart, type MultipartContext } from './s3-multipart.js';
 
 export interface S3Options extends S3ClientOptions {
@@ -25,7 +27,12 @@ export interface S3Options extends S3ClientOptions {
   forcePathStyle?: boolean;
   /** The endpoint clients reach for presigned URLs, when it differs from `endpoint`. */
   redirectEndpoint?: string;
+  /** Opt-in: blob GETs may be answered with a redirect to a presigned URL (redirectUrl), where ollama's clients follow it. */
+  redirect?: boolean;
 }
+
+/** The largest object readAll/readVersioned take whole (manifests and the registry's own records). */
+const MAX_RECORD = 64 << 20;
 
 /** How long a presigned URL lives by default: a day, longer than the slowest pull. */
 export const PRESIGN_TTL_SECONDS = 24 * 3600;
@@ -49,6 +56,9 @@ export class S3Driver implements Driver {
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly multipart: MultipartContext;
+  private readonly redirect: boolean;
+  /** redirectAllowed's verdicts by registry origin and store origin, for a minute (they change only with DNS). */
+  private readonly verdicts = new Map<string, { at: number; ok: boolean }>();
 
   constructor(o: S3Options) {
     this.bucket = o.bucket;
@@ -57,6 +67,7 @@ export class S3Driver implements Driver {
     // SigV4 signs the host: URLs for clients are signed for the host clients reach.
     this.signer = o.redirectEndpoint ? s3Client(o, o.redirectEndpoint) : this.s3;
     this.description = `s3 bucket ${o.bucket}${o.prefix ? `/${o.prefix}` : ''}${o.endpoint ? ` at ${o.endpoint}` : ''}`;
+    this.redirect = o.redirect ?? false;
     this.multipart = { s3: this.s3, bucket: this.bucket, description: this.description, prefix: this.prefix, objectKey: (k) => this.k(k), driver: this };
   }
 
@@ -190,10 +201,16 @@ export class S3Driver implements Driver {
   async readVersioned(key: string): Promise<Versioned | null> {
     try {
       const r = await this.send(() => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
-      const bytes = await this.send(() => r.Body!.transformToByteArray());
-      return { body: Buffer.from(bytes), version: bare(r.ETag) };
+      const body = r.Body as Readable;
+      if ((r.ContentLength ?? 0) > MAX_RECORD) {
+        body.destroy();
+        throw new TooLarge(MAX_RECORD);
+      }
+      // The store is not trusted either: the cap holds while reading, whatever it announced.
+      return { body: await this.send(() => readSmall({ body }, MAX_RECORD)), version: bare(r.ETag) };
     } catch (e) {
       if (isMissing(e)) return null;
+      if (e instanceof TooLarge) throw new Error(`s3 driver: ${key} is larger than ${MAX_RECORD >> 20} MiB, too large to read whole`, { cause: e });
       throw e;
     }
   }
@@ -238,6 +255,24 @@ export class S3Driver implements Driver {
   presign(key: string, ttlSeconds = PRESIGN_TTL_SECONDS, signedAt?: Date): Promise<string> {
     const expiresIn = Math.max(1, Math.min(Math.floor(ttlSeconds), 7 * 24 * 3600));
     return getSignedUrl(this.signer, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn, signingDate: signedAt });
+  }
+
+  /**
+   * Where to redirect a client that asked `registryUrl` for the blob at `key`: a presigned URL when
+   * redirect mode is on and ollama's clients would follow it there, else null (stream the bytes).
+   * `registryUrl` must be the registry's address as the client used it (scheme and host).
+   */
+  async redirectUrl(key: string, registryUrl: string, ttlSeconds = PRESIGN_TTL_SECONDS): Promise<string | null> {
+    if (!this.redirect) return null;
+    const url = await this.presign(key, ttlSeconds);
+    const cacheKey = `${new URL(registryUrl).origin} ${new URL(url).origin}`;
+    let v = this.verdicts.get(cacheKey);
+    if (!v || Date.now() - v.at > 60_000) {
+      if (this.verdicts.size >= 256) this.verdicts.clear(); // Host headers are the client's: keep the map small
+      v = { at: Date.now(), ok: (await redirectAllowed(url, registryUrl)).ok };
+      this.verdicts.set(cacheKey, v);
+    }
+    return v.ok ? url : null;
   }
 
   destroy(): void {

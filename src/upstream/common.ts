@@ -46,7 +46,7 @@ export class TooLarge extends Error {
 }
 
 /** Read a small body whole (manifests, errors, tokens), refusing more than `max` bytes. */
-export async function readSmall(res: Pick<UpstreamResponse, 'body'>, max = 64 << 10): Promise<Buffer> {
+export async function readSmall(res: { body: AsyncIterable<unknown> & { destroy(): unknown } }, max = 64 << 10): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of res.body) {
