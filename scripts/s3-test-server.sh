@@ -6,7 +6,10 @@
 #   scripts/s3-test-server.sh stop-rgw DIR / start-rgw DIR
 #                                         stop or start only the gateway (the S3 endpoint); the
 #                                         data stays with the OSD, for tests of a store outage
-# Environment: RGW_HOST (127.0.0.2), RGW_PORT (40080), MON_PORT (40300),
+#   scripts/s3-test-server.sh restart DIR starts a stopped cluster again on its data (needs
+#                                         CEPH_STORE=bluestore at start: memstore keeps nothing)
+# Environment: RGW_HOST (127.0.0.2), RGW_PORT (40080), MON_PORT (40300), CEPH_STORE (memstore |
+#              bluestore: a sparse 8 GiB file in DIR, slower to start, survives a restart),
 #              S3_ACCESS_KEY / S3_SECRET_KEY (testaccess / testsecret).
 # Settings that each cost a failed start: rgw must accept `ms mon client mode = crc secure` (with
 # auth none it loops on "get_initial_auth_request returned -13"); 8 PGs per pool and
@@ -37,12 +40,30 @@ start_rgw() {
   done
   [ $up = 1 ] || { echo "s3-test-server: radosgw did not come up" >&2; false; }
 }
+start_mon() {
+  ceph-mon -c "$DIR/ceph.conf" -i a -f >>"$DIR/log/mon.a.out" 2>&1 &
+  echo "mon $!" >> "$DIR/pids"
+}
+start_osd() {
+  ceph-osd -c "$DIR/ceph.conf" -i 0 -f >>"$DIR/log/osd.0.out" 2>&1 &
+  echo "osd $!" >> "$DIR/pids"
+  up=0
+  for _ in $(seq 1 120); do
+    timeout 60 ceph -c "$DIR/ceph.conf" --connect-timeout 30 osd dump 2>/dev/null | grep -q '^osd.0 up' && { up=1; break; }
+    sleep 0.5
+  done
+  [ $up = 1 ] || { echo "s3-test-server: the osd did not come up" >&2; false; }
+}
 case "$cmd" in
   stop) stop rgw osd mon; exit 0 ;;
   stop-rgw) stop rgw; exit 0 ;;
   start-rgw) start_rgw; exit 0 ;;
+  restart)
+    stop rgw osd mon
+    trap 'echo "s3-test-server: restart failed; logs in $DIR/log" >&2; stop rgw osd mon' ERR
+    start_mon; start_osd; start_rgw; exit 0 ;;
   start) ;;
-  *) echo "usage: $0 start|stop|stop-rgw|start-rgw DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|stop-rgw|start-rgw|restart DIR" >&2; exit 2 ;;
 esac
 
 for tool in ceph-mon ceph-osd radosgw radosgw-admin ceph-authtool monmaptool uuidgen curl; do
@@ -91,8 +112,14 @@ mon data avail crit = 1
 mon data = $DIR/mon.a
 [osd.0]
 osd data = $DIR/osd.0
-osd objectstore = memstore
+osd objectstore = ${CEPH_STORE:-memstore}
 memstore device bytes = 4294967296
+bluestore block create = true
+bluestore block size = 8589934592
+bluestore block db create = false
+bluestore block wal create = false
+bluestore cache autotune = false
+bluestore cache size = 134217728
 osd memory target = 1073741824
 [client.rgw.a]
 rgw data = $DIR/rgw
@@ -103,20 +130,13 @@ CONF
 ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 monmaptool --create --fsid "$FSID" --addv a "[v2:127.0.0.1:$MON_PORT,v1:127.0.0.1:$((MON_PORT + 1))]" "$DIR/monmap" >/dev/null
 ceph-mon -c "$CONF" -i a --mkfs --monmap "$DIR/monmap" --keyring "$DIR/keyring"
-ceph-mon -c "$CONF" -i a -f >>"$DIR/log/mon.a.out" 2>&1 &
-echo "mon $!" > "$DIR/pids"
-C="timeout 60 ceph -c $CONF --connect-timeout 30"
+: > "$DIR/pids"
+start_mon
 OSD_UUID=$(uuidgen)
-OSD_ID=$($C osd new "$OSD_UUID")
-ceph-osd -c "$CONF" -i "$OSD_ID" --mkfs --osd-uuid "$OSD_UUID" >>"$DIR/log/osd.mkfs.out" 2>&1
-ceph-osd -c "$CONF" -i "$OSD_ID" -f >>"$DIR/log/osd.0.out" 2>&1 &
-echo "osd $!" >> "$DIR/pids"
-up=0
-for _ in $(seq 1 120); do
-  $C osd dump 2>/dev/null | grep -q '^osd.0 up' && { up=1; break; }
-  sleep 0.5
-done
-[ $up = 1 ] || { echo "s3-test-server: the osd did not come up" >&2; false; }
+OSD_ID=$(timeout 60 ceph -c "$CONF" --connect-timeout 30 osd new "$OSD_UUID")
+[ "$OSD_ID" = 0 ] || { echo "s3-test-server: expected osd id 0, got $OSD_ID" >&2; false; }
+ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$OSD_UUID" >>"$DIR/log/osd.mkfs.out" 2>&1
+start_osd
 echo "http://$RGW_HOST:$RGW_PORT" > "$DIR/endpoint"
 start_rgw
 timeout 60 radosgw-admin -c "$CONF" user create --uid=test --display-name=test --access-key="$AK" --secret-key="$SK" >/dev/null

@@ -34,13 +34,15 @@ export interface OwnCeph {
   startGateway(): Promise<void>;
   /** SIGSTOP (true) or SIGCONT (false) the gateway: a store that accepts connections and never answers. */
   freezeGateway(frozen: boolean): void;
+  /** Stops every daemon and starts the cluster again on its data (bluestore only). */
+  restartAll(): Promise<void>;
 }
 
-async function startCeph(): Promise<OwnCeph> {
+async function startCeph(store: 'memstore' | 'bluestore' = 'memstore'): Promise<OwnCeph> {
   // Not a tempDir(): those are removed at exit before this file's handler could read the pids.
   const dir = await mkdtemp(path.join(os.tmpdir(), 'oreg-ceph-'));
   const base = 41000 + 100 * Math.floor(Math.random() * 180);
-  const env = { ...process.env, MON_PORT: String(base), RGW_PORT: String(base + 99 + 1) };
+  const env = { ...process.env, MON_PORT: String(base), RGW_PORT: String(base + 99 + 1), CEPH_STORE: store };
   // Synchronous at exit: stop the daemons this file started, then remove their folder.
   process.once('exit', () => {
     try {
@@ -56,13 +58,14 @@ async function startCeph(): Promise<OwnCeph> {
     stopGateway: async () => void await run(SCRIPT, ['stop-rgw', dir], { env, timeout: 30_000 }),
     startGateway: async () => void await run(SCRIPT, ['start-rgw', dir], { env, timeout: 90_000 }),
     freezeGateway: (frozen) => process.kill(gatewayPid(), frozen ? 'SIGSTOP' : 'SIGCONT'),
+    restartAll: async () => void await run(SCRIPT, ['restart', dir], { env, timeout: 180_000 }),
   };
 }
 
 /** A dedicated Ceph (never the shared one: tests stop its gateway), or null (with the reason) where none can be had. */
-export async function ownCeph(t: TestContext): Promise<OwnCeph | null> {
+export async function ownCeph(t: TestContext, store: 'memstore' | 'bluestore' = 'memstore'): Promise<OwnCeph | null> {
   try {
-    return await startCeph();
+    return await startCeph(store);
   } catch (e) {
     skipOrFail(t, `no Ceph S3 here: ${(e as Error).message.split('\n')[0]}`);
     return null;
