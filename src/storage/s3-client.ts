@@ -56,8 +56,8 @@ export function s3ErrorName(e: unknown): string | undefined {
 }
 
 const NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'EPIPE', 'ECONNABORTED']);
-// The store answers, but the registry cannot use it: a wrong bucket, key or clock is an outage too.
-const REFUSED = new Set(['NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'RequestTimeTooSkewed']);
+// The store answers, but the registry cannot use it: a wrong bucket, key or clock, or no credentials, is an outage too.
+const REFUSED = new Set(['NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'RequestTimeTooSkewed', 'CredentialsProviderError']);
 
 /** Whether `e` means the store cannot be used right now (down, frozen, overloaded, refusing us), not "this key". */
 export function isStoreOutage(e: unknown): boolean {
@@ -71,9 +71,10 @@ export function isStoreOutage(e: unknown): boolean {
 /** A store outage becomes STORE_UNAVAILABLE (503) with a one-line message; anything else is returned as is. */
 export function storeError(e: unknown, store: string): unknown {
   if (!isStoreOutage(e)) return e;
-  const code = (e as NodeJS.ErrnoException).code;
-  const why = (e as Error).message?.split('\n')[0]?.slice(0, 200) || s3ErrorName(e) || 'no answer';
-  const what = code && !why.includes(code) ? `${code}: ${why}` : why;
+  // Say what happened once: the network code, the S3 error name, and a message the SDK did not make up.
+  const message = (e as Error).message?.split('\n')[0]?.slice(0, 200);
+  const said = [(e as NodeJS.ErrnoException).code, s3ErrorName(e), message === 'UnknownError' ? undefined : message];
+  const what = said.filter((w, i): w is string => !!w && w !== 'Error' && !said.slice(i + 1).some((l) => l?.includes(w))).join(': ') || 'no answer';
   return new RegistryError('STORE_UNAVAILABLE', `the object store (${store}) is unavailable: ${what}`, { cause: e, headers: { 'Retry-After': '5' } });
 }
 
