@@ -71,10 +71,14 @@ test('s3 driver: a stopped or frozen store gives STORE_UNAVAILABLE fast; nothing
 
   await ceph.startGateway();
   // Frozen: the gateway accepts connections and never answers; the idle timeout ends each attempt.
+  // With a deadline shorter than the idle timeout, the deadline ends the request (all attempts).
+  const impatient = await s3Driver(ceph.endpoint, { timeouts: { idleMs: 60_000, deadlineMs: 1_500 } });
+  t.after(() => impatient.destroy());
   ceph.freezeGateway(true);
   try {
     await assert.rejects(d.stat('blobs/sha256-big'), isOutage);
     await assert.rejects(d.write('manifests/a/b/c/frozen', Buffer.from('whole')), isOutage);
+    await assert.rejects(impatient.stat('blobs/x'), (e) => isOutage(e) && /no answer within 1\.5 s/.test((e as Error).message));
   } finally {
     ceph.freezeGateway(false);
   }

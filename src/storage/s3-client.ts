@@ -12,6 +12,8 @@ export interface S3Timeouts {
   responseMs?: number;
   /** Attempts per request, the first included (the SDK's standard retry with backoff). */
   attempts?: number;
+  /** All attempts of one small request (not a part upload), until its response headers (ms). */
+  deadlineMs?: number;
   /** Sockets open to the store at once; more requests wait (inside responseMs) for one. */
   maxSockets?: number;
 }
@@ -37,8 +39,8 @@ export function s3Client(o: S3ClientOptions, endpoint: string | undefined): S3Cl
     maxAttempts: t.attempts ?? 3,
     requestHandler: {
       connectionTimeout: t.connectMs ?? 5_000,
-      socketTimeout: t.idleMs ?? 30_000,
-      requestTimeout: t.responseMs ?? 120_000,
+      socketTimeout: t.idleMs ?? 15_000,
+      requestTimeout: t.responseMs ?? 60_000,
       throwOnRequestTimeout: true,
       httpAgent: { keepAlive: true, maxSockets: t.maxSockets ?? 64 },
       httpsAgent: { keepAlive: true, maxSockets: t.maxSockets ?? 64 },
@@ -78,11 +80,22 @@ export function storeError(e: unknown, store: string): unknown {
   return new RegistryError('STORE_UNAVAILABLE', `the object store (${store}) is unavailable: ${what}`, { cause: e, headers: { 'Retry-After': '5' } });
 }
 
-/** Runs one request to the store, with outages turned into STORE_UNAVAILABLE. */
-export async function storeCall<T>(store: string, request: () => Promise<T>): Promise<T> {
+/**
+ * Runs one request to the store, with outages turned into STORE_UNAVAILABLE. With `deadlineMs`,
+ * the request (every attempt) is aborted when it has no response by then; a response body that
+ * is still streaming afterwards is not cut (the socket's idle timeout bounds it).
+ */
+export async function storeCall<T>(store: string, request: (o: { abortSignal?: AbortSignal }) => Promise<T>, deadlineMs?: number): Promise<T> {
+  const abort = deadlineMs ? new AbortController() : undefined;
+  const timer = abort && setTimeout(() => abort.abort(), deadlineMs);
   try {
-    return await request();
+    return await request({ abortSignal: abort?.signal });
   } catch (e) {
+    if (abort?.signal.aborted) {
+      throw new RegistryError('STORE_UNAVAILABLE', `the object store (${store}) is unavailable: no answer within ${deadlineMs! / 1000} s`, { cause: e, headers: { 'Retry-After': '5' } });
+    }
     throw storeError(e, store);
+  } finally {
+    clearTimeout(timer);
   }
 }

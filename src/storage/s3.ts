@@ -57,6 +57,7 @@ export class S3Driver implements Driver {
   private readonly prefix: string;
   private readonly multipart: MultipartContext;
   private readonly redirect: boolean;
+  private readonly deadlineMs: number;
   /** redirectAllowed's verdicts by registry origin and store origin, for a minute (they change only with DNS). */
   private readonly verdicts = new Map<string, { at: number; ok: boolean }>();
 
@@ -68,12 +69,16 @@ export class S3Driver implements Driver {
     this.signer = o.redirectEndpoint ? s3Client(o, o.redirectEndpoint) : this.s3;
     this.description = `s3 bucket ${o.bucket}${o.prefix ? `/${o.prefix}` : ''}${o.endpoint ? ` at ${o.endpoint}` : ''}`;
     this.redirect = o.redirect ?? false;
+    this.deadlineMs = o.timeouts?.deadlineMs ?? 30_000;
     this.multipart = { s3: this.s3, bucket: this.bucket, description: this.description, prefix: this.prefix, objectKey: (k) => this.k(k), driver: this };
   }
 
-  /** Every request goes through here: an outage becomes STORE_UNAVAILABLE, anything else stays as the SDK threw it. */
-  private send<T>(request: () => Promise<T>): Promise<T> {
-    return storeCall(this.description, request);
+  /**
+   * Every request goes through here: it has `deadlineMs` for all its attempts (until the response
+   * headers), and an outage becomes STORE_UNAVAILABLE; anything else stays as the SDK threw it.
+   */
+  private send<T>(request: (o: { abortSignal?: AbortSignal }) => Promise<T>): Promise<T> {
+    return storeCall(this.description, request, this.deadlineMs);
   }
 
   private k(key: string): string {
@@ -87,20 +92,20 @@ export class S3Driver implements Driver {
 
   async stat(key: string): Promise<Stat | null> {
     try {
-      const h = await this.send(() => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
+      const h = await this.send((o) => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), o));
       return { size: h.ContentLength ?? 0, mtimeMs: h.LastModified?.getTime() ?? 0, isDir: false };
     } catch (e) {
       if (!isMissing(e)) throw e;
     }
-    const l = await this.send(() => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, MaxKeys: 1 })));
+    const l = await this.send((o) => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, MaxKeys: 1 }), o));
     return l.KeyCount ? { size: 0, mtimeMs: 0, isDir: true } : null;
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
     try {
-      const r = await this.send(() => this.s3.send(new GetObjectCommand({
+      const r = await this.send((o) => this.s3.send(new GetObjectCommand({
         Bucket: this.bucket, Key: this.k(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined,
-      })));
+      }), o));
       // A store that dies mid-body ends it with an error; a frozen one, after the socket's idle timeout.
       return r.Body as Readable;
     } catch (e) {
@@ -120,7 +125,7 @@ export class S3Driver implements Driver {
 
   async write(key: string, body: Readable | Buffer): Promise<{ size: number }> {
     if (Buffer.isBuffer(body)) {
-      await this.send(() => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body })));
+      await this.send((o) => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body }), o));
       return { size: body.length };
     }
     const w = await this.create(key);
@@ -139,7 +144,7 @@ export class S3Driver implements Driver {
     const st = await this.stat(from);
     if (!st || st.isDir) throw enoent(from, null);
     if (st.size <= 5 * 1024 ** 3) {
-      await this.send(() => this.s3.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(to), CopySource: `${this.bucket}/${encodeURIComponent(this.k(from)).replace(/%2F/g, '/')}` })));
+      await this.send((o) => this.s3.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(to), CopySource: `${this.bucket}/${encodeURIComponent(this.k(from)).replace(/%2F/g, '/')}` }), o));
     } else {
       await this.write(to, await this.read(from));
     }
@@ -147,7 +152,7 @@ export class S3Driver implements Driver {
   }
 
   async delete(key: string): Promise<void> {
-    await this.send(() => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
+    await this.send((o) => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), o));
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -155,7 +160,7 @@ export class S3Driver implements Driver {
     const names = new Set<string>();
     let token: string | undefined;
     do {
-      const r = await this.send(() => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, Delimiter: '/', ContinuationToken: token })));
+      const r = await this.send((o) => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, Delimiter: '/', ContinuationToken: token }), o));
       for (const c of r.CommonPrefixes ?? []) names.add(c.Prefix!.slice(base.length).replace(/\/$/, ''));
       for (const o of r.Contents ?? []) names.add(o.Key!.slice(base.length));
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
@@ -184,7 +189,7 @@ export class S3Driver implements Driver {
     const base = prefix === '' ? this.prefix : `${this.k(prefix)}/`;
     let token: string | undefined;
     do {
-      const r = await this.send(() => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ContinuationToken: token })));
+      const r = await this.send((o) => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ContinuationToken: token }), o));
       for (const o of r.Contents ?? []) {
         yield { key: o.Key!.slice(this.prefix.length), size: o.Size ?? 0, mtimeMs: o.LastModified?.getTime() ?? 0 };
       }
@@ -200,14 +205,14 @@ export class S3Driver implements Driver {
 
   async readVersioned(key: string): Promise<Versioned | null> {
     try {
-      const r = await this.send(() => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) })));
+      const r = await this.send((o) => this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), o));
       const body = r.Body as Readable;
       if ((r.ContentLength ?? 0) > MAX_RECORD) {
         body.destroy();
         throw new TooLarge(MAX_RECORD);
       }
       // The store is not trusted either: the cap holds while reading, whatever it announced.
-      return { body: await this.send(() => readSmall({ body }, MAX_RECORD)), version: bare(r.ETag) };
+      return { body: await storeCall(this.description, () => readSmall({ body }, MAX_RECORD)), version: bare(r.ETag) };
     } catch (e) {
       if (isMissing(e)) return null;
       if (e instanceof TooLarge) throw new Error(`s3 driver: ${key} is larger than ${MAX_RECORD >> 20} MiB, too large to read whole`, { cause: e });
@@ -217,7 +222,7 @@ export class S3Driver implements Driver {
 
   private async putIf(key: string, body: Buffer, cond: { IfNoneMatch?: string; IfMatch?: string }): Promise<string | null> {
     try {
-      const r = await this.send(() => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ...cond })));
+      const r = await this.send((o) => this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.k(key), Body: body, ...cond }), o));
       return bare(r.ETag);
     } catch (e) {
       // 412: the condition failed; 409: a concurrent conditional write won; 404: If-Match on an absent key.
@@ -239,7 +244,7 @@ export class S3Driver implements Driver {
     const cur = await this.readVersioned(key);
     if (!cur || cur.version !== version) return false;
     try {
-      await this.send(() => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key), IfMatch: version })));
+      await this.send((o) => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key), IfMatch: version }), o));
       return true;
     } catch (e) {
       if (s3Status(e) === 412) return false;
