@@ -41,11 +41,18 @@ export interface TestRegistry {
   close(): Promise<void>;
 }
 
-export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; routes?: RouteDef[] } = {}): Promise<TestRegistry> {
+/** The registry's App on a test data folder (default: a new one), without a server. */
+export async function openTestApp(opts: { data?: string; config?: Partial<Config> } = {}): Promise<App> {
   const data = opts.data ?? (await tempDir());
   const config: Config = { ...defaults(), data, listen: { host: '127.0.0.1', port: 0 }, shutdownTimeoutSeconds: 2, ...opts.config };
   const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', format: 'text', destination: process.stderr });
-  const app = await openApp(config, log);
+  return openApp(config, log);
+}
+
+export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; routes?: RouteDef[] } = {}): Promise<TestRegistry> {
+  const app = await openTestApp(opts);
+  const { config } = app;
+  const data = config.data;
   const srv = await startServer(app, { ...config.listen, tls: config.tls, routes: opts.routes });
   return { url: srv.url, hostPort: new URL(srv.url).host, app, data, close: srv.close };
 }
