@@ -12,7 +12,7 @@ import type { Ctx } from './context.js';
 import { SECURITY_HEADERS, sendError } from './respond.js';
 import type { Method, RouteDef } from './route-def.js';
 import { parseV2Path, type V2Route } from './routes.js';
-import { siteTable } from './sites.js';
+import { siteTable, type SiteTable } from './sites.js';
 import { indexRoutes, routeTable } from './table.js';
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -38,10 +38,12 @@ function otherMethod(def: RouteDef, method: string): RegistryError {
   return new RegistryError('UNSUPPORTED', message, { headers: { Allow: allow } });
 }
 
-/** The request handler of a server: `table` replaces the default routes (tests swap handlers in it). */
-export function createHandler(app: App, table: RouteDef[] = routeTable(), bodies?: BodyWatch): RequestHandler {
+/**
+ * The request handler of a server: `table` replaces the default routes (tests swap handlers in
+ * it); `sites`: the site table it shares with the mirror's TLS front.
+ */
+export function createHandler(app: App, table: RouteDef[] = routeTable(), bodies?: BodyWatch, sites: SiteTable = siteTable(app)): RequestHandler {
   const index = indexRoutes(table);
-  const sites = siteTable(app);
   return async (req, res) => {
     if (isRefused(req.socket)) {
       req.socket.destroy();

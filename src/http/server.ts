@@ -9,6 +9,7 @@ import { BodyWatch, capConnections, isRefused, serverOptions } from './connectio
 import { createHandler } from './pipeline.js';
 import { sendClientError } from './respond.js';
 import type { RouteDef } from './route-def.js';
+import { siteTable } from './sites.js';
 import { startMirror, type Mirror } from '../mirror/front.js';
 
 export interface RegistryServer {
@@ -30,7 +31,8 @@ export interface ListenOptions {
 export async function startServer(app: App, opts: ListenOptions): Promise<RegistryServer> {
   const limits = app.config.limits;
   const bodies = new BodyWatch(limits, () => app.log);
-  const handler = createHandler(app, opts.routes, bodies);
+  const sites = siteTable(app);
+  const handler = createHandler(app, opts.routes, bodies, sites);
   const onRequest = (req: IncomingMessage, res: ServerResponse) => void handler(req, res);
   const server: Server = opts.tls
     ? https.createServer({ ...serverOptions(limits), cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, onRequest)
@@ -52,7 +54,7 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   app.access.start().catch((e: unknown) => app.log.warn({ err: (e as Error).message }, 'could not read the manifests for blob access'));
   let mirror: Mirror | undefined;
   try {
-    mirror = app.config.mirror ? await startMirror(server, onRequest, app.config.mirror, app.config.offline, app.log, serverOptions(limits)) : undefined;
+    mirror = app.config.mirror ? await startMirror(server, onRequest, app.config.mirror, sites, app.config.offline, app.log, serverOptions(limits)) : undefined;
   } catch (e) {
     server.close();
     throw e;
