@@ -1,6 +1,7 @@
 // The request pipeline without a socket: requests go through handle() (an in-memory connection,
 // Node's HTTP parser, the one route table and gate), with no port opened.
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { inMemory, textOf, type Response } from '../src/http/handle.js';
 import { parsePolicy } from '../src/auth/rules.js';
@@ -71,6 +72,16 @@ test('an unknown route gets the OCI error under /v2/ and NOT_FOUND elsewhere; a 
   assert.equal((await json(post)).errors![0]!.code, 'UNSUPPORTED');
   // Pages outside /v2 answer only the methods they declare, the mirror's too.
   assert.equal((await handle({ method: 'DELETE', url: '/mirror/ca.pem' })).status, 405);
+});
+
+test('a need named in the body (/api/pull) is checked from the headers first: refused while the body never comes', async () => {
+  const handle = inMemory(await openTestApp());
+  const never = new PassThrough(); // a body stream that sends nothing
+  const r = await handle({ method: 'POST', url: '/api/pull', headers: { 'Content-Type': 'application/json', 'Content-Length': '1000' }, body: never });
+  assert.equal(r.status, 401);
+  assert.equal(r.headers.connection, 'close');
+  assert.match((await json(r)).errors![0]!.message, /^credentials required to push/);
+  never.destroy();
 });
 
 test('the site table: a mirror site answers from its own host folder; any other Host as the registry itself', async () => {

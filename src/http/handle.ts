@@ -75,7 +75,10 @@ export function inMemory(app: App, routes?: RouteDef[]): (request: Request) => P
     }, (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }));
     req.once('error', reject);
     const body = request.body;
-    if (body instanceof Readable) body.pipe(req);
+    if (body instanceof Readable) {
+      req.flushHeaders(); // the headers go now, not with the first body byte
+      body.pipe(req);
+    }
     else req.end(body);
   });
 }
