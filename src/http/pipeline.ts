@@ -13,7 +13,7 @@ import { SECURITY_HEADERS, sendError } from './respond.js';
 import type { Method, RouteDef } from './route-def.js';
 import { parseV2Path, type V2Route } from './routes.js';
 import { siteTable, type SiteTable } from './sites.js';
-import { indexRoutes, routeTable } from './table.js';
+import { indexRoutes, routeTable, type RouteIndex } from './table.js';
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -23,7 +23,7 @@ interface Found {
 }
 
 /** The route of a request, or a NOT_FOUND (under /v2/: NAME_UNKNOWN, the OCI code). */
-function find(index: ReturnType<typeof indexRoutes>, method: string, rawPath: string, url: URL): Found {
+function find(index: RouteIndex, method: string, rawPath: string, url: URL): Found {
   const v2: V2Route | null = parseV2Path(rawPath);
   const def = v2 ? index.v2.get(v2.kind) : index.paths.get(url.pathname);
   if (!def) {

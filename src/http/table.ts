@@ -12,11 +12,8 @@ import { deleteManifest, deletingOff, getManifest, putManifest } from './manifes
 import { pullRoute } from './pull.js';
 import { referrers } from './referrers.js';
 import { readOnly, type RouteDef } from './route-def.js';
-import type { V2Route } from './routes.js';
 import { serviceRoutes } from './service.js';
 import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
-
-const v2Need = (route: V2Route, method: string) => needOf(route, method);
 
 /** No sign-in only to learn that nothing can be deleted here. */
 function noDelete(allow: string) {
@@ -28,19 +25,19 @@ function noDelete(allow: string) {
 /** The routes served by default, in a fresh table (tests may replace handlers in it). */
 export function routeTable(): RouteDef[] {
   const v2: RouteDef[] = [
-    { name: 'ping', match: { v2: 'ping' }, handlers: readOnly(ping), need: v2Need },
-    { name: 'catalog', match: { v2: 'catalog' }, handlers: { GET: catalog }, need: v2Need },
+    { name: 'ping', match: { v2: 'ping' }, handlers: readOnly(ping), need: needOf },
+    { name: 'catalog', match: { v2: 'catalog' }, handlers: { GET: catalog }, need: needOf },
     {
-      name: 'manifest', match: { v2: 'manifest' }, need: v2Need, refuse: noDelete('GET, HEAD, PUT'),
+      name: 'manifest', match: { v2: 'manifest' }, need: needOf, refuse: noDelete('GET, HEAD, PUT'),
       handlers: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
     },
-    { name: 'blob', match: { v2: 'blob' }, handlers: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob }, need: v2Need, refuse: noDelete('GET, HEAD') },
+    { name: 'blob', match: { v2: 'blob' }, handlers: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob }, need: needOf, refuse: noDelete('GET, HEAD') },
     {
-      name: 'uploads', match: { v2: 'uploads' }, need: v2Need,
+      name: 'uploads', match: { v2: 'uploads' }, need: needOf,
       handlers: { POST: postUpload, PATCH: patchUpload, PUT: putUpload, GET: getUpload, DELETE: deleteUpload },
     },
-    { name: 'tags', match: { v2: 'tags' }, handlers: { GET: tagsList }, need: v2Need },
-    { name: 'referrers', match: { v2: 'referrers' }, handlers: { GET: referrers }, need: v2Need },
+    { name: 'tags', match: { v2: 'tags' }, handlers: { GET: tagsList }, need: needOf },
+    { name: 'referrers', match: { v2: 'referrers' }, handlers: { GET: referrers }, need: needOf },
   ];
   const token: RouteDef = { name: TOKEN_PATH, match: { path: TOKEN_PATH }, handlers: { GET: tokenEndpoint }, otherMethod: 'the token endpoint answers GET' };
   return [...v2, token, ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), pullRoute];
