@@ -40,7 +40,8 @@ export function routeTable(): RouteDef[] {
     { name: 'referrers', match: { v2: 'referrers' }, handlers: { GET: referrers }, need: needOf },
   ];
   const token: RouteDef = { name: TOKEN_PATH, match: { path: TOKEN_PATH }, handlers: { GET: tokenEndpoint }, otherMethod: 'the token endpoint answers GET' };
-  return [...v2, token, ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), pullRoute];
+  // Copies: a test that swaps a handler changes its own table only.
+  return [...v2, token, ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), pullRoute].map((r) => ({ ...r, handlers: { ...r.handlers } }));
 }
 
 /** The table indexed for the pipeline: /v2 routes by kind, the others by path. */
