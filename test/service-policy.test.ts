@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { RegistryError } from '../src/errors.js';
 import type { Handler } from '../src/http/context.js';
-import { v2Handlers } from '../src/http/server.js';
+import { routeTable } from '../src/http/table.js';
 import { parsePolicy, Policy } from '../src/auth/rules.js';
 import { request } from './support/http.js';
 import { addUser } from './support/registry-auth.js';
@@ -62,11 +62,11 @@ test('pull: the first matching rule decides; an allow list ends with a catch-all
 
 test('push: writes to a repository are checked as pushes', async (t) => {
   // A stand-in manifest PUT handler: the policy check happens before any push handler runs.
-  const table = v2Handlers();
+  const routes = routeTable();
   const put: Handler = async ({ res }) => { res.writeHead(201); res.end(); };
-  (table.manifest as Record<string, Handler>).PUT = put;
-  (table.uploads as Record<string, Handler>).GET = put;
-  const reg = await startTestRegistry({ table, config: { policy: parsePolicy([{ name: 'read-only-library', deny: 'push', names: 'library/*' }]) } });
+  routes.find((r) => r.name === 'manifest')!.handlers.PUT = put;
+  routes.find((r) => r.name === 'uploads')!.handlers.GET = put;
+  const reg = await startTestRegistry({ routes, config: { policy: parsePolicy([{ name: 'read-only-library', deny: 'push', names: 'library/*' }]) } });
   t.after(reg.close);
   // Writes need credentials first (a user who may push everywhere); policy decides after that.
   await addUser(reg, 'writer', 'pw', '*');

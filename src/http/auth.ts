@@ -8,43 +8,55 @@
 // Refusals of a *registered* principal are 403 DENIED with a message that says what to do, and
 // never contain "unauthorized"/"access denied": ollama replaces any push error containing those
 // words with a generic message of its own.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { App } from '../app.js';
 import { ANONYMOUS, keyPrincipal, TS_WINDOW_MS, type Principal } from '../auth/policy.js';
 import { parseKeyBlob, verifyTokenRequest } from '../auth/sshkey.js';
 import { ACTIONS, formatGrants, mayDo, type Action } from '../auth/store.js';
 import type { Access, TokenClaims } from '../auth/tokens.js';
+import type { Action as RuleAction } from '../auth/rules.js';
+import type { RepoName } from '../registry/blobs/blob-access.js';
 import { RegistryError } from '../errors.js';
 import { isValidPart } from '../names.js';
-import { absoluteUrl, origin } from './context.js';
+import { absoluteUrl, origin, type Handler } from './context.js';
 import { sendJson } from './respond.js';
 import type { V2Route } from './routes.js';
 
 export const TOKEN_PATH = '/v2/token';
 
-type Need = { action: Action; namespace: string; model: string } | { action: 'ping' | 'catalog' };
+/**
+ * What a route needs, declared in the route table and checked by the gate before its handler:
+ * an action on a repository, or the registry-wide ping/catalog. `blob`: a signed URL for this
+ * blob also grants the pull. `rule`: the policy rule action checked after the rights (default:
+ * pull for pulls, push for anything else; null when the handler applies the rules itself).
+ */
+export type Need =
+  | { action: Action; repository: RepoName; blob?: string; rule?: RuleAction | null }
+  | { action: 'ping' | 'catalog' };
 
+/** The need of a /v2 route: reads pull, PUT pushes, DELETE deletes; every upload request is a push. */
 export function needOf(route: V2Route, method: string): Need {
   switch (route.kind) {
     case 'ping':
     case 'catalog':
       return { action: route.kind };
     case 'uploads':
-      return { action: 'push', namespace: route.namespace, model: route.model };
-    case 'manifest':
+      return { action: 'push', repository: { namespace: route.namespace, model: route.model } };
     case 'blob':
+    case 'manifest':
     case 'tags':
     case 'referrers': {
       const action: Action = method === 'PUT' ? 'push' : method === 'DELETE' ? 'delete' : 'pull';
-      return { action, namespace: route.namespace, model: route.model };
+      const blob = route.kind === 'blob' && (method === 'GET' || method === 'HEAD') ? route.digest : undefined;
+      return { action, repository: { namespace: route.namespace, model: route.model }, ...(blob ? { blob } : {}) };
     }
   }
 }
 
 function scopeOf(n: Need): string | undefined {
-  if (!('namespace' in n)) return n.action === 'catalog' ? 'registry:catalog:*' : undefined;
+  if (!('repository' in n)) return n.action === 'catalog' ? 'registry:catalog:*' : undefined;
   const actions = n.action === 'push' ? 'pull,push' : n.action;
-  return `repository:${n.namespace}/${n.model}:${actions}`;
+  return `repository:${n.repository.namespace}/${n.repository.model}:${actions}`;
 }
 
 /** 401 with the Bearer challenge ollama and OCI tools follow (values quoted, nothing after the last). */
@@ -119,10 +131,9 @@ function deniedFor(app: App, p: Principal, action: Action, namespace: string, mo
   return denied(`${p.label} may not ${action} ${namespace}/${model} (it has: ${formatGrants(grants)}); ${fix}`);
 }
 
-async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL): Promise<Principal> {
-  const n = needOf(route, req.method ?? 'GET');
-  if (route.kind === 'blob' && (req.method === 'GET' || req.method === 'HEAD') && url.searchParams.has('sig')) {
-    if (app.auth.tokens.verifyBlob(route.namespace, route.model, route.digest, url.searchParams.get('sig')!)) {
+async function decide(app: App, req: IncomingMessage, n: Need, url: URL): Promise<Principal> {
+  if ('blob' in n && n.blob !== undefined && url.searchParams.has('sig')) {
+    if (app.auth.tokens.verifyBlob(n.repository.namespace, n.repository.model, n.blob, url.searchParams.get('sig')!)) {
       return { kind: 'signed-url', id: 'signed-url', label: 'signed blob URL' };
     }
     if (!req.headers.authorization && !app.config.auth.anonymousRead) {
@@ -130,20 +141,20 @@ async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL):
     }
   }
   const who = await identify(app, req, n);
-  if (!('namespace' in n) && n.action === 'ping') {
+  if (!('repository' in n) && n.action === 'ping') {
     // docker and skopeo learn where to log in only from a 401 here. With nobody registered
     // there is nothing to log in with, so an open registry answers 200 (health checks use this).
     if (who) return who.principal;
     if (app.config.auth.anonymousRead && app.auth.store.empty()) return ANONYMOUS;
     throw challenge(req, n, 'credentials required: get a token from the token endpoint (anonymous tokens are free when pulls are anonymous)');
   }
-  if (!('namespace' in n)) {
+  if (!('repository' in n)) {
     if (app.config.auth.anonymousRead) return who?.principal ?? ANONYMOUS;
     if (!who) throw challenge(req, n, 'credentials required to list repositories');
     if (mayDo(app.auth.grants(who.principal) ?? [], '*', 'pull')) return who.principal;
     throw denied(`${who.principal.label} may not list every repository (that needs pull in namespace *)`);
   }
-  const { action, namespace, model } = n;
+  const { action, repository: { namespace, model } } = n;
   if (!who) {
     if (action === 'pull' && app.config.auth.anonymousRead) return ANONYMOUS;
     throw challenge(req, n, action === 'pull'
@@ -160,9 +171,14 @@ async function decide(app: App, req: IncomingMessage, route: V2Route, url: URL):
   throw deniedFor(app, p, action, namespace, model);
 }
 
-/** The gate before every /v2 handler: the principal, or a 401/403 (logged for the audit trail). */
-export async function authorize(app: App, req: IncomingMessage, route: V2Route, url: URL): Promise<Principal> {
-  return audited(app, req, () => decide(app, req, route, url));
+/**
+ * The gate: the principal, or a 401/403 (logged for the audit trail); then the policy rules of
+ * the repository. The pipeline runs it before any handler whose route declares a need.
+ */
+export async function authorize(app: App, req: IncomingMessage, n: Need, url: URL): Promise<Principal> {
+  const p = await audited(app, req, () => decide(app, req, n, url));
+  if ('repository' in n && n.rule !== null) app.policy.check(n.rule ?? (n.action === 'pull' ? 'pull' : 'push'), n.repository.namespace, n.repository.model);
+  return p;
 }
 
 /**
@@ -277,11 +293,10 @@ async function verifyOllamaRequest(app: App, req: IncomingMessage, url: URL, hea
   return keyPrincipal(entry.fingerprint, entry.comment);
 }
 
-export async function tokenEndpoint(app: App, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+export const tokenEndpoint: Handler = async ({ app, req, res, url }) => {
   const scopes = parseScopes(url);
   let p: Principal;
   try {
-    if (req.method !== 'GET') throw new RegistryError('UNSUPPORTED', 'the token endpoint answers GET', { headers: { Allow: 'GET' } });
     const h = req.headers.authorization;
     if (!h) p = ANONYMOUS;
     else if (/^basic /i.test(h)) {
@@ -314,4 +329,4 @@ export async function tokenEndpoint(app: App, req: IncomingMessage, res: ServerR
   const { token, claims } = app.auth.tokens.issue(app.auth.subject(p), access, ttl, any);
   app.log.info({ audit: 'token', who: p.label, access: access.map((a) => `${a.name}:${a.actions.join(',')}`), ip: req.socket.remoteAddress }, 'token issued');
   sendJson(res, 200, { token, access_token: token, expires_in: ttl, issued_at: new Date(claims.iat * 1000).toISOString() });
-}
+};

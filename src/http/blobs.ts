@@ -2,10 +2,13 @@
 // HEAD answers directly with the exact size; a GET without Range answers 200 *with* a Location
 // header (ollama's probe reads only the headers and hangs up); a ranged GET answers 206.
 import { RegistryError } from '../errors.js';
-import type { Handler } from './context.js';
+import type { Ctx, Handler } from './context.js';
 import { blobLocation, challenge, needOf } from './auth.js';
 import { blobUnknown, mountOnHead, reachableThrough } from './blob-access.js';
-import { getBlobThroughCache } from './blob-fill.js';
+import { openBlob } from '../registry/blobs/open.js';
+import { CACHE_HEADER } from '../registry/pull-through/cache.js';
+import { setBytesSource } from '../metrics.js';
+import { siteUpstreams } from './sites.js';
 import { parseRange } from './range.js';
 import { ManifestIndex } from '../registry/manifests/manifest-index.js';
 import { deletingOff } from './manifests.js';
@@ -19,7 +22,7 @@ export type BlobRoute = { kind: 'blob'; namespace: string; model: string; digest
  * confirms nothing): OCI clients send credentials only after one, and then reach the blobs they
  * uploaded themselves. Otherwise 404, the same for hidden and missing blobs.
  */
-function hiddenOrUnknown(ctx: Parameters<Handler<BlobRoute>>[0]): RegistryError {
+function hiddenOrUnknown(ctx: Ctx<BlobRoute>): RegistryError {
   const { app, req, route } = ctx;
   if (!req.headers.authorization && !ctx.url.searchParams.has('sig') && !app.auth.store.empty()) {
     return challenge(req, needOf(route, req.method ?? 'GET'), `blob unknown: ${route.digest} is not in ${route.namespace}/${route.model} for anonymous readers; sign in to read blobs you pushed`);
@@ -34,18 +37,21 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
   const reachable = (await reachableThrough(app, ctx.principal, digest, route))
     || (req.method === 'HEAD' && (await mountOnHead(app, ctx.principal, digest, route)));
   if (!reachable) throw hiddenOrUnknown(ctx);
-  const size = await app.blobs.size(digest);
-  if (app.cache && size !== null) app.metrics.cacheLookups.inc({ result: 'hit' });
-  if (size === null) {
-    if (app.cache) return getBlobThroughCache(ctx, getBlob);
-    throw blobUnknown(app, digest, route);
+  const blob = await openBlob(app, route, { sizeOnly: req.method === 'HEAD', upstreams: siteUpstreams(ctx.site) });
+  if (!blob) throw blobUnknown(app, digest, route);
+  if ('redirect' in blob) {
+    res.writeHead(307, { Location: blob.redirect, 'Content-Length': 0 });
+    res.end();
+    return;
   }
+  const { size } = blob;
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/octet-stream',
     'Accept-Ranges': 'bytes',
     'Docker-Content-Digest': digest,
     ETag: `"${digest}"`,
-    'Cache-Control': 'public, max-age=31536000, immutable',
+    // Stored bytes never change; bytes still arriving say so instead.
+    ...(blob.source === 'store' ? { 'Cache-Control': 'public, max-age=31536000, immutable' } : { [CACHE_HEADER]: req.method === 'HEAD' ? 'miss' : 'filling' }),
   };
   if (req.method === 'HEAD') {
     res.writeHead(200, { ...headers, 'Content-Length': size });
@@ -53,6 +59,8 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
     return;
   }
   const range = parseRange(req.headers.range, size);
+  const bytes = await blob.stream(range);
+  if (blob.source === 'fill') setBytesSource(res, 'upstream');
   if (range) {
     res.writeHead(206, { ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': range.end - range.start + 1 });
   } else {
@@ -64,7 +72,7 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
     return;
   }
   try {
-    await app.blobs.copyTo(digest, res, range);
+    await bytes.copyTo(res);
   } catch (e) {
     if (!isClientGone(e, res)) throw e;
   }

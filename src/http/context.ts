@@ -2,20 +2,24 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { App } from '../app.js';
 import type { Principal } from '../auth/policy.js';
-import type { V2Route } from './routes.js';
+import type { Site } from './sites.js';
 
-export interface Ctx<R extends V2Route = V2Route> {
+/** What every handler gets. `route`: the parsed /v2 route, or what a plain route's `params` read from the URL. */
+export interface Ctx<R = unknown> {
   app: App;
   req: IncomingMessage;
   res: ServerResponse;
   /** Parsed request URL (query in url.searchParams). */
   url: URL;
   route: R;
-  /** Who sent the request (set by the auth gate before the handler runs). */
+  /** Which host folder answers and which upstream fills (from the Host header; src/http/sites.ts). */
+  site: Site;
+  /** Who sent the request (set by the gate before the handler runs; none for routes without a need). */
   principal?: Principal;
 }
 
-export type Handler<R extends V2Route = V2Route> = (ctx: Ctx<R>) => Promise<void>;
+/** The one handler shape, for every route (registry API, token, service endpoints, web page, mirror pages). */
+export type Handler<R = unknown> = (ctx: Ctx<R>) => Promise<void>;
 
 const HOST_RE = /^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 

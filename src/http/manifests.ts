@@ -11,6 +11,7 @@ import { readBlobManifest } from '../registry/manifests/manifest-tree.js';
 import { reachableThrough, readableAnywhere } from './blob-access.js';
 import type { Ctx, Handler } from './context.js';
 import { absoluteUrl } from './context.js';
+import { siteUpstreams, type Site } from './sites.js';
 
 type ManifestRoute = { kind: 'manifest'; namespace: string; model: string; reference: string; invalid?: RegistryError };
 
@@ -20,13 +21,13 @@ function unknownTag(route: ManifestRoute): RegistryError {
 }
 
 /** Manifest bytes exactly as stored, whatever the Accept header (ollama and OCI tools alike). */
-export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route }) => {
+export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route, site }) => {
   if (route.invalid) throw unknownTag(route);
   let m: StoredManifest;
   const extra: Record<string, string> = {};
   if (app.cache) {
     try {
-      const a = await app.cache.manifest(route.namespace, route.model, route.reference, { userAgent: req.headers['user-agent'] });
+      const a = await app.cache.manifest(route.namespace, route.model, route.reference, { userAgent: req.headers['user-agent'], upstreams: siteUpstreams(site), host: site.host });
       m = a.manifest;
       extra[CACHE_HEADER] = a.cache;
       // Fetched by digest and not stored: its blobs become reachable through this repository here.
@@ -39,9 +40,9 @@ export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route
       return;
     }
   } else {
-    m = await app.manifests.get(route.namespace, route.model, route.reference);
+    m = await app.manifests.get(route.namespace, route.model, route.reference, site.host);
   }
-  m = await forClassicClient(app, route, m, req.headers.accept);
+  m = await forClassicClient(app, route, m, req.headers.accept, site);
   const requires = await versionGate(app.blobs, m.bytes, req.headers['user-agent']);
   if (requires) {
     // Plain text, as registry.ollama.ai sends it: ollama prints the body after "412: ".
@@ -73,7 +74,7 @@ export const getManifest: Handler<ManifestRoute> = async ({ app, req, res, route
  * gets the list's GGUF child (what that client runs) when the child is here. A client that
  * names the list type, or sends no Accept, gets the list as it is stored.
  */
-async function forClassicClient(app: Ctx['app'], route: ManifestRoute, m: StoredManifest, accept: string | undefined): Promise<StoredManifest> {
+async function forClassicClient(app: Ctx['app'], route: ManifestRoute, m: StoredManifest, accept: string | undefined, site: Site): Promise<StoredManifest> {
   if (m.mediaType !== OLLAMA_LIST || !accept || accept.includes(OLLAMA_LIST) || !accept.includes(DOCKER_MANIFEST)) return m;
   let children;
   try {
@@ -85,7 +86,7 @@ async function forClassicClient(app: Ctx['app'], route: ManifestRoute, m: Stored
   if (!pick) return m;
   if (app.cache && (await app.blobs.size(pick.digest)) === null) {
     // Through the cache: the child is a blob of the upstream's; fetch it like any blob.
-    const fill = await app.cache.fills.get(pick.digest, app.cache.blobSource(route.namespace, route.model)).catch(() => null);
+    const fill = await app.cache.fills.get(pick.digest, app.cache.blobSource(route.namespace, route.model, siteUpstreams(site))).catch(() => null);
     await fill?.settled;
   }
   const child = await readBlobManifest(app.driver, pick.digest);

@@ -1,12 +1,12 @@
 // POST /api/pull {"name": "gemma2:2b", "stream": true}: prefetch a model through the cache and
 // stream progress as NDJSON lines shaped like ollama's own /api/pull (for the web page). Only
 // for credentials that may push in the model's namespace (Basic or a Bearer token).
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { App } from '../app.js';
+import type { IncomingMessage } from 'node:http';
 import { RegistryError, isRegistryError } from '../errors.js';
 import { parseModelName } from '../names.js';
 import { prefetch, type PullEvent } from '../registry/pull-through/prefetch.js';
-import { authorize, authorizeBeforeBody } from './auth.js';
+import type { Handler } from './context.js';
+import type { RouteDef } from './route-def.js';
 
 const MAX_BODY = 64 << 10;
 
@@ -27,17 +27,22 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   throw new RegistryError('NAME_INVALID', 'expected a JSON body like {"name": "gemma2:2b"}');
 }
 
-export async function postPull(app: App, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-  if (req.method !== 'POST') throw new RegistryError('UNSUPPORTED', 'use POST /api/pull with {"name": "…"}', { headers: { Allow: 'POST' } });
-  // Credentials first, from the headers: an anonymous client never gets to hold a body open.
-  await authorizeBeforeBody(app, req, 'push');
+interface PullParams {
+  name: string;
+  stream: boolean;
+  namespace: string;
+  model: string;
+}
+
+async function readPull(req: IncomingMessage): Promise<PullParams> {
   const body = await readJson(req);
   const name = body.name ?? body.model;
   if (typeof name !== 'string' || name === '') throw new RegistryError('NAME_INVALID', 'expected a JSON body like {"name": "gemma2:2b"}');
-  // Starting a pull writes to the store: it needs the right to push to that repository.
   const n = parseModelName(name);
-  await authorize(app, req, { kind: 'uploads', namespace: n.namespace, model: n.model }, url);
-  const stream = body.stream !== false;
+  return { name, stream: body.stream !== false, namespace: n.namespace, model: n.model };
+}
+
+const postPull: Handler<PullParams> = async ({ app, res, route: { name, stream } }) => {
   if (!stream) {
     const r = await prefetch(app, name, () => {});
     const bytes = Buffer.from(JSON.stringify({ status: 'success', ...r }) + '\n');
@@ -60,4 +65,18 @@ export async function postPull(app: App, req: IncomingMessage, res: ServerRespon
     emit({ error: isRegistryError(e) ? e.message : 'internal error; the registry log has the details' });
   }
   res.end();
-}
+};
+
+/**
+ * Credentials first, from the headers (some push right): an anonymous client never gets to
+ * hold a body open. Then the body names the model, and starting a pull writes to the store: it
+ * needs the right to push to that repository (the pull-through rules apply as it runs).
+ */
+export const pullRoute: RouteDef<PullParams> = {
+  name: '/api/pull',
+  match: { path: '/api/pull' },
+  handlers: { POST: postPull },
+  otherMethod: 'use POST /api/pull with {"name": "…"}',
+  body: { action: 'push', read: readPull },
+  need: (p) => ({ action: 'push', repository: { namespace: p.namespace, model: p.model }, rule: null }),
+};

@@ -1,6 +1,7 @@
 // The one place that turns a thrown value into an HTTP response.
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isRegistryError, RegistryError } from '../errors.js';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.js';
 
 /**
@@ -45,6 +46,19 @@ export function rawErrorResponse(err: RegistryError): string {
   const security = Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}\r\n`).join('');
   return `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\nConnection: close\r\n${extra}${security}Content-Type: application/json\r\n` +
     `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
+/**
+ * A request Node's parser refused (unknown method, bad framing, huge headers) or whose headers
+ * did not arrive in time: no request and response exist, but the client still gets the JSON
+ * error of the error table, like every other refusal, on a socket that is then closed.
+ */
+export function sendClientError(err: NodeJS.ErrnoException, socket: Duplex, headersTimeoutSeconds: number, answer: boolean): void {
+  const e = err.code === 'HPE_HEADER_OVERFLOW' ? new RegistryError('HEADERS_TOO_LARGE', 'request headers are too large')
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new RegistryError('REQUEST_TIMEOUT', `the request headers did not arrive within ${headersTimeoutSeconds} s; the connection is closed`)
+      : new RegistryError('BAD_REQUEST', 'malformed HTTP request');
+  if (answer && socket.writable) socket.end(rawErrorResponse(e));
+  else socket.destroy();
 }
 
 export function sendError(req: IncomingMessage, res: ServerResponse, e: unknown, log: Logger): void {

@@ -1,21 +1,13 @@
 // Endpoints for operators: /healthz (the process answers), /readyz (it can do its job),
 // /metrics (Prometheus text format).
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
-import { RegistryError } from '../errors.js';
 import { stateKey } from '../storage/layout.js';
+import type { Handler } from './context.js';
 import { sendJson } from './respond.js';
-import type { PlainHandler } from './server.js';
+import { readOnly, type RouteDef } from './route-def.js';
 
-function readOnly(req: IncomingMessage): void {
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this endpoint`, { headers: { Allow: 'GET, HEAD' } });
-  }
-}
-
-const healthz: PlainHandler = async (_app, req, res) => {
-  readOnly(req);
+const healthz: Handler = async ({ res }) => {
   sendJson(res, 200, { status: 'ok' }, { 'Cache-Control': 'no-store' });
 };
 
@@ -34,8 +26,7 @@ export async function storageCheck(app: App): Promise<string> {
   }
 }
 
-const readyz: PlainHandler = async (app, req, res) => {
-  readOnly(req);
+const readyz: Handler = async ({ app, res }) => {
   const [storage, disk] = await Promise.all([storageCheck(app), app.space.status()]);
   // A broken edit of the config file leaves the previous policy in force: still ready, but say so.
   const reloadError = app.policy.reloadError;
@@ -44,13 +35,12 @@ const readyz: PlainHandler = async (app, req, res) => {
   sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks }, { 'Cache-Control': 'no-store' });
 };
 
-const metrics: PlainHandler = async (app, req, res: ServerResponse) => {
-  readOnly(req);
+const metrics: Handler = async ({ app, req, res }) => {
   const body = Buffer.from(await app.metrics.registry.metrics());
   res.writeHead(200, { 'Content-Type': app.metrics.registry.contentType, 'Content-Length': body.length, 'Cache-Control': 'no-store' });
   res.end(req.method === 'HEAD' ? undefined : body);
 };
 
-export function serviceRoutes(): Array<[string, PlainHandler]> {
-  return [['/healthz', healthz], ['/readyz', readyz], ['/metrics', metrics]];
+export function serviceRoutes(): RouteDef[] {
+  return Object.entries({ '/healthz': healthz, '/readyz': readyz, '/metrics': metrics }).map(([path, h]) => ({ name: path, match: { path }, handlers: readOnly(h) }));
 }

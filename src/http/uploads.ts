@@ -6,7 +6,7 @@ import { RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
 import { uploadRange } from '../registry/uploads/uploads.js';
 import { notePut, readableAnywhere } from './blob-access.js';
-import type { Handler } from './context.js';
+import type { Ctx, Handler } from './context.js';
 import { absoluteUrl } from './context.js';
 
 type UploadRoute = { kind: 'uploads'; namespace: string; model: string; id?: string };
@@ -56,14 +56,14 @@ function parseContentRange(req: IncomingMessage): { start: number; length: numbe
   return { start, length };
 }
 
-function audit(ctx: Parameters<Handler>[0], event: string, fields: Record<string, unknown>): void {
+function audit(ctx: Ctx<UploadRoute>, event: string, fields: Record<string, unknown>): void {
   const { app, req, route } = ctx;
-  const repo = 'namespace' in route ? `${route.namespace}/${route.model}` : undefined;
+  const repo = `${route.namespace}/${route.model}`;
   app.log.info({ audit: event, who: ctx.principal?.label, repo, ip: req.socket.remoteAddress, ...fields }, event);
 }
 
 /** Whom upload quotas count a session against: the user or key, else the client's address. */
-function requester(ctx: Parameters<Handler>[0]): string {
+function requester(ctx: Ctx<UploadRoute>): string {
   const p = ctx.principal;
   return p && (p.kind === 'key' || p.kind === 'user') ? p.label : `address ${ctx.req.socket.remoteAddress ?? 'unknown'}`;
 }

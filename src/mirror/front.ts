@@ -14,6 +14,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { RegistryError } from '../errors.js';
 import { sendError } from '../http/respond.js';
+import type { SiteTable } from '../http/sites.js';
 import { isLocalAddress } from '../upstream/guard.js';
 import { leafProblem } from './ca.js';
 import type { MirrorConfig } from './config.js';
@@ -58,9 +59,13 @@ function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
   return { cert, key };
 }
 
-/** `serverOptions`: the main server's timeouts, so the TLS front has the same connection policy. */
-export async function startMirror(server: Server, handler: RequestHandler, cfg: MirrorConfig, offline: boolean, log: Logger, serverOptions: https.ServerOptions = {}): Promise<Mirror> {
-  const hosts = new Set(cfg.hosts);
+/**
+ * `sites`: the site table the handler answers by (the intercepted hosts are its sites);
+ * `serverOptions`: the main server's timeouts, so the TLS front has the same connection policy.
+ */
+export async function startMirror(server: Server, handler: RequestHandler, cfg: MirrorConfig, sites: SiteTable, offline: boolean, log: Logger,
+  serverOptions: https.ServerOptions = {}): Promise<Mirror> {
+  const hosts = new Set(sites.names());
   const { cert, key } = loadLeaf(cfg);
   const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
   const front = https.createServer({

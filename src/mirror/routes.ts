@@ -3,10 +3,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import { origin } from '../http/context.js';
-import type { PlainHandler } from '../http/server.js';
+import type { Handler } from '../http/context.js';
+import { readOnly, type RouteDef } from '../http/route-def.js';
 import { CLIENT_OSES, setupText, type ClientOs } from './setup.js';
 
-const caPem: PlainHandler = async (app, _req, res) => {
+const caPem: Handler = async ({ app, res }) => {
   const m = app.config.mirror;
   if (!m) throw new RegistryError('NOT_FOUND', 'this registry is not a transparent mirror (serve --mirror)');
   let pem: Buffer;
@@ -19,7 +20,7 @@ const caPem: PlainHandler = async (app, _req, res) => {
   res.end(pem);
 };
 
-const setup: PlainHandler = async (app, req, res, url) => {
+const setup: Handler = async ({ app, req, res, url }) => {
   if (!app.config.mirror) throw new RegistryError('NOT_FOUND', 'this registry is not a transparent mirror (serve --mirror)');
   const os = (url.searchParams.get('os') ?? 'linux') as ClientOs;
   if (!CLIENT_OSES.includes(os)) throw new RegistryError('BAD_REQUEST', `os must be one of ${CLIENT_OSES.join(', ')}`);
@@ -29,6 +30,6 @@ const setup: PlainHandler = async (app, req, res, url) => {
   res.end(text);
 };
 
-export function mirrorRoutes(): Array<[string, PlainHandler]> {
-  return [['/mirror/ca.pem', caPem], ['/mirror/setup', setup]];
+export function mirrorRoutes(): RouteDef[] {
+  return Object.entries({ '/mirror/ca.pem': caPem, '/mirror/setup': setup }).map(([path, h]) => ({ name: path, match: { path }, handlers: readOnly(h) }));
 }

@@ -2,12 +2,11 @@
 // and the small JSON API only the page uses (documented in README, "The web catalog").
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { App } from '../app.js';
 import { RegistryError } from '../errors.js';
-import { authorize, readerOf } from '../http/auth.js';
-import type { PlainHandler } from '../http/server.js';
+import { readerOf } from '../http/auth.js';
+import type { Handler } from '../http/context.js';
 import { sendJson } from '../http/respond.js';
+import { readOnly, type RouteDef } from '../http/route-def.js';
 import { checkPart } from '../names.js';
 import { buildCatalog } from './catalog.js';
 import { modelDetails } from './details.js';
@@ -35,12 +34,6 @@ const SECURITY_HEADERS = {
   'Referrer-Policy': 'no-referrer',
 };
 
-function onlyGet(req: IncomingMessage): void {
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this endpoint`, { headers: { Allow: 'GET, HEAD' } });
-  }
-}
-
 const loaded = new Map<string, Promise<{ body: Buffer; etag: string }>>();
 
 function load(path: string): Promise<{ body: Buffer; etag: string }> {
@@ -53,9 +46,8 @@ function load(path: string): Promise<{ body: Buffer; etag: string }> {
   return p;
 }
 
-function asset(path: string): PlainHandler {
-  return async (_app, req, res) => {
-    onlyGet(req);
+function asset(path: string): Handler {
+  return async ({ req, res }) => {
     let file: { body: Buffer; etag: string };
     try {
       file = await load(path);
@@ -82,31 +74,47 @@ function param(url: URL, name: string): string {
 
 const NO_STORE = { 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' };
 
-/** The page's routes by exact path, for the server's plain map. */
-export function uiRoutes(): Map<string, PlainHandler> {
-  const routes = new Map<string, PlainHandler>(Object.keys(ASSETS).map((p) => [p, asset(p)]));
-  routes.set('/api/ui/models', async (app: App, req: IncomingMessage, res: ServerResponse) => {
-    onlyGet(req);
-    const reader = await readerOf(app, req);
-    const catalog = await buildCatalog(app);
-    // Only what the requester may pull (their rights, then the policy rules), as _catalog
-    // lists; the disk figures stay the whole store's.
-    const models = catalog.models.filter((m) => reader.mayPull(m.namespace, m.model) && app.policy.decide('pull', m.namespace, m.model).allowed);
-    const signInToRead = !reader.principal && !app.config.auth.anonymousRead;
-    sendJson(res, 200, { features: features(app), ...catalog, models, signInToRead, generated: new Date().toISOString() }, NO_STORE);
-  });
-  routes.set('/api/ui/model', async (app: App, req: IncomingMessage, res: ServerResponse, url: URL) => {
-    onlyGet(req);
-    const host = checkPart('host', param(url, 'host'));
-    const namespace = checkPart('namespace', param(url, 'namespace'));
-    const model = checkPart('model', param(url, 'model'));
-    const tag = url.searchParams.get('tag') || null;
-    // The gate of a pull of this manifest: 401 without the credentials reads need, 403 for
-    // missing rights or a policy rule.
-    await authorize(app, req, { kind: 'manifest', namespace, model, reference: tag ?? 'latest' }, url);
-    app.policy.check('pull', namespace, model);
-    const details = await modelDetails(app, host, namespace, model, tag);
-    sendJson(res, 200, { features: features(app), ...details }, NO_STORE);
+const models: Handler = async ({ app, req, res }) => {
+  const reader = await readerOf(app, req);
+  const catalog = await buildCatalog(app);
+  // Only what the requester may pull (their rights, then the policy rules), as _catalog
+  // lists; the disk figures stay the whole store's.
+  const models = catalog.models.filter((m) => reader.mayPull(m.namespace, m.model) && app.policy.decide('pull', m.namespace, m.model).allowed);
+  const signInToRead = !reader.principal && !app.config.auth.anonymousRead;
+  sendJson(res, 200, { features: features(app), ...catalog, models, signInToRead, generated: new Date().toISOString() }, NO_STORE);
+};
+
+interface ModelParams {
+  host: string;
+  namespace: string;
+  model: string;
+  tag: string | null;
+}
+
+const model: Handler<ModelParams> = async ({ app, res, route }) => {
+  const details = await modelDetails(app, route.host, route.namespace, route.model, route.tag);
+  sendJson(res, 200, { features: features(app), ...details }, NO_STORE);
+};
+
+/** The page's routes: its assets, then its API. */
+export function uiRoutes(): RouteDef[] {
+  const routes: RouteDef[] = Object.keys(ASSETS).map((path) => ({ name: path, match: { path }, handlers: readOnly(asset(path)) }));
+  // The listing decides per model who may see it; no need of its own.
+  routes.push({ name: '/api/ui/models', match: { path: '/api/ui/models' }, handlers: readOnly(models) });
+  routes.push({
+    name: '/api/ui/model',
+    match: {
+      path: '/api/ui/model',
+      params: (url): ModelParams => ({
+        host: checkPart('host', param(url, 'host')),
+        namespace: checkPart('namespace', param(url, 'namespace')),
+        model: checkPart('model', param(url, 'model')),
+        tag: url.searchParams.get('tag') || null,
+      }),
+    },
+    handlers: readOnly(model),
+    // A pull of this model: 401 without the credentials reads need, 403 for missing rights or a policy rule.
+    need: (p: ModelParams) => ({ action: 'pull', repository: { namespace: p.namespace, model: p.model } }),
   });
   return routes;
 }

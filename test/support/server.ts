@@ -10,7 +10,8 @@ import { openApp, type App } from '../../src/app.js';
 import { defaults, type Config } from '../../src/config.js';
 import type { Limits } from '../../src/limits.js';
 import { createLogger } from '../../src/log.js';
-import { startServer, type HandlerTable, type PlainHandler } from '../../src/http/server.js';
+import type { RouteDef } from '../../src/http/route-def.js';
+import { startServer } from '../../src/http/server.js';
 
 export const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 
@@ -40,12 +41,19 @@ export interface TestRegistry {
   close(): Promise<void>;
 }
 
-export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; table?: HandlerTable; plain?: Map<string, PlainHandler> } = {}): Promise<TestRegistry> {
+/** The registry's App on a test data folder (default: a new one), without a server. */
+export async function openTestApp(opts: { data?: string; config?: Partial<Config> } = {}): Promise<App> {
   const data = opts.data ?? (await tempDir());
   const config: Config = { ...defaults(), data, listen: { host: '127.0.0.1', port: 0 }, shutdownTimeoutSeconds: 2, ...opts.config };
   const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', format: 'text', destination: process.stderr });
-  const app = await openApp(config, log);
-  const srv = await startServer(app, { ...config.listen, tls: config.tls, table: opts.table, plain: opts.plain });
+  return openApp(config, log);
+}
+
+export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; routes?: RouteDef[] } = {}): Promise<TestRegistry> {
+  const app = await openTestApp(opts);
+  const { config } = app;
+  const data = config.data;
+  const srv = await startServer(app, { ...config.listen, tls: config.tls, routes: opts.routes });
   return { url: srv.url, hostPort: new URL(srv.url).host, app, data, close: srv.close };
 }
 

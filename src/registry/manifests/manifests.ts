@@ -61,11 +61,12 @@ export class ManifestStore {
     return hits.includes(name) ? [name, ...hits.filter((h) => h !== name)] : hits;
   }
 
-  /** Every host's spelling of a repository, in lookup order (in the untagged tree with `untagged`). */
-  async findRepos(namespace: string, model: string, untagged = false): Promise<Repo[]> {
+  /** Every host's spelling of a repository, in lookup order (in the untagged tree with `untagged`; in host folder `host` only with one). */
+  async findRepos(namespace: string, model: string, untagged = false, host?: string): Promise<Repo[]> {
     const out: Repo[] = [];
     const dir = untagged ? untaggedDir : manifestDir;
-    const hosts = untagged ? (await this.driver.list(UNTAGGED)).filter((h) => isValidPart('host', h)) : await this.hosts();
+    const all = untagged ? (await this.driver.list(UNTAGGED)).filter((h) => isValidPart('host', h)) : await this.hosts();
+    const hosts = host === undefined ? all : all.filter((h) => h.toLowerCase() === host.toLowerCase());
     for (const host of hosts) {
       for (const ns of await this.match(dir(host), namespace, 'namespace')) {
         for (const m of await this.match(dir(host, ns), model, 'model')) {
@@ -77,8 +78,8 @@ export class ManifestStore {
   }
 
   /** A manifest stored by digest only in a repository (its bytes are the blob of that digest). */
-  private async findUntagged(namespace: string, model: string, digest: string): Promise<StoredManifest | null> {
-    for (const repo of await this.findRepos(namespace, model, true)) {
+  private async findUntagged(namespace: string, model: string, digest: string, host?: string): Promise<StoredManifest | null> {
+    for (const repo of await this.findRepos(namespace, model, true, host)) {
       const st = await this.driver.stat(untaggedKey(repo.host, repo.namespace, repo.model, digest));
       if (!st || st.isDir) continue;
       const bytes = await readAllIfExists(this.driver, blobKey(digest));
@@ -132,9 +133,9 @@ export class ManifestStore {
     return { ...ref, bytes, digest: cached.digest, mediaType: manifestContentType(bytes), mtimeMs: st.mtimeMs };
   }
 
-  /** Find a manifest by tag or digest; null when no host folder has it. */
-  async find(namespace: string, model: string, reference: string): Promise<StoredManifest | null> {
-    const repos = await this.findRepos(namespace, model);
+  /** Find a manifest by tag or digest (in host folder `host` only, with one); null when no host folder has it. */
+  async find(namespace: string, model: string, reference: string, host?: string): Promise<StoredManifest | null> {
+    const repos = await this.findRepos(namespace, model, false, host);
     if (isDigest(reference)) {
       for (const repo of repos) {
         for (const tag of await this.tagsOf(repo)) {
@@ -142,7 +143,7 @@ export class ManifestStore {
           if (m && m.digest === reference) return m;
         }
       }
-      return this.findUntagged(namespace, model, reference);
+      return this.findUntagged(namespace, model, reference, host);
     }
     for (const repo of repos) {
       for (const tag of await this.match(manifestDir(repo.host, repo.namespace, repo.model), reference, 'tag')) {
@@ -195,8 +196,8 @@ export class ManifestStore {
     return p;
   }
 
-  async get(namespace: string, model: string, reference: string): Promise<StoredManifest> {
-    const k = `${namespace}/${model}/${reference}`;
+  async get(namespace: string, model: string, reference: string, host?: string): Promise<StoredManifest> {
+    const k = `${host ?? ''}/${namespace}/${model}/${reference}`;
     const now = Date.now();
     const hit = this.recent.get(k);
     if (hit && now - hit.at < RECENT_MS) {
@@ -207,7 +208,7 @@ export class ManifestStore {
       if (st && !st.isDir && st.mtimeMs === hit.m.mtimeMs && st.size === hit.m.bytes.length) return hit.m;
     }
     const gen = this.generation;
-    const m = await this.find(namespace, model, reference);
+    const m = await this.find(namespace, model, reference, host);
     if (m && gen === this.generation) { // not when a put/delete ran meanwhile: m may be the old bytes
       if (this.recent.size >= RECENT_MAX) this.recent.clear();
       this.recent.set(k, { m, at: now });

@@ -44,6 +44,15 @@ export class UpstreamAnswer extends Error {
   }
 }
 
+export interface ManifestOptions {
+  userAgent?: string;
+  /** The upstreams to fill from (default: routed by the namespace). */
+  upstreams?: Upstream[];
+  maxAgeSeconds?: number;
+  /** Answer from this host folder only (a site's, e.g. a mirror's registry.ollama.ai). */
+  host?: string;
+}
+
 export class PullThrough {
   readonly upstreams: Upstream[];
   readonly fills: Fills;
@@ -85,7 +94,7 @@ export class PullThrough {
     return this.upstreams.some((u) => u.host.toLowerCase() === host.toLowerCase());
   }
 
-  async manifest(namespace: string, model: string, reference: string, opts: { userAgent?: string; upstreams?: Upstream[]; maxAgeSeconds?: number } = {}): Promise<ManifestAnswer> {
+  async manifest(namespace: string, model: string, reference: string, opts: ManifestOptions = {}): Promise<ManifestAnswer> {
     const a = await this.lookup(namespace, model, reference, opts);
     this.deps.metrics?.cacheLookups.inc({ result: a.cache === 'miss' || a.cache === 'refreshed' || a.cache === 'revalidated' ? 'miss' : 'hit' });
     if (a.cache !== 'local') {
@@ -98,17 +107,18 @@ export class PullThrough {
     return a;
   }
 
-  private async lookup(namespace: string, model: string, reference: string, opts: { userAgent?: string; upstreams?: Upstream[]; maxAgeSeconds?: number }): Promise<ManifestAnswer> {
+  private async lookup(namespace: string, model: string, reference: string, opts: ManifestOptions): Promise<ManifestAnswer> {
     const ups = opts.upstreams ?? this.upstreamsFor(namespace);
     const store = this.deps.manifests;
-    if (ups.length === 0 && !this.offline) return { manifest: await store.get(namespace, model, reference), cache: 'local' };
+    if (ups.length === 0 && !this.offline) return { manifest: await store.get(namespace, model, reference, opts.host), cache: 'local' };
     if (isDigest(reference)) {
-      const local = await store.find(namespace, model, reference);
+      const local = await store.find(namespace, model, reference, opts.host);
       if (local) return { manifest: local, cache: 'hit' };
       this.deps.policy?.check('pull-through', namespace, model);
-      return this.singleflight(`${namespace}/${model}@${reference}`, () => this.fetch(ups, namespace, model, reference, null, opts.userAgent));
+      return this.singleflight(`${opts.host ?? ''}/${namespace}/${model}@${reference}`, () => this.fetch(ups, namespace, model, reference, null, opts.userAgent));
     }
-    for (const host of await store.hosts()) {
+    // Folders of pushed and imported models come first, unless the answer is one host folder's.
+    for (const host of opts.host === undefined ? await store.hosts() : []) {
       if (this.isCacheHost(host)) continue;
       const local = await store.findIn(host, namespace, model, reference);
       if (local) return { manifest: local, cache: 'local' };
@@ -116,6 +126,7 @@ export class PullThrough {
     let cached: StoredManifest | null = null;
     let cachedBy: Upstream | undefined;
     for (const up of ups.length ? ups : this.upstreams) {
+      if (opts.host !== undefined && up.host.toLowerCase() !== opts.host.toLowerCase()) continue;
       cached = await store.findIn(up.host, namespace, model, reference);
       if (cached) {
         cachedBy = up;
@@ -132,7 +143,7 @@ export class PullThrough {
       if (cached) return { manifest: cached, cache: 'stale', reason: 'pull-through refused by policy' };
       this.deps.policy.check('pull-through', namespace, model);
     }
-    const key = `${namespace}/${model}:${reference}`.toLowerCase() + `\n${opts.userAgent ?? ''}`;
+    const key = `${opts.host ?? ''}/${namespace}/${model}:${reference}`.toLowerCase() + `\n${opts.userAgent ?? ''}`;
     return this.singleflight(key, () => this.fetch(ups, namespace, model, reference, cached, opts.userAgent));
   }
 
