@@ -57,9 +57,12 @@ export async function concurrentFull(url: string, total: number, n: number): Pro
   return got.reduce((a, b) => a + b, 0);
 }
 
-/** wrk at `connections` connections for `seconds`; requests/s, failing on any error or non-2xx. */
-export async function wrkRate(url: string, connections: number, seconds: number, threads = 2): Promise<number> {
-  const out = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url]);
+/**
+ * wrk at `connections` connections for `seconds`; requests/s, failing on any error or non-2xx. `timeoutSeconds` (wrk's
+ * default 2) is raised where the rate is only background load, e.g. while peak memory is measured.
+ */
+export async function wrkRate(url: string, connections: number, seconds: number, threads = 2, timeoutSeconds = 2): Promise<number> {
+  const out = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, `--timeout`, `${timeoutSeconds}s`, '--latency', url]);
   const rate = /Requests\/sec:\s+([\d.]+)/.exec(out);
   if (!rate) throw new Error(`cannot read wrk output: ${out}`);
   const bad = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
