@@ -54,10 +54,10 @@ export class FsDriver implements Driver {
   }
 
   /**
-   * Copy a file (or one byte range of it) into `out` and end it, through one reused 512 KiB buffer: read, write, wait
+   * Copy a file (or one byte range of it) into `out` and end it, through one reused 256 KiB buffer: read, write, wait
    * for the write to reach the kernel, read again. The socket's own send buffer keeps the wire busy while the next read
-   * runs, so a second buffer bought nothing in CPU per GiB (measured with 16 parallel ranges, bench/core.ts) and cost
-   * memory: one buffer per download instead of two 1 MiB ones is what keeps 32 concurrent pulls small.
+   * runs, so a second buffer bought nothing in CPU per GiB (measured with 16 parallel ranges, bench/core.ts: less, and
+   * 256 KiB no more than 512 KiB) and cost memory: one small buffer per download is what keeps 32 concurrent pulls small.
    */
   async copyTo(key: string, out: Writable, range?: ByteRange): Promise<void> {
     const fh = await open(this.path(key), 'r');
@@ -72,7 +72,7 @@ export class FsDriver implements Driver {
     try {
       let pos = range?.start ?? 0;
       const end = range?.end ?? (await fh.stat()).size - 1;
-      const buf = Buffer.allocUnsafeSlow(Math.min(512 << 10, end - pos + 1));
+      const buf = Buffer.allocUnsafeSlow(Math.min(256 << 10, end - pos + 1));
       while (pos <= end) {
         const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos + 1), pos);
         if (bytesRead === 0) throw new Error(`fs driver: ${key} shrank while it was being read`);
