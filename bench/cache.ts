@@ -25,9 +25,9 @@ const REPO = 'library/bench';
 const children = new Set<ChildProcess>();
 
 
-function call(url: string, method = 'GET'): Promise<{ status: number; body: string }> {
+function call(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent: false }, (res) => {
+    const req = http.request(url, { method, agent: false, headers }, (res) => {
       let b = '';
       res.on('data', (c: Buffer) => { b += c.toString(); });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
@@ -140,7 +140,7 @@ type Pattern = 'one client' | 'ollama parts' | '16 clients';
 async function runPattern(base: string, digest: string, size: number, pattern: Pattern, sockets: Set<http.ClientRequest>): Promise<number> {
   const url = `${base}/v2/${REPO}/blobs/${digest}`;
   // A client reads the manifest first, as ollama does; the cache serves a blob only through a repository that names it.
-  const manifest = await call(`${base}/v2/${REPO}/manifests/latest`);
+  const manifest = await call(`${base}/v2/${REPO}/manifests/latest`, 'GET', { Accept: 'application/vnd.docker.distribution.manifest.v2+json' });
   if (manifest.status !== 200) throw new Error(`manifest GET ${manifest.status}`);
   if (pattern === 'one client') return (await get(url, sockets, { expectBytes: size })).ttfb;
   if (pattern === '16 clients') {
