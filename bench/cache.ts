@@ -7,13 +7,14 @@
 //   node dist/bench/cache.js [--size BYTES] [--rate BYTES_PER_S] [--only throttled|unthrottled]
 //   export benchCache() returns rows for `npm run bench`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeModel } from '../test/support/models.js';
 import type { Row } from './lib/table.js';
+import { cpuSecondsOf, ollamaParts } from './lib/load.js';
 import { freePort } from './lib/procs.js';
 
 export type { Row };
@@ -24,9 +25,9 @@ const REPO = 'library/bench';
 const children = new Set<ChildProcess>();
 
 
-function call(url: string, method = 'GET'): Promise<{ status: number; body: string }> {
+function call(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent: false }, (res) => {
+    const req = http.request(url, { method, agent: false, headers }, (res) => {
       let b = '';
       res.on('data', (c: Buffer) => { b += c.toString(); });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
@@ -64,9 +65,9 @@ async function stop(c: ChildProcess): Promise<void> {
 
 interface Server { url: string; child: ChildProcess }
 
-async function startOurs(data: string, upstream?: string): Promise<Server> {
+async function startOurs(data: string, upstream?: string, main = MAIN_JS): Promise<Server> {
   const port = await freePort();
-  const child = start(process.execPath, [MAIN_JS, 'serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', ...(upstream ? ['--upstream', upstream] : [])]);
+  const child = start(process.execPath, [main, 'serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', ...(upstream ? ['--upstream', upstream] : [])]);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/v2/`, child, 'ollama-registry');
   return { url, child };
@@ -134,31 +135,13 @@ function get(url: string, sockets: Set<http.ClientRequest>, opts: { range?: [num
   });
 }
 
-/** ollama's part layout (protocol §3.2): size/16 clamped to 100 MB…1 GB. */
-export function ollamaParts(total: number): Array<[number, number]> {
-  let size = Math.min(Math.max(Math.floor(total / 16), 100_000_000), 1_000_000_000);
-  const parts: Array<[number, number]> = [];
-  for (let off = 0; off < total; off += size) {
-    if (off + size > total) size = total - off;
-    parts.push([off, off + size - 1]);
-  }
-  return parts;
-}
-
-/** utime+stime of a process in seconds (Linux). */
-function cpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
 type Pattern = 'one client' | 'ollama parts' | '16 clients';
 
 async function runPattern(base: string, digest: string, size: number, pattern: Pattern, sockets: Set<http.ClientRequest>): Promise<number> {
   const url = `${base}/v2/${REPO}/blobs/${digest}`;
+  // A client reads the manifest first, as ollama does; the cache serves a blob only through a repository that names it.
+  const manifest = await call(`${base}/v2/${REPO}/manifests/latest`, 'GET', { Accept: 'application/vnd.docker.distribution.manifest.v2+json' });
+  if (manifest.status !== 200) throw new Error(`manifest GET ${manifest.status}`);
   if (pattern === 'one client') return (await get(url, sockets, { expectBytes: size })).ttfb;
   if (pattern === '16 clients') {
     const r = await Promise.all(Array.from({ length: 16 }, () => get(url, sockets, { expectBytes: size })));
@@ -211,6 +194,8 @@ export interface CacheBenchOptions {
   only?: 'throttled' | 'unthrottled';
   peer?: boolean;
   log?: (line: string) => void;
+  /** Another build to measure as the cache (its dist/src/main.js); the upstream is always this checkout's. */
+  serverMain?: string;
 }
 
 export async function benchCache(o: CacheBenchOptions = {}): Promise<Row[]> {
@@ -239,10 +224,10 @@ export async function benchCache(o: CacheBenchOptions = {}): Promise<Row[]> {
       }
       for (const p of ['one client', 'ollama parts', '16 clients'] as Pattern[]) {
         const dir = mkdtempSync(path.join(root, 'cache-'));
-        const ours = await startOurs(dir, link.url);
-        const cpu0 = cpuSeconds(ours.child.pid!);
+        const ours = await startOurs(dir, link.url, o.serverMain);
+        const cpu0 = cpuSecondsOf(ours.child.pid!);
         const r = await measure(link.url, ours.url, digest, size, p, 4 * size, capSeconds);
-        const cpu = cpuSeconds(ours.child.pid!) - cpu0;
+        const cpu = cpuSecondsOf(ours.child.pid!) - cpu0;
         await stop(ours.child);
         rmSync(dir, { recursive: true, force: true });
         log(`${tag} cache ${p}: ${r.wall.toFixed(1)} s, ttfb ${r.ttfb.toFixed(0)} ms, link bytes ${(r.bytes / size).toFixed(2)}x${r.error ? ` ERROR ${r.error}` : ''}`);
@@ -260,11 +245,21 @@ export async function benchCache(o: CacheBenchOptions = {}): Promise<Row[]> {
           : 'distribution proxy not run');
         rows.push({ metric: `${tag}, ${p}: upstream bytes / blob size`, unit: 'x', ours: r.bytes / size, goal: '= 1.00',
           pass: Math.abs(r.bytes - size) < 1 && !r.error && !r.capped, note: peerNote(d) });
-        rows.push({ metric: `${tag}, ${p}: CPU of the cache process per GiB`, unit: 's', ours: cpu / (size / 2 ** 30), goal: 'report', note: r.capped ? 'run stopped at the time cap' : undefined });
+        rows.push({ metric: `${tag}, ${p}: CPU of the cache process per GiB`, unit: 's', ours: cpu / (size / 2 ** 30), goal: '<= 2.5 s',
+          pass: cpu / (size / 2 ** 30) <= 2.5, note: r.capped ? 'run stopped at the time cap' : 'filled and served, user+system from /proc' });
+        if (d && !r.error) {
+          // A capped peer run only bounds its time from below: beating it is a pass, trailing it is unknown.
+          const ratio = r.wall / d.wall;
+          rows.push({ metric: `${tag}, ${p}: wall time vs distribution's proxy`, unit: 's', ours: r.wall, baseline: d.wall, baselineName: 'distribution 2.8 proxy',
+            ratio, goal: '<= 1.0x', pass: ratio <= 1 ? true : d.capped ? undefined : false,
+            note: `its link bytes ${d.capped ? '>= ' : ''}${(d.bytes / size).toFixed(2)}x${d.capped ? ', stopped at the cap' : ''}${d.error ? `; it failed: ${d.error}` : ''}` });
+        }
         const base = direct[p];
         if (base) {
+          // A throttled link bounds both the same way; unthrottled, the cache's own work shows (issue 18: <= 1.5x direct).
+          const most = bps ? 1.15 : 1.5;
           rows.push({ metric: `${tag}, ${p}: wall time`, unit: 's', ours: r.wall, baseline: base.wall, baselineName: 'direct', ratio: r.wall / base.wall,
-            goal: '<= 1.15x direct', pass: r.wall / base.wall <= 1.15 && !r.error, note: r.error });
+            goal: `<= ${most}x direct`, pass: r.wall / base.wall <= most && !r.error, note: r.error });
           rows.push({ metric: `${tag}, ${p}: time to first byte${p === 'ollama parts' ? ' (slowest part)' : ''}`, unit: 'ms', ours: r.ttfb,
             baseline: base.ttfb, baselineName: 'direct', ratio: r.ttfb / base.ttfb, goal: 'report' });
         } else {

@@ -38,9 +38,15 @@ export function ollamaParts(total: number): Array<[number, number]> {
   return parts;
 }
 
-/** All parts, at most 16 at a time, each curl on its own connection (as Go opens one per part). */
-export function rangedDownload(url: string, total: number): Promise<number> {
-  const queue = ollamaParts(total);
+/** `n` equal inclusive ranges covering [0, total), the last one taking the remainder. */
+export function equalParts(total: number, n: number): Array<[number, number]> {
+  const size = Math.floor(total / n);
+  return Array.from({ length: n }, (_, i) => [i * size, i === n - 1 ? total - 1 : (i + 1) * size - 1]);
+}
+
+/** The given parts, at most 16 at a time, each curl on its own connection (as Go opens one per part). */
+export function partsDownload(url: string, parts: Array<[number, number]>): Promise<number> {
+  const queue = [...parts];
   let bytes = 0;
   const worker = async () => {
     for (let p = queue.shift(); p; p = queue.shift()) {
@@ -51,15 +57,49 @@ export function rangedDownload(url: string, total: number): Promise<number> {
   return Promise.all(Array.from({ length: Math.min(16, queue.length) }, worker)).then(() => bytes);
 }
 
+/** ollama's download of a whole blob: all of its parts (§3.2 layout), 16 at a time. */
+export function rangedDownload(url: string, total: number): Promise<number> {
+  return partsDownload(url, ollamaParts(total));
+}
+
+/**
+ * Runs `bg` (e.g. a few seconds of wrk) again and again while `work` runs; `work`'s result and how many
+ * `bg` runs finished. Background errors are collected, not fatal: they are load, not the measurement.
+ */
+export async function withBackground<T>(work: () => Promise<T>, bg: () => Promise<unknown>): Promise<{ result: T; bgRuns: number; bgErrors: string[] }> {
+  let done = false;
+  let bgRuns = 0;
+  const bgErrors: string[] = [];
+  const loop = (async () => {
+    while (!done) {
+      try {
+        await bg();
+        bgRuns++;
+      } catch (e) {
+        bgErrors.push((e as Error).message);
+      }
+    }
+  })();
+  try {
+    return { result: await work(), bgRuns, bgErrors };
+  } finally {
+    done = true;
+    await loop;
+  }
+}
+
 /** `n` concurrent full GETs. */
 export async function concurrentFull(url: string, total: number, n: number): Promise<number> {
   const got = await Promise.all(Array.from({ length: n }, () => curlGet(url, { status: 200, bytes: total })));
   return got.reduce((a, b) => a + b, 0);
 }
 
-/** wrk at `connections` connections for `seconds`; requests/s, failing on any error or non-2xx. */
-export async function wrkRate(url: string, connections: number, seconds: number, threads = 2): Promise<number> {
-  const out = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', url]);
+/**
+ * wrk at `connections` connections for `seconds`; requests/s, failing on any error or non-2xx. `timeoutSeconds` (wrk's
+ * default 2) is raised where the rate is only background load, e.g. while peak memory is measured.
+ */
+export async function wrkRate(url: string, connections: number, seconds: number, threads = 2, timeoutSeconds = 2): Promise<number> {
+  const out = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, `--timeout`, `${timeoutSeconds}s`, '--latency', url]);
   const rate = /Requests\/sec:\s+([\d.]+)/.exec(out);
   if (!rate) throw new Error(`cannot read wrk output: ${out}`);
   const bad = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
