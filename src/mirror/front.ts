@@ -13,10 +13,12 @@ import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { RegistryError } from '../errors.js';
-import { sendError } from '../http/respond.js';
+import { SECURITY_HEADERS, sendError } from '../http/respond.js';
 import { isLocalAddress } from '../upstream/guard.js';
+import type { Upstream } from '../upstream/client.js';
 import { leafProblem } from './ca.js';
 import type { MirrorConfig } from './config.js';
+import { isRelayed, relay } from './relay.js';
 
 type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -27,7 +29,15 @@ export interface Mirror {
   close(): Promise<void>;
 }
 
-const READ_METHODS = new Set(['GET', 'HEAD']);
+/** How long the target of a redirect upload may be tunnelled after the upstream named it. */
+const PERMIT_MS = 3600_000;
+
+export interface MirrorOptions {
+  /** The main server's timeouts, so the TLS front has the same connection policy. */
+  serverOptions?: https.ServerOptions;
+  /** The upstream of an intercepted host (the relay's target). */
+  upstreamFor: (host: string) => Upstream | undefined;
+}
 
 function refuse(socket: Duplex, status: number, reason: string): void {
   // One line of ASCII: it becomes Go's error text ("Error: … ollama-registry: …").
@@ -58,23 +68,32 @@ function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
   return { cert, key };
 }
 
-/** `serverOptions`: the main server's timeouts, so the TLS front has the same connection policy. */
-export async function startMirror(server: Server, handler: RequestHandler, cfg: MirrorConfig, offline: boolean, log: Logger, serverOptions: https.ServerOptions = {}): Promise<Mirror> {
+export async function startMirror(server: Server, handler: RequestHandler, cfg: MirrorConfig, offline: boolean, log: Logger, opts: MirrorOptions): Promise<Mirror> {
   const hosts = new Set(cfg.hosts);
+  // host:port → until when: the upstream's redirect-upload targets (its storage host).
+  const permits = new Map<string, number>();
+  const permit = (hostPort: string) => {
+    if (permits.size > 1000) permits.clear();
+    permits.set(hostPort, Date.now() + PERMIT_MS);
+  };
+  const permitted = (hostPort: string) => (permits.get(hostPort) ?? 0) > Date.now();
   const { cert, key } = loadLeaf(cfg);
   const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
   const front = https.createServer({
-    ...serverOptions, cert, key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'],
+    ...opts.serverOptions, cert, key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'],
     // Only the intercepted names get a certificate: a handshake for any other name fails.
     SNICallback: (name, cb) => (hosts.has(name.toLowerCase()) ? cb(null, context) : cb(new Error(`not an intercepted host: ${name}`))),
   }, (req, res) => {
+    // The front's own answers (421, the relay's) carry them too, not only the router's.
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     const sni = (req.socket as TLSSocket).servername;
     const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
     if (sni && host !== sni.toLowerCase()) {
       return sendError(req, res, new RegistryError('MISDIRECTED', `this connection is for ${sni}, not ${host.slice(0, 100) || 'an empty Host'}`), log);
     }
-    if (!READ_METHODS.has(req.method ?? '')) {
-      return sendError(req, res, new RegistryError('UNSUPPORTED', `this mirror serves pulls of ${host}; push to the real ${host} without the mirror, or to this registry by its own name`), log);
+    if (isRelayed(req)) {
+      const upstream = opts.upstreamFor(host);
+      return void relay(req, res, { host, upstream, offline, idleMs: (upstream?.config.timeoutSeconds ?? 30) * 1000, permit, log });
     }
     handler(req, res);
   });
@@ -100,7 +119,9 @@ export async function startMirror(server: Server, handler: RequestHandler, cfg: 
       front.emit('connection', socket);
       return;
     }
-    if (!cfg.tunnel.includes(name)) return refuse(socket, 403, `${name} is not an allowed CONNECT target (allowed: ${[...hosts].map((h) => `${h}:443`).concat(cfg.tunnel).join(', ')})`);
+    if (!cfg.tunnel.includes(name) && !permitted(name)) {
+      return refuse(socket, 403, `${name} is not an allowed CONNECT target (allowed: ${[...hosts].map((h) => `${h}:443`).concat(cfg.tunnel).join(', ')})`);
+    }
     if (offline) return refuse(socket, 403, `offline: no tunnel to ${name}`);
     track(socket);
     void tunnel(socket, target, head, cfg, log);
