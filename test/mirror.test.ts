@@ -15,7 +15,7 @@ import { MAIN, spawnRegistry, startTestRegistry, tempDir, type SpawnedRegistry, 
 import { makeModel, type MadeModel } from './support/models.js';
 import { connectStatus as connectTo, goRequest, goTunnel as tunnelTo } from './support/mirror.js';
 
-const goGet = (p: string, headers: Record<string, string> = {}, host = HOST) => goRequest(proxyPort, ca, 'GET', p, { headers, host });
+const goGet = (p: string, headers: Record<string, string> = {}, host = HOST) => goRequest(proxyPort, ca, 'GET', p, { headers, host, tunnel: `${HOST}:443` });
 const connectStatus = (target: string) => connectTo(proxyPort, target);
 
 const run = promisify(execFile);
@@ -258,4 +258,5 @@ test('doctor: all good with the proxy and the CA; says which part is wrong other
   const untrusted = await doctor({ HTTPS_PROXY: proxy });
   assert.equal(untrusted.code, 1);
   assert.match(untrusted.out, /FAIL the certificate is not trusted .*SSL_CERT_FILE/);
+  assert.match(untrusted.out, /FAIL ollama does not trust the registry's CA \(http:\/\/127\.0\.0\.1:\d+\/mirror\/ca\.pem/);
 });

@@ -16,7 +16,7 @@ import { RegistryError } from '../errors.js';
 import { SECURITY_HEADERS, sendError } from '../http/respond.js';
 import { isLocalAddress } from '../upstream/guard.js';
 import type { Upstream } from '../upstream/client.js';
-import { leafProblem } from './ca.js';
+import { leafProblem, rootProblem } from './ca.js';
 import type { MirrorConfig } from './config.js';
 import { isRelayed, relay } from './relay.js';
 
@@ -64,7 +64,16 @@ function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
     throw new Error(`mirror: cannot read the certificate in ${cfg.dir} (${why}); make it with: ollama-registry ca init --dir ${cfg.dir}`, { cause: e });
   }
   const problem = leafProblem(cert.toString(), cfg.hosts);
-  if (problem) throw new Error(`mirror: ${certPath}: ${problem}`);
+  if (problem) {
+    // A leaf that misses a host: renewing it helps only if the CA may vouch for that host.
+    let root: string | null = null;
+    try {
+      root = rootProblem(readFileSync(path.join(cfg.dir, 'ca.pem'), 'utf8'), cfg.hosts, cfg.dir);
+    } catch {
+      // no ca.pem here (kept elsewhere): the leaf's own problem is the message
+    }
+    throw new Error(`mirror: ${certPath}: ${root ?? problem}`);
+  }
   return { cert, key };
 }
 

@@ -30,9 +30,18 @@ export function goTunnel(proxyPort: number, ca: Buffer, target = `${MIRRORED}:44
 }
 
 /** One request inside a fresh tunnel; `body` is sent as given (a Buffer gets a Content-Length). */
-export async function goRequest(proxyPort: number, ca: Buffer, method: string, p: string, o: { headers?: Record<string, string>; body?: Buffer; host?: string } = {}): Promise<GoAnswer> {
+export interface GoRequest {
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** The Host header (default registry.ollama.ai). */
+  host?: string;
+  /** The CONNECT target (default host:443). */
+  tunnel?: string;
+}
+
+export async function goRequest(proxyPort: number, ca: Buffer, method: string, p: string, o: GoRequest = {}): Promise<GoAnswer> {
   const host = o.host ?? MIRRORED;
-  const socket = await goTunnel(proxyPort, ca);
+  const socket = await goTunnel(proxyPort, ca, o.tunnel ?? `${host}:443`);
   if (socket.alpnProtocol !== 'http/1.1') throw new Error(`ALPN picked ${socket.alpnProtocol}, not http/1.1`);
   return new Promise((resolve, reject) => {
     const req = http.request({ createConnection: () => socket, method, host, path: p, headers: { Host: host, ...o.headers } }, (res) => {
