@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { permits, permittedNames } from '../mirror/ca.js';
 import { checkHostname } from '../mirror/config.js';
 import { goProxyFor } from '../mirror/goproxy.js';
+import { SELFTEST_MODEL } from '../mirror/selftest.js';
 import { CliError, EXIT, fail } from './common.js';
 
 const TIMEOUT = 10_000;
@@ -151,7 +152,8 @@ export function registerDoctor(program: Command): void {
           if (route.proxy) out.push(...await caAdvice(route.proxy, trustFor(env), target));
         }
         out.push(ok
-          ? `all good: \`ollama pull\` of short names goes through the mirror${from === 'this shell' ? ' (for a process with this environment)' : ''}`
+          ? `all good: \`ollama pull\` of short names goes through the mirror${from === 'this shell' ? ' (for a process with this environment)' : ''}\n` +
+            `prove it end to end: ollama pull ${SELFTEST_MODEL}   (a few KB served by the mirror itself; not runnable; then: ollama rm ${SELFTEST_MODEL})`
           : 'not ready: fix the FAIL lines above (ollama-registry client-setup prints the steps), then restart ollama');
         process.stdout.write(`${out.join('\n')}\n`);
         process.exitCode = ok ? EXIT.OK : EXIT.FAILED;

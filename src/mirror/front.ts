@@ -19,6 +19,7 @@ import type { Upstream } from '../upstream/client.js';
 import { leafProblem, rootProblem } from './ca.js';
 import type { MirrorConfig } from './config.js';
 import { isRelayed, relay } from './relay.js';
+import { serveSelftest } from './selftest.js';
 
 type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -103,6 +104,11 @@ export async function startMirror(server: Server, handler: RequestHandler, cfg: 
     if (isRelayed(req)) {
       const upstream = opts.upstreamFor(host);
       return void relay(req, res, { host, upstream, offline, idleMs: (upstream?.config.timeoutSeconds ?? 30) * 1000, permit, log });
+    }
+    try {
+      if (serveSelftest(req, res, req.headers.host!)) return;
+    } catch (e) {
+      return sendError(req, res, e, log);
     }
     handler(req, res);
   });
