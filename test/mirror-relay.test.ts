@@ -91,6 +91,7 @@ test('a push through the mirror reaches the upstream unchanged: 401 challenge, s
   assert.equal(t.url, tokenPath);
   assert.equal(t.headers.authorization, signed);
   assert.equal(t.headers['user-agent'], ua['User-Agent']);
+  assert.equal(t.headers.host, MIRRORED, 'the Host the client named, as the upstream signs and builds its realm with it');
 
   const bearer = { ...ua, Authorization: `Bearer ${TOKEN}` };
   const session = await goRequest(port, ca, 'POST', '/v2/alice/m/blobs/uploads/', { headers: { ...bearer, 'Content-Length': '0' } });

@@ -18,7 +18,8 @@ export const MAX_RELAY_BODY = 1100 * 1000 * 1000;
 export const MAX_RELAY_ANSWER = 1 << 20;
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) and what the connection to the upstream sets itself.
-const HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+// Host is kept: the upstream sees the name the client used (its realm and signatures use it).
+const HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 /** Requests for an intercepted host that go upstream: every write, and the upstream's sign-in. */
 export function isRelayed(req: IncomingMessage): boolean {
