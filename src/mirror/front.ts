@@ -73,7 +73,8 @@ function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
     } catch {
       // no ca.pem here (kept elsewhere): the leaf's own problem is the message
     }
-    throw new Error(`mirror: ${certPath}: ${root ?? problem}`);
+    const renew = /does not name/.test(problem) ? ` (renew it: ollama-registry ca init --renew-leaf --dir ${cfg.dir} --host ${cfg.hosts.join(' --host ')})` : '';
+    throw new Error(`mirror: ${certPath}: ${root ?? problem + renew}`);
   }
   return { cert, key };
 }
@@ -106,7 +107,10 @@ export async function startMirror(server: Server, handler: RequestHandler, cfg: 
       return void relay(req, res, { host, upstream, offline, idleMs: (upstream?.config.timeoutSeconds ?? 30) * 1000, permit, log });
     }
     try {
-      if (serveSelftest(req, res, req.headers.host!)) return;
+      if (serveSelftest(req, res, req.headers.host!)) {
+        log.info({ host, method: req.method, url: req.url?.slice(0, 200) }, 'mirror: self-test model served');
+        return;
+      }
     } catch (e) {
       return sendError(req, res, e, log);
     }
