@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { MAIN, spawnRegistry, tempDir, type SpawnedRegistry } from './support/server.js';
-import { connectStatus, goRequest, MIRRORED } from './support/mirror.js';
+import { connectStatus, goRequest, goTunnel, MIRRORED } from './support/mirror.js';
 
 interface Seen {
   method: string;
@@ -139,4 +139,23 @@ test('an upstream that stalls ends in a clear 502 after its timeout; the body it
   assert.equal(e.code, 'UPSTREAM_FAILED');
   assert.match(e.message, /did not answer PUT \/v2\/alice\/m\/manifests\/stall within 2 s/);
   assert.equal(seen[0]?.bytes, body.length);
+});
+
+test('a request body past the relay cap is refused with 413 before any of it goes upstream', async () => {
+  seen = [];
+  const socket = await goTunnel(port, ca);
+  const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request({ createConnection: () => socket, method: 'PATCH', host: MIRRORED, path: '/v2/alice/m/blobs/uploads/s1',
+      headers: { Host: MIRRORED, 'Content-Length': '2000000000', 'Content-Type': 'application/octet-stream' } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.once('error', reject);
+    req.write(Buffer.alloc(1024));
+  });
+  socket.destroy();
+  assert.equal(r.status, 413);
+  assert.match(JSON.parse(r.body).errors[0].message, /2000000000 bytes is larger than 1100000000; not relayed/);
+  assert.equal(seen.length, 0);
 });
