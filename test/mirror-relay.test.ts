@@ -46,6 +46,7 @@ function fakeUpstream(req: http.IncomingMessage, res: http.ServerResponse): void
     if (req.headers.authorization !== `Bearer ${TOKEN}`) {
       return void res.writeHead(401, { 'WWW-Authenticate': CHALLENGE, 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED","message":"sign in"}]}');
     }
+    if (req.method === 'HEAD') return void res.writeHead(404).end();
     if (req.method === 'POST' && p.endsWith('/away')) return void res.writeHead(302, { Location: 'http://10.0.0.1/elsewhere' }).end();
     if (req.method === 'POST') return void res.writeHead(202, { Location: `https://${MIRRORED}/v2/alice/m/blobs/uploads/s1?x=1`, 'X-Upstream': 'fake' }).end();
     if (req.method === 'PATCH' && req.headers['x-redirect-uploads']) {
@@ -98,6 +99,12 @@ test('a push through the mirror reaches the upstream unchanged: 401 challenge, s
   assert.equal(session.status, 202);
   assert.equal(session.headers.location, `https://${MIRRORED}/v2/alice/m/blobs/uploads/s1?x=1`);
   assert.equal(session.headers['x-upstream'], 'fake');
+
+  // After sign-in ollama checks each further blob with the upstream's token: only the upstream can answer.
+  const head = await goRequest(port, ca, 'HEAD', `/v2/alice/m/blobs/sha256:${'b'.repeat(64)}`, { headers: bearer });
+  assert.equal(head.status, 404);
+  assert.equal(seen.at(-1)?.method, 'HEAD');
+  assert.equal(seen.at(-1)?.headers.authorization, `Bearer ${TOKEN}`);
 
   const part = randomBytes(3 << 20);
   const headers = { ...bearer, 'Content-Type': 'application/octet-stream', 'Content-Range': `0-${part.length - 1}`, 'X-Custom': 'kept' };

@@ -21,9 +21,15 @@ export const MAX_RELAY_ANSWER = 1 << 20;
 // Host is kept: the upstream sees the name the client used (its realm and signatures use it).
 const HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
-/** Requests for an intercepted host that go upstream: every write, and the upstream's sign-in. */
+/**
+ * Requests for an intercepted host that go upstream: every write, the upstream's sign-in, and a
+ * HEAD that carries credentials: once a push has signed in, ollama sends the upstream's token
+ * with its "is this blob there?" checks, and only the upstream can answer those (a pull never
+ * holds a token here: the mirror serves it without a challenge).
+ */
 export function isRelayed(req: IncomingMessage): boolean {
-  if (req.method !== 'GET' && req.method !== 'HEAD') return true;
+  if (req.method === 'HEAD') return req.headers.authorization !== undefined;
+  if (req.method !== 'GET') return true;
   // registry.ollama.ai's realm is https://registry.ollama.ai/v2/token (ollama requires the realm
   // on the registry's own host since v0.14.3), so its token requests arrive here.
   return (req.url ?? '').split('?')[0] === TOKEN_PATH;
