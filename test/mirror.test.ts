@@ -252,6 +252,7 @@ test('doctor: all good with the proxy and the CA; says which part is wrong other
   assert.equal(good.code, 0, good.out);
   assert.match(good.out, /ok +TLS for registry\.ollama\.ai: certificate from "ollama-registry mirror CA" \(the mirror\)/);
   assert.match(good.out, /all good/);
+  assert.match(good.out, /prove it end to end: ollama pull ollama-registry-selftest/);
   const excluded = await doctor({ HTTPS_PROXY: proxy, NO_PROXY: 'ollama.ai', SSL_CERT_FILE: path.join(dir, 'ca.pem') });
   assert.match(excluded.out, /NO_PROXY entry ollama\.ai covers registry\.ollama\.ai/);
   assert.equal(excluded.code, 1, excluded.out); // direct: this machine has no route to the real one
