@@ -8,7 +8,7 @@ import { DEFAULT_HOST, isValidPart } from './names.js';
 import { finishRouting, hostList, parseRoutes, parseUpstreams, upstreamFromUrl, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
 import { parsePolicy, PolicyConfigError, type PolicyRule } from './auth/rules.js';
 import { parseDuration, parseSize } from './units.js';
-import { applyMirrorKey, type MirrorConfig } from './mirror/config.js';
+import { applyMirrorKey, withMirrorUpstreams, type MirrorConfig } from './mirror/config.js';
 import { applyLimit, defaultLimits, type Limits } from './limits.js';
 
 export interface Config {
@@ -402,6 +402,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const extra = cfg.upstreamAllowPrivateHosts;
     cfg.upstreams = cfg.upstreams.map((u) => ({ ...u, allowPrivateHosts: [...new Set([...u.allowPrivateHosts, ...extra])] }));
   }
+  cfg.upstreams = withMirrorUpstreams(cfg.mirror, cfg.upstreams);
   try {
     cfg.routes = finishRouting(cfg.upstreams, cfg.routes);
   } catch (e) {

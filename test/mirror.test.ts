@@ -8,12 +8,15 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { makeLeaf } from '../src/mirror/ca.js';
 import { MAIN, spawnRegistry, startTestRegistry, tempDir, type SpawnedRegistry, type TestRegistry } from './support/server.js';
 import { makeModel, type MadeModel } from './support/models.js';
+import { connectStatus as connectTo, goRequest, goTunnel as tunnelTo } from './support/mirror.js';
+
+const goGet = (p: string, headers: Record<string, string> = {}, host = HOST) => goRequest(proxyPort, ca, 'GET', p, { headers, host, tunnel: `${HOST}:443` });
+const connectStatus = (target: string) => connectTo(proxyPort, target);
 
 const run = promisify(execFile);
 const HOST = 'registry.ollama.ai';
@@ -108,41 +111,6 @@ test('openssl s_client through the proxy: the chain verifies for registry.ollama
   assert.match(r, /ALPN protocol: http\/1\.1/);
 });
 
-/** What Go's Transport does through HTTPS_PROXY: CONNECT, wait for 200, TLS with SNI and ALPN h2+http/1.1. */
-function goTunnel(target = `${HOST}:443`, servername = HOST): Promise<tls.TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: target, headers: { Host: target, 'User-Agent': 'Go-http-client/1.1' } });
-    req.once('connect', (res, socket) => {
-      if (res.statusCode !== 200) {
-        socket.destroy();
-        return reject(Object.assign(new Error(res.statusMessage ?? ''), { status: res.statusCode }));
-      }
-      const t = tls.connect({ socket, servername, ALPNProtocols: ['h2', 'http/1.1'], ca });
-      t.once('secureConnect', () => resolve(t));
-      t.once('error', reject);
-    });
-    req.once('error', reject);
-    req.end();
-  });
-}
-
-async function goGet(p: string, headers: Record<string, string> = {}, host = HOST): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
-  const socket = await goTunnel();
-  assert.equal(socket.alpnProtocol, 'http/1.1');
-  return new Promise((resolve, reject) => {
-    const req = http.request({ createConnection: () => socket, host, path: p, headers: { Host: host, ...headers } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => {
-        socket.destroy();
-        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(parts) });
-      });
-    });
-    req.once('error', reject);
-    req.end();
-  });
-}
-
 test('a Go-like client through the proxy pulls the model as ollama does: manifest, HEAD, probe, ranged parts, digests checked', async () => {
   const ua = { 'User-Agent': 'ollama/0.33.0 (amd64 linux) Go/go1.26.0' };
   const mf = await goGet('/v2/library/tiny/manifests/1', { ...ua, Accept: 'application/vnd.docker.distribution.manifest.v2+json' });
@@ -164,19 +132,6 @@ test('a Go-like client through the proxy pulls the model as ollama does: manifes
     assert.equal(`sha256:${createHash('sha256').update(Buffer.concat(parts)).digest('hex')}`, blob.digest);
   }
 });
-
-async function connectStatus(target: string): Promise<{ status: number; reason: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: target, headers: { Host: target } });
-    req.once('connect', (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode!, reason: res.statusMessage ?? '' });
-    });
-    req.once('response', (res) => resolve({ status: res.statusCode!, reason: res.statusMessage ?? '' }));
-    req.once('error', reject);
-    req.end();
-  });
-}
 
 test('CONNECT refusals: private and loopback addresses, other ports, unlisted hosts; never an open relay', async () => {
   for (const target of ['10.0.0.1:443', '127.0.0.1:443', '[::1]:443', '169.254.169.254:80', 'example.com:443', `${HOST}:80`, 'ollama.com:22']) {
@@ -214,12 +169,11 @@ test('an allow-listed tunnel target that resolves to loopback is refused after D
 });
 
 test('SNI for another name fails the handshake; a Host that differs from SNI gets 421; plain HTTP inside the tunnel gets nothing', async () => {
-  await assert.rejects(goTunnelWithSni('evil.example.com'));
+  await assert.rejects(tunnelTo(proxyPort, ca, `${HOST}:443`, 'evil.example.com'));
   const mis = await goGet('/v2/library/tiny/manifests/1', {}, 'registry.lan');
   assert.equal(mis.status, 421);
   assert.equal(JSON.parse(mis.body.toString()).errors[0].code, 'MISDIRECTED');
-  const push = await goRequest('PUT', '/v2/library/tiny/manifests/1');
-  assert.equal(push.status, 405);
+  assert.equal(mis.headers['x-content-type-options'], 'nosniff');
   const plain = await new Promise<string>((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: `${HOST}:443` });
     req.once('connect', (_res, socket) => {
@@ -235,25 +189,6 @@ test('SNI for another name fails the handshake; a Host that differs from SNI get
   assert.doesNotMatch(plain, /HTTP\/1\.1 200/);
   assert.doesNotMatch(plain, /schemaVersion/);
 });
-
-function goTunnelWithSni(servername: string): Promise<tls.TLSSocket> {
-  return goTunnel(`${HOST}:443`, servername);
-}
-
-async function goRequest(method: string, p: string): Promise<{ status: number }> {
-  const socket = await goTunnel();
-  return new Promise((resolve, reject) => {
-    const req = http.request({ createConnection: () => socket, method, host: HOST, path: p, headers: { Host: HOST } }, (res) => {
-      res.resume();
-      res.on('end', () => {
-        socket.destroy();
-        resolve({ status: res.statusCode! });
-      });
-    });
-    req.once('error', reject);
-    req.end('{}');
-  });
-}
 
 test('serve refuses a leaf for another name and an expired leaf, saying why', async () => {
   const root = { cert: ca.toString(), key: await readFile(path.join(dir, 'ca.key'), 'utf8') };
@@ -317,10 +252,12 @@ test('doctor: all good with the proxy and the CA; says which part is wrong other
   assert.equal(good.code, 0, good.out);
   assert.match(good.out, /ok +TLS for registry\.ollama\.ai: certificate from "ollama-registry mirror CA" \(the mirror\)/);
   assert.match(good.out, /all good/);
+  assert.match(good.out, /prove it end to end: ollama pull ollama-registry-selftest/);
   const excluded = await doctor({ HTTPS_PROXY: proxy, NO_PROXY: 'ollama.ai', SSL_CERT_FILE: path.join(dir, 'ca.pem') });
   assert.match(excluded.out, /NO_PROXY entry ollama\.ai covers registry\.ollama\.ai/);
   assert.equal(excluded.code, 1, excluded.out); // direct: this machine has no route to the real one
   const untrusted = await doctor({ HTTPS_PROXY: proxy });
   assert.equal(untrusted.code, 1);
   assert.match(untrusted.out, /FAIL the certificate is not trusted .*SSL_CERT_FILE/);
+  assert.match(untrusted.out, /FAIL ollama does not trust the registry's CA \(http:\/\/127\.0\.0\.1:\d+\/mirror\/ca\.pem/);
 });

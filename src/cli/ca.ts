@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { makeLeaf, makeRoot } from '../mirror/ca.js';
-import { checkHostname, defaultMirrorDir, DEFAULT_MIRROR_HOSTS, listOf } from '../mirror/config.js';
+import { makeLeaf, makeRoot, rootProblem } from '../mirror/ca.js';
+import { checkHostname, defaultMirrorDir, DEFAULT_MIRROR_HOSTS, KNOWN_MIRROR_HOSTS, listOf } from '../mirror/config.js';
 import { CliError, EXIT, fail } from './common.js';
 import { isIP } from 'node:net';
 
@@ -19,7 +19,7 @@ export function registerCa(program: Command): void {
   ca.command('init')
     .description('make a root CA limited (name constraints) to the mirrored hosts and this registry\'s own names, and the certificate the mirror serves')
     .option('--dir <dir>', `where to write ca.pem, ca.key, leaf.pem, leaf.key (default ${defaultMirrorDir()}; keep it outside the data folder)`)
-    .option('--host <name...>', `hosts to intercept (default ${DEFAULT_MIRROR_HOSTS.join(', ')})`)
+    .option('--host <name...>', `hosts to intercept, as mirror.hosts (default ${DEFAULT_MIRROR_HOSTS.join(', ')}; also known: ${KNOWN_MIRROR_HOSTS.join(', ')})`)
     .option('--name <name...>', "this registry's own DNS names or IP addresses, also allowed by the CA")
     .option('--renew-leaf', 'keep the CA, make a new leaf certificate (clients need no change)')
     .option('--force', 'replace an existing CA (every client must trust the new one)')
@@ -37,6 +37,8 @@ export function registerCa(program: Command): void {
           } catch {
             throw new CliError(`--renew-leaf needs the CA in ${dir} (ca.pem and ca.key); run ca init first`, EXIT.USAGE);
           }
+          const grown = rootProblem(root.cert, all, dir);
+          if (grown) throw new CliError(grown, EXIT.USAGE);
         } else {
           if (existsSync(caPem) && !opts.force) throw new CliError(`${caPem} exists; use --renew-leaf for a new leaf, or --force to replace the CA`, EXIT.USAGE);
           root = await makeRoot(all);

@@ -54,7 +54,8 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   app.access.start().catch((e: unknown) => app.log.warn({ err: (e as Error).message }, 'could not read the manifests for blob access'));
   let mirror: Mirror | undefined;
   try {
-    mirror = app.config.mirror ? await startMirror(server, onRequest, app.config.mirror, sites, app.config.offline, app.log, serverOptions(limits)) : undefined;
+    const mirrorOptions = { serverOptions: serverOptions(limits), upstreamFor: (h: string) => app.cache?.upstreamForHost(h) };
+    mirror = app.config.mirror ? await startMirror(server, onRequest, app.config.mirror, sites, app.config.offline, app.log, mirrorOptions) : undefined;
   } catch (e) {
     server.close();
     throw e;

@@ -105,3 +105,37 @@ export function leafProblem(certPem: string, names: string[], now = new Date()):
   if (missing.length) return `the certificate does not name ${missing.join(', ')} (it names ${[...have].join(', ') || 'nothing'})`;
   return null;
 }
+
+/** The names a root's name constraints permit (DNS subtrees, IP addresses); null when it has none or does not parse. */
+export function permittedNames(caPem: string): string[] | null {
+  try {
+    const ext = new x509.X509Certificate(caPem).getExtension(id_ce_nameConstraints);
+    if (!ext) return null;
+    const nc = AsnConvert.parse(ext.value, NameConstraints);
+    return Array.from(nc.permittedSubtrees ?? []).map((t) => t.base.dNSName ?? ipOf(t.base.iPAddress)).filter((n): n is string => !!n);
+  } catch {
+    return null;
+  }
+}
+
+function ipOf(octets: string | undefined): string | undefined {
+  // asn1-x509 gives the address/mask as text ("127.0.0.1/32"): the address part.
+  return octets?.split('/')[0];
+}
+
+/** Whether a DNS subtree or IP in `permitted` covers `name` (RFC 5280: the name or a subdomain). */
+export function permits(permitted: string[], name: string): boolean {
+  const n = name.toLowerCase();
+  return permitted.some((p) => n === p.toLowerCase() || (!isIP(n) && n.endsWith(`.${p.toLowerCase()}`)));
+}
+
+/** Why a root cannot vouch for all of `names` (the host list grew after `ca init`), or null. */
+export function rootProblem(caPem: string, names: string[], dir: string): string | null {
+  const permitted = permittedNames(caPem);
+  if (!permitted) return null;
+  const outside = names.filter((n) => !permits(permitted, n));
+  if (!outside.length) return null;
+  return `the CA in ${dir} may vouch only for ${permitted.join(', ')} (its name constraints), not ${outside.join(', ')}: ` +
+    `the intercepted hosts grew after ca init, so the CA must be re-made (ollama-registry ca init --force --dir ${dir} --host ${names.join(' --host ')}) ` +
+    'and every client must trust the new ca.pem';
+}

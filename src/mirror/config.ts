@@ -2,6 +2,7 @@
 // listener and which CONNECT targets are tunnelled.
 import os from 'node:os';
 import path from 'node:path';
+import { upstreamFromUrl, type UpstreamConfig } from '../upstream/config.js';
 
 export interface MirrorConfig {
   /** Folder made by `ollama-registry ca init` (ca.pem, leaf.pem, leaf.key; ca.key may be elsewhere). */
@@ -19,6 +20,8 @@ export interface MirrorConfig {
 }
 
 export const DEFAULT_MIRROR_HOSTS = ['registry.ollama.ai'];
+/** Hosts known to serve ollama's registry API, for messages (hf.co: `ollama pull hf.co/user/repo`). */
+export const KNOWN_MIRROR_HOSTS = ['registry.ollama.ai', 'hf.co'];
 export const DEFAULT_TUNNEL = ['ollama.com:443'];
 
 export function defaultMirrorDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -65,4 +68,19 @@ export function applyMirrorKey(current: MirrorConfig | undefined, key: string, r
     }
     default: throw new Error('unknown setting (mirror.enabled, mirror.dir, mirror.hosts, mirror.listen, mirror.tunnel, mirror.maxTunnels)');
   }
+}
+
+/** The upstream a mirrored host uses: the one configured for its host folder, else https://host. */
+function upstreamOf(host: string, upstreams: UpstreamConfig[]): UpstreamConfig | undefined {
+  return upstreams.find((u) => u.host.toLowerCase() === host);
+}
+
+/**
+ * The upstreams with one added for each mirrored host that has none (https://host, e.g. hf.co),
+ * so that the cache can fill it and the relay reach it. Called once the config is read.
+ */
+export function withMirrorUpstreams(mirror: MirrorConfig | undefined, upstreams: UpstreamConfig[]): UpstreamConfig[] {
+  if (!mirror) return upstreams;
+  const missing = mirror.hosts.filter((h) => !upstreamOf(h, upstreams));
+  return [...upstreams, ...missing.map((h) => upstreamFromUrl(`https://${h}`, 'mirror.hosts'))];
 }

@@ -13,11 +13,14 @@ import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { RegistryError } from '../errors.js';
-import { sendError } from '../http/respond.js';
+import { SECURITY_HEADERS, sendError } from '../http/respond.js';
 import type { SiteTable } from '../http/sites.js';
 import { isLocalAddress } from '../upstream/guard.js';
-import { leafProblem } from './ca.js';
+import type { Upstream } from '../upstream/client.js';
+import { leafProblem, rootProblem } from './ca.js';
 import type { MirrorConfig } from './config.js';
+import { isRelayed, relay } from './relay.js';
+import { serveSelftest } from './selftest.js';
 
 type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -28,7 +31,15 @@ export interface Mirror {
   close(): Promise<void>;
 }
 
-const READ_METHODS = new Set(['GET', 'HEAD']);
+/** How long the target of a redirect upload may be tunnelled after the upstream named it. */
+const PERMIT_MS = 3600_000;
+
+export interface MirrorOptions {
+  /** The main server's timeouts, so the TLS front has the same connection policy. */
+  serverOptions?: https.ServerOptions;
+  /** The upstream of an intercepted host (the relay's target). */
+  upstreamFor: (host: string) => Upstream | undefined;
+}
 
 function refuse(socket: Duplex, status: number, reason: string): void {
   // One line of ASCII: it becomes Go's error text ("Error: … ollama-registry: …").
@@ -55,31 +66,56 @@ function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
     throw new Error(`mirror: cannot read the certificate in ${cfg.dir} (${why}); make it with: ollama-registry ca init --dir ${cfg.dir}`, { cause: e });
   }
   const problem = leafProblem(cert.toString(), cfg.hosts);
-  if (problem) throw new Error(`mirror: ${certPath}: ${problem}`);
+  if (problem) {
+    // A leaf that misses a host: renewing it helps only if the CA may vouch for that host.
+    let root: string | null = null;
+    try {
+      root = rootProblem(readFileSync(path.join(cfg.dir, 'ca.pem'), 'utf8'), cfg.hosts, cfg.dir);
+    } catch {
+      // no ca.pem here (kept elsewhere): the leaf's own problem is the message
+    }
+    const renew = /does not name/.test(problem) ? ` (renew it: ollama-registry ca init --renew-leaf --dir ${cfg.dir} --host ${cfg.hosts.join(' --host ')})` : '';
+    throw new Error(`mirror: ${certPath}: ${root ?? problem + renew}`);
+  }
   return { cert, key };
 }
 
-/**
- * `sites`: the site table the handler answers by (the intercepted hosts are its sites);
- * `serverOptions`: the main server's timeouts, so the TLS front has the same connection policy.
- */
+/** `sites`: the site table the handler answers by (the intercepted hosts are its sites). */
 export async function startMirror(server: Server, handler: RequestHandler, cfg: MirrorConfig, sites: SiteTable, offline: boolean, log: Logger,
-  serverOptions: https.ServerOptions = {}): Promise<Mirror> {
+  opts: MirrorOptions): Promise<Mirror> {
   const hosts = new Set(sites.names());
+  // host:port → until when: the upstream's redirect-upload targets (its storage host).
+  const permits = new Map<string, number>();
+  const permit = (hostPort: string) => {
+    if (permits.size > 1000) permits.clear();
+    permits.set(hostPort, Date.now() + PERMIT_MS);
+  };
+  const permitted = (hostPort: string) => (permits.get(hostPort) ?? 0) > Date.now();
   const { cert, key } = loadLeaf(cfg);
   const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
   const front = https.createServer({
-    ...serverOptions, cert, key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'],
+    ...opts.serverOptions, cert, key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'],
     // Only the intercepted names get a certificate: a handshake for any other name fails.
     SNICallback: (name, cb) => (hosts.has(name.toLowerCase()) ? cb(null, context) : cb(new Error(`not an intercepted host: ${name}`))),
   }, (req, res) => {
+    // The front's own answers (421, the relay's) carry them too, not only the router's.
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     const sni = (req.socket as TLSSocket).servername;
     const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
     if (sni && host !== sni.toLowerCase()) {
       return sendError(req, res, new RegistryError('MISDIRECTED', `this connection is for ${sni}, not ${host.slice(0, 100) || 'an empty Host'}`), log);
     }
-    if (!READ_METHODS.has(req.method ?? '')) {
-      return sendError(req, res, new RegistryError('UNSUPPORTED', `this mirror serves pulls of ${host}; push to the real ${host} without the mirror, or to this registry by its own name`), log);
+    if (isRelayed(req)) {
+      const upstream = opts.upstreamFor(host);
+      return void relay(req, res, { host, upstream, offline, idleMs: (upstream?.config.timeoutSeconds ?? 30) * 1000, permit, log });
+    }
+    try {
+      if (serveSelftest(req, res, req.headers.host!)) {
+        log.info({ host, method: req.method, url: req.url?.slice(0, 200) }, 'mirror: self-test model served');
+        return;
+      }
+    } catch (e) {
+      return sendError(req, res, e, log);
     }
     handler(req, res);
   });
@@ -105,7 +141,9 @@ export async function startMirror(server: Server, handler: RequestHandler, cfg: 
       front.emit('connection', socket);
       return;
     }
-    if (!cfg.tunnel.includes(name)) return refuse(socket, 403, `${name} is not an allowed CONNECT target (allowed: ${[...hosts].map((h) => `${h}:443`).concat(cfg.tunnel).join(', ')})`);
+    if (!cfg.tunnel.includes(name) && !permitted(name)) {
+      return refuse(socket, 403, `${name} is not an allowed CONNECT target (allowed: ${[...hosts].map((h) => `${h}:443`).concat(cfg.tunnel).join(', ')})`);
+    }
     if (offline) return refuse(socket, 403, `offline: no tunnel to ${name}`);
     track(socket);
     void tunnel(socket, target, head, cfg, log);

@@ -32,13 +32,13 @@ export function setupText(i: SetupInput): string {
   const ca = `${i.registry}/mirror/ca.pem`;
   const host = new URL(i.registry).hostname;
   const proxy = i.mode === 'proxy';
-  const dnsNote = proxy ? '' : `\n# DNS mode: your LAN's DNS (or this machine's hosts file) must answer registry.ollama.ai with ${host}.\n`;
+  const dnsNote = proxy ? '' : `\n# DNS mode: your LAN's DNS (or this machine's hosts file) must answer registry.ollama.ai (and any other host the mirror intercepts, e.g. hf.co) with ${host}.\n`;
   switch (i.os) {
     case 'linux':
       if (i.uninstall) {
         return `sudo rm -f ${LINUX_DROPIN} ${LINUX_CA}\nsudo systemctl daemon-reload && sudo systemctl restart ollama\n`;
       }
-      return `${dnsNote}# As root on the machine that runs ollama (or: sudo ollama-registry client-setup --os linux --registry ${i.registry} --apply)\n` +
+      return `${dnsNote}# As root on the machine that runs ollama (or: sudo ollama-registry client-setup --os linux${proxy ? '' : ' --mode dns'} --registry ${i.registry} --apply)\n` +
         `sudo mkdir -p /etc/ollama-registry ${LINUX_DROPIN.replace(/\/[^/]+$/, '')}\n` +
         `curl -fsS ${ca} | sudo tee ${LINUX_CA} >/dev/null\n` +
         `sudo tee ${LINUX_DROPIN} >/dev/null <<'EOF'\n${linuxDropIn(i.registry, i.mode)}EOF\n` +
@@ -58,7 +58,7 @@ export function setupText(i: SetupInput): string {
         return 'certutil -user -delstore Root "ollama-registry mirror CA"\n' +
           (proxy ? 'reg delete HKCU\\Environment /v HTTPS_PROXY /f\nreg delete HKCU\\Environment /v NO_PROXY /f\n' : '') + 'REM then quit Ollama from the tray and start it again\n';
       }
-      return `${dnsNote ? `REM DNS mode: registry.ollama.ai must resolve to ${host} (LAN DNS, or C:\\Windows\\System32\\drivers\\etc\\hosts)\n` : ''}` +
+      return `${dnsNote ? `REM DNS mode: registry.ollama.ai (and any other intercepted host, e.g. hf.co) must resolve to ${host} (LAN DNS, or C:\\Windows\\System32\\drivers\\etc\\hosts)\n` : ''}` +
         `curl.exe -fsS ${ca} -o %TEMP%\\ollama-registry-ca.pem\n` +
         'certutil -user -addstore Root %TEMP%\\ollama-registry-ca.pem\n' +
         (proxy ? `setx HTTPS_PROXY ${i.registry}\nsetx NO_PROXY localhost,127.0.0.1,::1,${host}\n` : '') +

@@ -11,6 +11,8 @@ export interface UiFeatures {
   delete: false | { url: string };
   /** Sign-in: GET tokenUrl with Basic credentials → {"token": "..."}, sent as Bearer on prefetch/delete. */
   signIn: false | { tokenUrl: string };
+  /** The transparent mirror's client set-up page (absent when the mirror is off). */
+  mirror?: { setupUrl: string };
 }
 
 export function features(app: App): UiFeatures {
@@ -22,7 +24,7 @@ export function features(app: App): UiFeatures {
   // and there is a user to sign in as: the page signs in with a name and password only.
   const hasUsers = app.auth.store.users().length > 0;
   const signIn = hasUsers && (del || prefetch || !app.config.auth.anonymousRead) ? { tokenUrl: TOKEN_PATH } : false;
-  return { prefetch, delete: del, signIn };
+  return { prefetch, delete: del, signIn, ...(app.config.mirror ? { mirror: { setupUrl: '/mirror/setup' } } : {}) };
 }
 
 

@@ -7,6 +7,7 @@
 // undici: its EnvHttpProxyAgent gives proxy support with per-origin keep-alive pools, and its
 // request() streams bodies with low overhead.
 import { readFileSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { EnvHttpProxyAgent, errors as undiciErrors, request, type Dispatcher } from 'undici';
 import { UpstreamAuth, type SignIn } from './auth.js';
@@ -186,6 +187,17 @@ export class Upstream {
       return out;
     }
     throw new UpstreamError(this.name, 'invalid', `${this.describe()} redirected more than ${MAX_REDIRECTS} times`);
+  }
+
+  /**
+   * One request passed through as a client made it (the mirror's relay of pushes and sign-in):
+   * no redirect followed, no sign-in of our own, no retry; the guard still checks the target.
+   */
+  async relay(method: string, path: string, headers: Record<string, string | string[]>, body: Readable | null, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    this.checkCutOff();
+    const u = new URL(path.replace(/^\/+/, ''), this.base);
+    await this.guard.check(u, undefined, 'sent this registry to');
+    return request(u, { method: method as Dispatcher.HttpMethod, headers, body, dispatcher: this.dispatcher, signal, highWaterMark: 1 << 20 });
   }
 
   /** GET a manifest by tag or digest; resolves with its bytes or rejects with UpstreamError. */

@@ -102,6 +102,11 @@ async function showCatalog(): Promise<void> {
   const disk = document.getElementById('disk')!;
   disk.textContent = `Models use ${formatBytes(data.disk.bytes)} (${data.disk.blobs} blobs)` + (data.disk.free !== null ? ` · ${formatBytes(data.disk.free)} free` : '');
   renderAccount(data.features);
+  const mirror = document.getElementById('mirror-link') as HTMLAnchorElement | null;
+  if (mirror) {
+    mirror.hidden = !data.features.mirror;
+    if (data.features.mirror) mirror.href = data.features.mirror.setupUrl;
+  }
 
   const search = el('input', { type: 'search', id: 'q', placeholder: 'Filter: name, tag, family, quantization…', 'aria-label': 'Filter models', autocomplete: 'off', spellcheck: 'false' });
   search.value = params.get('q') ?? '';

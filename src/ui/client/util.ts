@@ -9,6 +9,7 @@ export interface Features {
   prefetch: false | { url: string };
   delete: false | { url: string };
   signIn: false | { tokenUrl: string };
+  mirror?: { setupUrl: string };
 }
 
 export interface CatalogResponse {
