@@ -1,0 +1,186 @@
+// The value types of the settings table (config-schema.ts) as valibot schemas: each one takes a
+// hostile raw value (a YAML scalar or list, an environment string, a flag) and gives the typed
+// value or one issue whose message says what was expected.
+import os from 'node:os';
+import path from 'node:path';
+import * as v from 'valibot';
+import { isValidPart } from './names.js';
+import { parseDuration, parseSize } from './units.js';
+import type { Config } from './config.js';
+
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(base, 'ollama-registry');
+}
+
+/** The host folder of pushed models unless configured: a name no real registry has. */
+export const DEFAULT_PUSH_HOST = 'ollama-registry.local';
+
+/** A schema from any raw value to T. */
+export type Leaf<T> = v.GenericSchema<unknown, T>;
+
+/** Thrown inside a parse function: the value is refused with this message. */
+export class Invalid extends Error {}
+
+/** A raw value as an error message shows it: JSON, cut short, and safe for cyclic YAML (aliases). */
+export function show(raw: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(raw) ?? String(raw);
+  } catch {
+    return '(a value that refers to itself)';
+  }
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** `expected WHAT, got RAW` as an Invalid to throw. */
+export function expected(what: string, raw: unknown): Invalid {
+  return new Invalid(`expected ${what}, got ${show(raw)}`);
+}
+
+/** A leaf from a parse function that throws Invalid (or a keyed error, which passes through). */
+export function leaf<T>(parse: (raw: unknown) => T): Leaf<T> {
+  return v.pipe(v.unknown(), v.rawTransform<unknown, T>(({ dataset, addIssue, NEVER }) => {
+    try {
+      return parse(dataset.value);
+    } catch (e) {
+      if (!(e instanceof Invalid)) throw e;
+      addIssue({ message: e.message });
+      return NEVER;
+    }
+  }));
+}
+
+export function text(raw: unknown): string {
+  if (typeof raw !== 'string' || raw === '') throw expected('a non-empty string', raw);
+  if (raw.length > 4096) throw new Invalid(`expected at most 4096 characters, got ${raw.length}`);
+  return raw;
+}
+
+export const str = leaf(text);
+export const filePath = leaf((raw) => path.resolve(text(raw)));
+
+const TRUE = /^(true|yes|1|on)$/i;
+const FALSE = /^(false|no|0|off)$/i;
+export const bool = v.union([
+  v.boolean(),
+  v.pipe(v.string(), v.regex(TRUE), v.transform(() => true)),
+  v.pipe(v.string(), v.regex(FALSE), v.transform(() => false)),
+], (issue) => `expected true or false, got ${show(issue.input)}`);
+
+/** Numbers and their string forms (environment, flags); booleans and '' are not numbers. */
+function num(raw: unknown): number {
+  if (typeof raw === 'number') return raw;
+  if (typeof raw === 'string' && raw.trim() !== '' && raw.length < 40) return Number(raw);
+  return NaN;
+}
+
+/** A whole number from `min` up to 2^53. */
+export function wholeNumber(min: number, what = `a whole number ≥ ${min}`): Leaf<number> {
+  return leaf((raw) => {
+    const n = num(raw);
+    if (!Number.isSafeInteger(n) || n < min) throw expected(what, raw);
+    return n;
+  });
+}
+
+export function positive(what = 'a number > 0'): Leaf<number> {
+  return leaf((raw) => {
+    const n = num(raw);
+    if (!Number.isFinite(n) || n <= 0) throw expected(what, raw);
+    return n;
+  });
+}
+
+/** Seconds from `90`, `30s`, `10m`, `2h`, `1d`; at most 10 years, so no timer overflows into a busy loop. */
+export function duration(what = 'a duration such as 30m, 6h, 1d or a number of seconds', opts: { zero?: boolean } = {}): Leaf<number> {
+  return leaf((raw) => {
+    const s = parseDuration(raw);
+    if (s === null || s > 10 * 365 * 86400 || (s === 0 && opts.zero === false)) throw expected(what, raw);
+    return s;
+  });
+}
+
+/** Bytes from `500GB`, `1.5TiB` or a number; at most 2^53. */
+export function size(what = 'a size such as 500GB, 1.5TiB or a number of bytes'): Leaf<number> {
+  return leaf((raw) => {
+    const n = parseSize(raw);
+    if (n === null || !Number.isSafeInteger(n)) throw expected(what, raw);
+    return n;
+  });
+}
+
+/** A YAML list, or a comma-separated string (environment, flags); at most 256 items. */
+export function list(raw: unknown): unknown[] {
+  const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null;
+  if (!items) throw expected('a list (or a comma-separated string)', raw);
+  if (items.length > 256) throw new Invalid(`expected at most 256 items, got ${items.length}`);
+  return items;
+}
+
+/** Host folder names (the first part of a model name: registry.ollama.ai, hf.co). */
+export const hostFolders = leaf((raw) => list(raw).map((h) => {
+  if (typeof h !== 'string' || !isValidPart('host', h)) throw new Invalid(`invalid host folder name ${show(h)}`);
+  return h;
+}));
+
+export const hostFolder = leaf((raw) => {
+  const h = text(raw);
+  if (!isValidPart('host', h)) throw new Invalid(`invalid host folder name ${show(h)}`);
+  return h;
+});
+
+/** `HOST:PORT`, `[v6]:PORT` or `PORT` (all interfaces). */
+export function parseListen(raw: unknown): { host: string; port: number } {
+  const value = typeof raw === 'number' ? String(raw) : typeof raw === 'string' && raw.length <= 300 ? raw : '';
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw expected('HOST:PORT or PORT', raw);
+  return { host: m[1] || m[2] || '0.0.0.0', port };
+}
+export const listen = leaf(parseListen);
+
+/** An http:// or https:// URL without credentials, query or fragment; trailing slashes dropped. */
+export const httpUrl = leaf((raw) => {
+  let u: URL;
+  try {
+    u = new URL(text(raw));
+  } catch (e) {
+    if (e instanceof Invalid) throw e;
+    throw expected('an http:// or https:// URL', raw);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw expected('an http:// or https:// URL', raw);
+  if (u.username || u.password || u.search || u.hash) throw new Invalid('the URL must not carry credentials, a query or a fragment');
+  return u.href.replace(/\/+$/, '');
+});
+
+/** One of a few words. */
+export function oneOf<const T extends string>(words: readonly T[]): Leaf<T> {
+  return v.picklist(words, (issue) => `expected ${words.join('|')}, got ${show(issue.input)}`);
+}
+
+/**
+ * One setting: its key in the YAML file, its environment variable, how it is checked and where it
+ * goes in Config (type-checked against the schema's output), and what the docs say about it.
+ */
+export interface Setting<T = unknown> {
+  key: string;
+  env?: string;
+  /** The command-line flag(s), for the docs (commands map them to the key). */
+  flag?: string;
+  /** What it is, one line for the configuration reference. */
+  doc: string;
+  /** The default as a raw value, parsed by `schema` as any other source would be (a function: depends on the environment). */
+  default?: unknown;
+  /** What the docs say the default is, when it is not one plain value (or there is none). */
+  defaultDoc?: string;
+  schema: Leaf<T>;
+  set(cfg: Config, value: T): void;
+  /** Never printed back (`config check`). */
+  secret?: boolean;
+}
+
+/** A table entry; T comes from the schema, so `set` must take what the schema gives. */
+export function setting<T>(s: Setting<T>): Setting {
+  return s as Setting;
+}
