@@ -7,6 +7,7 @@ import * as v from 'valibot';
 import { parseDocument } from 'yaml';
 import { PolicyConfigError, type PolicyRule } from './auth/rules.js';
 import { credentialHint, SETTINGS } from './config-schema.js';
+import { closest } from './config-values.js';
 import type { Limits } from './limits.js';
 import type { MirrorConfig } from './mirror/config.js';
 import { finishRouting, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
@@ -130,32 +131,6 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
   return cfg;
 }
 
-/** The candidate within 2 edits of `word` (a typo such as lisen → listen), if any. */
-function closest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = 3;
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestD) [best, bestD] = [c, d];
-  }
-  return best;
-}
-
-/** Levenshtein distance, with adjacent swaps counted as one edit (lsiten → listen). */
-function editDistance(a: string, b: string): number {
-  if (Math.abs(a.length - b.length) > 2 || a.length > 100) return 3;
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
 const BY_KEY = new Map(SETTINGS.map((s) => [s.key, s]));
 const BY_ENV = new Map(SETTINGS.filter((s) => s.env).map((s) => [s.env!, s]));
 /** Keys that are sections (storage, storage.s3, limits…): a value there must be a mapping. */
@@ -193,7 +168,7 @@ function readFile(file: string): unknown {
   }
   let doc: unknown;
   try {
-    const parsed = parseDocument(text, { uniqueKeys: true, prettyErrors: false, logLevel: 'silent' });
+    const parsed = parseDocument(text, { uniqueKeys: true, logLevel: 'silent' });
     const problem = parsed.errors[0] ?? parsed.warnings[0];
     if (problem) throw problem;
     doc = parsed.toJS({ maxAliasCount: 100 });

@@ -60,14 +60,14 @@ function mirrorOf(cfg: Config): MirrorConfig {
  * mirror.enabled is false in the end (config.ts looks at that after every source).
  */
 export const MIRROR_SETTINGS: Setting[] = [
-  setting({ key: 'mirror.enabled', env: 'OLLAMA_REGISTRY_MIRROR', defaultDoc: '`false`', schema: bool, set: (c, on) => { if (on) mirrorOf(c); },
+  setting({ key: 'mirror.enabled', env: 'OLLAMA_REGISTRY_MIRROR', flag: '`--mirror [DIR]` (`serve`)', defaultDoc: '`false`', schema: bool, set: (c, on) => { if (on) mirrorOf(c); },
     doc: 'the transparent mirror (see [Transparent mirror](#transparent-mirror))' }),
-  setting({ key: 'mirror.dir', env: 'OLLAMA_REGISTRY_MIRROR_DIR', defaultDoc: '`~/.config/ollama-registry/mirror`', schema: filePath, set: (c, v) => { mirrorOf(c).dir = v; },
+  setting({ key: 'mirror.dir', env: 'OLLAMA_REGISTRY_MIRROR_DIR', flag: '`--mirror DIR`', defaultDoc: '`~/.config/ollama-registry/mirror`', schema: filePath, set: (c, v) => { mirrorOf(c).dir = v; },
     doc: 'the CA folder made by `ca init`' }),
   setting({ key: 'mirror.hosts', env: 'OLLAMA_REGISTRY_MIRROR_HOSTS', defaultDoc: `\`[${DEFAULT_MIRROR_HOSTS.join(', ')}]\``,
     schema: leaf((raw) => list(raw).map(checkHostname)), set: (c, v) => { mirrorOf(c).hosts = v; },
     doc: 'hosts answered as if the mirror were them (`hf.co` too, if wanted)' }),
-  setting({ key: 'mirror.listen', env: 'OLLAMA_REGISTRY_MIRROR_LISTEN', defaultDoc: 'none (proxy mode only)', schema: listen, set: (c, v) => { mirrorOf(c).listen = v; },
+  setting({ key: 'mirror.listen', env: 'OLLAMA_REGISTRY_MIRROR_LISTEN', flag: '`--mirror-listen`', defaultDoc: 'none (proxy mode only)', schema: listen, set: (c, v) => { mirrorOf(c).listen = v; },
     doc: 'DNS mode: also listen for TLS here, e.g. `0.0.0.0:443`' }),
   setting({ key: 'mirror.tunnel', env: 'OLLAMA_REGISTRY_MIRROR_TUNNEL', defaultDoc: `\`[${DEFAULT_TUNNEL.join(', ')}]\``,
     schema: leaf((raw) => list(raw).map(checkTarget)), set: (c, v) => { mirrorOf(c).tunnel = v; },

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { DEFAULT_HOST, isValidPart } from '../names.js';
 import { parseDuration as parseSeconds } from '../units.js';
-import { bool, filePath, Invalid, leaf, setting, show, type Setting } from '../config-values.js';
+import { bool, closest, filePath, Invalid, leaf, setting, show, type Setting } from '../config-values.js';
 
 export interface UpstreamConfig {
   /** Short name used by routes and in messages. */
@@ -116,7 +116,11 @@ export function parseUpstreams(raw: unknown, key = 'upstreams'): UpstreamConfig[
     if (typeof item === 'string') return out.push(upstreamFromUrl(item, k));
     if (!item || typeof item !== 'object' || Array.isArray(item)) throw new UpstreamConfigError(k, 'expected a mapping with a url');
     const o = item as Record<string, unknown>;
-    for (const f of Object.keys(o)) if (!UPSTREAM_KEYS.has(f)) throw new UpstreamConfigError(`${k}.${f}`, `unknown setting (known: ${[...UPSTREAM_KEYS].join(', ')})`);
+    for (const f of Object.keys(o)) {
+      if (UPSTREAM_KEYS.has(f)) continue;
+      const near = closest(f, [...UPSTREAM_KEYS]);
+      throw new UpstreamConfigError(`${k}.${f}`, near ? `unknown setting; did you mean ${near}?` : `unknown setting (known: ${[...UPSTREAM_KEYS].join(', ')})`);
+    }
     if (typeof o.url !== 'string') throw new UpstreamConfigError(`${k}.url`, 'required: the base URL of the upstream registry');
     if (o.name !== undefined && (typeof o.name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/.test(o.name))) {
       throw new UpstreamConfigError(`${k}.name`, 'expected a short name of letters, digits, _ . : -');
