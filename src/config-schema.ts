@@ -4,7 +4,7 @@
 import { parsePolicy } from './auth/rules.js';
 import type { Config, S3Config } from './config.js';
 import {
-  bool, defaultDataDir, DEFAULT_PUSH_HOST, duration, expected, filePath, hostFolder, hostFolders, httpUrl, leaf, listen, list, oneOf, positive, setting, size, text, wholeNumber, type Setting,
+  age, bool, defaultDataDir, DEFAULT_PUSH_HOST, duration, expected, filePath, hostFolder, hostFolders, httpUrl, leaf, listen, list, oneOf, positive, setting, size, text, wholeNumber, type Setting,
 } from './config-values.js';
 import { LIMIT_SETTINGS } from './limits.js';
 import { MIRROR_SETTINGS } from './mirror/config.js';
@@ -75,7 +75,7 @@ const CORE_SETTINGS: Setting[] = [
     schema: size(), set: (c, v) => { c.storage.maxSize = v; }, doc: 'evict least-recently-pulled cached models past this (`500GB`, `1.5TiB`, bytes)' }),
   setting({ key: 'storage.gcInterval', env: 'OLLAMA_REGISTRY_GC_INTERVAL', default: 0, defaultDoc: 'none', schema: duration(),
     set: (c, v) => { c.storage.gcIntervalSeconds = v; }, doc: '`serve` runs gc this often (`6h`)' }),
-  setting({ key: 'storage.gcGrace', env: 'OLLAMA_REGISTRY_GC_GRACE', flag: '`--grace` (`gc`)', default: '1h', schema: duration(),
+  setting({ key: 'storage.gcGrace', env: 'OLLAMA_REGISTRY_GC_GRACE', flag: '`--grace` (`gc`)', default: '1h', schema: age(),
     set: (c, v) => { c.storage.gcGraceSeconds = v; }, doc: 'gc never deletes a blob younger than this' }),
   setting({ key: 'storage.cachedHosts', env: 'OLLAMA_REGISTRY_CACHED_HOSTS', default: [], defaultDoc: 'none (besides the upstreams\' host folders)',
     schema: hostFolders, set: (c, v) => { c.storage.cachedHosts = v; }, doc: 'host folders that are a cache (evictable) (comma list)' }),
@@ -100,13 +100,14 @@ const CORE_SETTINGS: Setting[] = [
     doc: 'answer blob GETs with a redirect to a presigned URL instead of streaming the bytes' }),
   setting({ key: 'storage.s3.redirectEndpoint', env: 'OLLAMA_REGISTRY_S3_REDIRECT_ENDPOINT', defaultDoc: '`storage.s3.endpoint`', schema: httpUrl,
     set: (c, v) => { s3Of(c).redirectEndpoint = v; }, doc: 'the endpoint clients reach for presigned URLs, when it differs' }),
-  setting({ key: 'storage.s3.redirectTtl', env: 'OLLAMA_REGISTRY_S3_REDIRECT_TTL', defaultDoc: '`24h`', schema: duration(),
+  setting({ key: 'storage.s3.redirectTtl', env: 'OLLAMA_REGISTRY_S3_REDIRECT_TTL', defaultDoc: '`24h`',
+    schema: duration('a duration such as 1h or 24h', { zero: false, max: 7 * 86400, maxText: '7d (the limit of a presigned URL)' }),
     set: (c, v) => { s3Of(c).redirectTtlSeconds = v; }, doc: 'lifetime of a presigned URL' }),
   setting({ key: 'pushHost', env: 'OLLAMA_REGISTRY_PUSH_HOST', default: DEFAULT_PUSH_HOST, schema: hostFolder, set: (c, v) => { c.pushHost = v; },
     doc: 'the host folder pushed models are stored under; searched first' }),
   setting({ key: 'allowDelete', env: 'OLLAMA_REGISTRY_ALLOW_DELETE', default: false, schema: bool, set: (c, v) => { c.allowDelete = v; },
     doc: 'DELETE of tags and manifests (to principals with the delete right)' }),
-  setting({ key: 'uploadMaxAgeHours', env: 'OLLAMA_REGISTRY_UPLOAD_MAX_AGE_HOURS', default: 24, schema: positive(), set: (c, v) => { c.uploadMaxAgeHours = v; },
+  setting({ key: 'uploadMaxAgeHours', env: 'OLLAMA_REGISTRY_UPLOAD_MAX_AGE_HOURS', default: 24, schema: positive('a number of hours > 0', 24 * 365), set: (c, v) => { c.uploadMaxAgeHours = v; },
     doc: 'push sessions untouched for this long are removed' }),
   setting({ key: 'uploads.maxSessionsPerClient', env: 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS_PER_CLIENT', default: 100, schema: wholeNumber(0, 'a whole number ≥ 0 (0: no cap)'),
     set: (c, v) => { c.uploads.maxSessionsPerClient = v; }, doc: 'open push sessions of one requester (`0` = no cap)' }),

@@ -50,6 +50,7 @@ export class Invalid extends Error {}
 
 /** A raw value as an error message shows it: JSON, cut short, and safe for cyclic YAML (aliases). */
 export function show(raw: unknown): string {
+  if (typeof raw === 'number' && !Number.isFinite(raw)) return String(raw);
   let s: string;
   try {
     s = JSON.stringify(raw) ?? String(raw);
@@ -101,31 +102,44 @@ function num(raw: unknown): number {
   return NaN;
 }
 
-/** A whole number from `min` up to 2^53. */
-export function wholeNumber(min: number, what = `a whole number ≥ ${min}`): Leaf<number> {
+/** A whole number from `min` up to `max` (default 2^53). */
+export function wholeNumber(min: number, what = `a whole number ≥ ${min}`, max = Number.MAX_SAFE_INTEGER): Leaf<number> {
   return leaf((raw) => {
     const n = num(raw);
     if (!Number.isSafeInteger(n) || n < min) throw expected(what, raw);
+    if (n > max) throw expected(`at most ${max}`, raw);
     return n;
   });
 }
 
-export function positive(what = 'a number > 0'): Leaf<number> {
+export function positive(what = 'a number > 0', max = YEARS_10): Leaf<number> {
   return leaf((raw) => {
     const n = num(raw);
-    if (!Number.isFinite(n) || n <= 0) throw expected(what, raw);
+    if (!Number.isFinite(n) || n <= 0 || n > max) throw expected(n > max ? `at most ${max}` : what, raw);
     return n;
   });
 }
 
-/** Seconds from `90`, `30s`, `10m`, `2h`, `1d`; at most 10 years, so no timer overflows into a busy loop. */
-export function duration(what = 'a duration such as 30m, 6h, 1d or a number of seconds', opts: { zero?: boolean } = {}): Leaf<number> {
+/** The longest wait a node timer takes (2^31-1 ms, 24.8 days); past it node fires after 1 ms. */
+export const TIMER_MAX_SECONDS = 24 * 86400;
+const YEARS_10 = 10 * 365 * 86400;
+
+/**
+ * Seconds from `90`, `30s`, `10m`, `2h`, `1d`. At most `max` (default 24d, a timer's limit, since
+ * most durations end up in one); `zero: false` refuses 0.
+ */
+export function duration(what = 'a duration such as 30m, 6h, 1d or a number of seconds', opts: { zero?: boolean; max?: number; maxText?: string } = {}): Leaf<number> {
+  const max = opts.max ?? TIMER_MAX_SECONDS;
   return leaf((raw) => {
     const s = parseDuration(raw);
-    if (s === null || s > 10 * 365 * 86400 || (s === 0 && opts.zero === false)) throw expected(what, raw);
+    if (s === null || (s === 0 && opts.zero === false)) throw expected(what, raw);
+    if (s > max) throw expected(`at most ${opts.maxText ?? '24d'}`, raw);
     return s;
   });
 }
+
+/** A duration that is compared with clocks, never waited for: up to 10 years. */
+export const age = (what?: string) => duration(what, { max: YEARS_10, maxText: '10 years' });
 
 /** Bytes from `500GB`, `1.5TiB` or a number; at most 2^53. */
 export function size(what = 'a size such as 500GB, 1.5TiB or a number of bytes'): Leaf<number> {

@@ -45,7 +45,7 @@ export const LIMIT_SETTINGS: Setting[] = [
     doc: 'more open connections: `503 UNAVAILABLE` with `Retry-After`, closed (on TLS: just closed)' }),
   setting({ key: 'limits.maxConnectionsPerAddress', default: 200, schema: count, set: (c, v) => { c.limits.maxConnectionsPerAddress = v; },
     doc: 'more from one client address: `429 TOOMANYREQUESTS` with `Retry-After`, closed' }),
-  setting({ key: 'limits.passwordWorkers', default: 1, schema: count, set: (c, v) => { c.limits.passwordWorkers = v; },
+  setting({ key: 'limits.passwordWorkers', default: 1, schema: wholeNumber(1, 'a whole number >= 1', 64), set: (c, v) => { c.limits.passwordWorkers = v; },
     doc: 'threads that run scrypt for password checks, apart from the file-read pool' }),
   setting({ key: 'limits.passwordQueue', default: 64, schema: count, set: (c, v) => { c.limits.passwordQueue = v; },
     doc: 'password checks waiting for a thread; more: `503` with `Retry-After`' }),

@@ -121,9 +121,16 @@ test('hostile config files: YAML bombs, cycles, huge or binary files, deep nesti
 test('hostile values: sizes, durations, ports, URLs, numbers out of range, long strings', async () => {
   const bad: Array<[string, RegExp]> = [
     ['listen: 1.2.3.4:70000\n', /listen: expected HOST:PORT or PORT, got "1\.2\.3\.4:70000"/],
-    ['storage: {maxSize: 1e400}\n', /storage\.maxSize: expected a size/],
+    ['storage: {maxSize: 1e400}\n', /storage\.maxSize: expected a size such as 500GB, 1\.5TiB or a number of bytes, got Infinity/],
     ['storage: {maxSize: 99999999999999999TiB}\n', /storage\.maxSize: expected a size/],
-    ['storage: {gcInterval: 99999999999d}\n', /storage\.gcInterval: expected a duration/],
+    // Waits past 24.8 days overflow node's timers, which then fire after 1 ms: gc in a busy loop.
+    ['storage: {gcInterval: 99999999999d}\n', /storage\.gcInterval: expected at most 24d, got "99999999999d"/],
+    ['storage: {gcInterval: 30d}\n', /storage\.gcInterval: expected at most 24d/],
+    ['limits: {headersTimeout: 60d}\n', /limits\.headersTimeout: expected at most 24d/],
+    ['upstreams: [{url: "https://a.example", timeout: 90d}]\n', /upstreams\[0\]\.timeout: expected at most 24d/],
+    ['storage: {s3: {bucket: models, redirectTtl: 8d}}\n', /storage\.s3\.redirectTtl: expected at most 7d/],
+    ['limits: {passwordWorkers: 100000}\n', /limits\.passwordWorkers: expected at most 64, got 100000/],
+    ['auth: {tokenTtlSeconds: 1e300}\n', /auth\.tokenTtlSeconds: expected at most/],
     ['storage: {gcInterval: -5}\n', /storage\.gcInterval: expected a duration/],
     ['uploads: {maxSessions: 1.5}\n', /uploads\.maxSessions: expected a whole number ≥ 0/],
     ['uploads: {maxSessions: true}\n', /uploads\.maxSessions: expected a whole number ≥ 0/],

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { DEFAULT_HOST, isValidPart } from '../names.js';
 import { parseDuration as parseSeconds } from '../units.js';
-import { bool, closest, filePath, Invalid, leaf, setting, show, type Setting } from '../config-values.js';
+import { bool, closest, filePath, Invalid, leaf, setting, show, TIMER_MAX_SECONDS, type Setting } from '../config-values.js';
 
 export interface UpstreamConfig {
   /** Short name used by routes and in messages. */
@@ -53,8 +53,9 @@ export class UpstreamConfigError extends Error {
 const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'key', 'username', 'password', 'allowPrivateHosts']);
 
 /** A duration (`30s`, `10m`, `2h`, or seconds) with an error naming the key. */
-export function parseDuration(v: unknown, key: string): number {
+export function parseDuration(v: unknown, key: string, max = TIMER_MAX_SECONDS): number {
   const n = parseSeconds(v);
+  if (n !== null && n > max) throw new UpstreamConfigError(key, `expected at most ${max / 86400}d, got ${show(v)}`);
   if (n === null) throw new UpstreamConfigError(key, `expected a duration such as 30s, 10m, 2h or a number of seconds, got ${show(v)}`);
   return n;
 }
@@ -90,7 +91,7 @@ export function upstreamFromUrl(url: string, key: string, extra: Record<string, 
     name: typeof extra.name === 'string' ? extra.name : host,
     url: base,
     host,
-    freshnessSeconds: extra.freshness === undefined ? 600 : parseDuration(extra.freshness, `${key}.freshness`),
+    freshnessSeconds: extra.freshness === undefined ? 600 : parseDuration(extra.freshness, `${key}.freshness`, 3650 * 86400),
     timeoutSeconds: extra.timeout === undefined ? 30 : parseDuration(extra.timeout, `${key}.timeout`),
     retries: extra.retries === undefined ? 2 : count(extra.retries, `${key}.retries`),
     maxFailures: extra.maxFailures === undefined ? 5 : count(extra.maxFailures, `${key}.maxFailures`),
