@@ -4,7 +4,8 @@
 import { parsePolicy } from './auth/rules.js';
 import type { Config, S3Config } from './config.js';
 import {
-  age, bool, defaultDataDir, DEFAULT_PUSH_HOST, duration, expected, filePath, hostFolder, hostFolders, httpUrl, leaf, listen, list, oneOf, positive, setting, size, text, wholeNumber, type Setting,
+  age, bool, defaultDataDir, DEFAULT_PUSH_HOST, duration, expected, filePath, hostFolder, hostFolders, httpOrigin, httpUrl, leaf, listen, list, oneOf, positive, setting,
+  size, text, wholeNumber, type Setting,
 } from './config-values.js';
 import { LIMIT_SETTINGS } from './limits.js';
 import { MIRROR_SETTINGS } from './mirror/config.js';
@@ -85,6 +86,10 @@ const CORE_SETTINGS: Setting[] = [
   setting({ key: 'storage.scratch', env: 'OLLAMA_REGISTRY_SCRATCH', defaultDoc: '`<data>/.ollama-registry/scratch`', schema: filePath,
     set: (c, v) => { c.storage.scratch = v; },
     doc: 'a local folder for fill staging, pushed parts and hashing; keep it on the data folder\'s file system so files move in by rename' }),
+  setting({ key: 'storage.lease', env: 'OLLAMA_REGISTRY_LEASE', default: '30s', schema: duration('a duration of at least 1s such as 30s', { min: 1 }),
+    set: (c, v) => { c.storage.leaseSeconds = v; }, doc: 'a lease (the owner of a fill) not renewed for this long is free: another process takes the work over' }),
+  setting({ key: 'storage.advertiseUrl', env: 'OLLAMA_REGISTRY_ADVERTISE_URL', defaultDoc: 'the address `serve` listens on', schema: httpOrigin,
+    set: (c, v) => { c.storage.advertiseUrl = v; }, doc: 'the URL other registry processes reach this one at (the fills they follow)' }),
   setting({ key: 'storage.s3.bucket', env: 'OLLAMA_REGISTRY_S3_BUCKET', defaultDoc: 'none (the data folder holds everything)', schema: bucket,
     set: (c, v) => { s3Of(c).bucket = v; },
     doc: 'keep blobs and manifests in this S3 bucket; credentials only from the AWS SDK\'s usual places (`AWS_ACCESS_KEY_ID`…, `~/.aws/`)' }),

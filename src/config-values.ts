@@ -128,11 +128,11 @@ const YEARS_10 = 10 * 365 * 86400;
  * Seconds from `90`, `30s`, `10m`, `2h`, `1d`. At most `max` (default 24d, a timer's limit, since
  * most durations end up in one); `zero: false` refuses 0.
  */
-export function duration(what = 'a duration such as 30m, 6h, 1d or a number of seconds', opts: { zero?: boolean; max?: number; maxText?: string } = {}): Leaf<number> {
+export function duration(what = 'a duration such as 30m, 6h, 1d or a number of seconds', opts: { zero?: boolean; min?: number; max?: number; maxText?: string } = {}): Leaf<number> {
   const max = opts.max ?? TIMER_MAX_SECONDS;
   return leaf((raw) => {
     const s = parseDuration(raw);
-    if (s === null || (s === 0 && opts.zero === false)) throw expected(what, raw);
+    if (s === null || (s === 0 && opts.zero === false) || s < (opts.min ?? 0)) throw expected(what, raw);
     if (s > max) throw expected(`at most ${opts.maxText ?? '24d'}`, raw);
     return s;
   });
@@ -192,6 +192,14 @@ export const httpUrl = leaf((raw) => {
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw expected('an http:// or https:// URL', raw);
   if (u.username || u.password || u.search || u.hash) throw new Invalid('the URL must not carry credentials, a query or a fragment');
   return u.href.replace(/\/+$/, '');
+});
+
+/** The origin (scheme://host:port) of an http(s) URL without credentials. */
+export const httpOrigin = leaf((raw) => {
+  const t = text(raw);
+  const u = URL.canParse(t) ? new URL(t) : null;
+  if (!u || !/^https?:$/.test(u.protocol) || u.username || u.password) throw expected('an http(s) URL without credentials', raw);
+  return u.origin;
 });
 
 /** One of a few words. */

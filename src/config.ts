@@ -56,6 +56,10 @@ export interface Config {
     minFree: MinFree;
     /** A local folder for work that needs random access (fill staging, pushed parts, hashing); default <data>/.ollama-registry/scratch. */
     scratch?: string;
+    /** A lease (a fill's owner) not renewed for this long is free: another process takes the work over. */
+    leaseSeconds: number;
+    /** The URL other registry processes reach this one at (fills they follow); default: the address `serve` listens on. */
+    advertiseUrl?: string;
     /** Keep the store in an S3 bucket instead of the data folder (credentials: the AWS SDK's usual chain only). */
     s3?: S3Config;
   };

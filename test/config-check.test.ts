@@ -142,6 +142,8 @@ test('hostile values: sizes, durations, ports, URLs, numbers out of range, long 
     ['pushHost: "../../etc"\n', /pushHost: invalid host folder name/],
     [`data: "${'d'.repeat(5000)}"\n`, /data: expected at most 4096 characters, got 5000/],
     [`hosts: [${Array(300).fill('a.b').join(', ')}]\n`, /hosts: expected at most 256 items, got 300/],
+    ['storage: {lease: 0.5}\n', /storage\.lease: expected a duration of at least 1s/],
+    ['storage: {advertiseUrl: "ftp://10.0.0.5"}\n', /storage\.advertiseUrl: expected an http\(s\) URL without credentials/],
     ['allowDelete: maybe\n', /allowDelete: expected true or false, got "maybe"/],
     ['log: {format: [json]}\n', /log\.format: expected json\|text\|auto, got \["json"\]/],
   ];
