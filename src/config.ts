@@ -1,18 +1,18 @@
 // One typed configuration: defaults < YAML file < environment < command-line flags, every key
 // described once in the settings table (config-schema.ts). Every error names the key it is about
 // and where the value came from; `config check` gets all of them at once.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import * as v from 'valibot';
-import { parseDocument } from 'yaml';
 import { PolicyConfigError, type PolicyRule } from './auth/rules.js';
 import { credentialHint, SETTINGS } from './config-schema.js';
 import { closest } from './config-values.js';
+import { ConfigError, readConfigFile } from './config-file.js';
 import type { Limits } from './limits.js';
 import type { MirrorConfig } from './mirror/config.js';
 import { finishRouting, UpstreamConfigError, type RouteConfig, type UpstreamConfig } from './upstream/config.js';
 
 export { defaultDataDir, DEFAULT_PUSH_HOST } from './config-values.js';
+export { ConfigError } from './config-file.js';
 
 export interface Config {
   /** The data folder: an ollama models folder plus .ollama-registry/. */
@@ -106,15 +106,6 @@ export interface S3Config {
 /** A free-space floor: bytes, a percentage of the file system, or both (the smaller applies). */
 export interface MinFree { bytes?: number; percent?: number }
 
-export class ConfigError extends Error {
-  constructor(readonly key: string, message: string) {
-    super(`config: ${key}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
-
-/** The config file's size cap: settings fit in a few KiB; anything near this is not a config file. */
-const MAX_FILE_BYTES = 1 << 20;
 /** How deep the file's mappings may nest (the deepest key, storage.s3.x, is 3). */
 const MAX_DEPTH = 8;
 /** Environment variables of ours that are not settings. */
@@ -149,39 +140,6 @@ function flatten(obj: unknown, prefix: string, out: Array<[string, unknown]>, er
     }
     for (const [k, val] of Object.entries(obj)) flatten(val, prefix ? `${prefix}.${k}` : k, out, errors, source, depth + 1);
   } else if (prefix) out.push([prefix, obj]);
-}
-
-/** The YAML file as a mapping; size-capped, aliases capped by the yaml library (billion laughs), warnings are errors. */
-function readFile(file: string): unknown {
-  let text: string;
-  try {
-    const fd = openSync(file, 'r');
-    try {
-      if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
-      const buf = Buffer.alloc(MAX_FILE_BYTES + 1);
-      let n = 0;
-      for (let got = -1; got !== 0 && n < buf.length;) n += got = readSync(fd, buf, n, buf.length - n, null);
-      if (n > MAX_FILE_BYTES) throw new ConfigError(file, `too large for a config file (over ${MAX_FILE_BYTES >> 10} KiB)`);
-      text = buf.subarray(0, n).toString('utf8');
-    } finally {
-      closeSync(fd);
-    }
-  } catch (e) {
-    if (e instanceof ConfigError) throw e;
-    throw new ConfigError(file, `cannot read it: ${(e as Error).message}`);
-  }
-  let doc: unknown;
-  try {
-    const parsed = parseDocument(text, { uniqueKeys: true, logLevel: 'silent' });
-    const problem = parsed.errors[0] ?? parsed.warnings[0];
-    if (problem) throw problem;
-    doc = parsed.toJS({ maxAliasCount: 100 });
-  } catch (e) {
-    // The first line of the yaml library's message; it ends in ':' before a source excerpt.
-    throw new ConfigError(file, `not valid YAML: ${(e as Error).message.split('\n')[0]!.replace(/:\s*$/, '')}`);
-  }
-  if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError(file, 'must be a YAML mapping of settings');
-  return doc ?? {};
 }
 
 /** Errors thrown with their own (longer) key by the upstream and policy parsers. */
@@ -288,7 +246,7 @@ export function checkConfig(opts: LoadOptions = {}): CheckResult {
   if (file) {
     try {
       const entries: Array<[string, unknown]> = [];
-      flatten(readFile(file), '', entries, loader.errors, file);
+      flatten(readConfigFile(file), '', entries, loader.errors, file);
       loader.apply(entries, file);
       loader.cfg.configFile = path.resolve(file);
     } catch (e) {

@@ -8,7 +8,9 @@ import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { limitsTable, settingsTable } from '../src/config-docs.js';
 import { cli } from './support/cli.js';
-import { tempDir } from './support/server.js';
+import { eventually } from './support/eventually.js';
+import { request } from './support/http.js';
+import { startTestRegistry, tempDir } from './support/server.js';
 
 const CLEAN = { OLLAMA_REGISTRY_CONFIG: '', OLLAMA_REGISTRY_DATA: '', OLLAMA_REGISTRY_UPSTREAM: '' };
 const README = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../README.md');
@@ -151,4 +153,19 @@ test('hostile values: sizes, durations, ports, URLs, numbers out of range, long 
   // A value is quoted in an error, but never at full length.
   const long = refusal(await configFile(`listen: "${'x'.repeat(3000)}"\n`));
   assert.ok(long.length < 200, long);
+});
+
+test('a policy reload reads the config file with the same caps: a huge or cyclic edit is refused, the rules stay', async (t) => {
+  const deny = 'policy:\n  - name: no-private\n    deny: pull\n    names: "private/*"\n';
+  const file = await configFile(deny);
+  const cfg = loadConfig({ file, env: {} });
+  const reg = await startTestRegistry({ config: { policy: cfg.policy, configFile: cfg.configFile } });
+  t.after(reg.close);
+  t.after(() => reg.app.policy.close());
+  const configCheck = async () => (await request(reg.url, '/readyz')).json().checks.config as string;
+  await writeFile(file, `${deny}#${'x'.repeat(2 << 20)}\n`);
+  await eventually(async () => assert.match(await configCheck(), /the last edit was not applied: .*config\.yaml: too large for a config file/));
+  await writeFile(file, 'policy: &p\n  - deny: pull\n    names: *p\n');
+  await eventually(async () => assert.match(await configCheck(), /the last edit was not applied: .*policy\[0\]\.names/));
+  assert.equal((await request(reg.url, '/v2/private/secret/manifests/latest')).status, 403, 'the previous rules stay in force');
 });
