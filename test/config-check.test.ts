@@ -167,5 +167,8 @@ test('a policy reload reads the config file with the same caps: a huge or cyclic
   await eventually(async () => assert.match(await configCheck(), /the last edit was not applied: .*config\.yaml: too large for a config file/));
   await writeFile(file, 'policy: &p\n  - deny: pull\n    names: *p\n');
   await eventually(async () => assert.match(await configCheck(), /the last edit was not applied: .*policy\[0\]\.names/));
+  // A file that is a list is no config: it must not read as "no rules" and let everything through.
+  await writeFile(file, '- policy: []\n');
+  await eventually(async () => assert.match(await configCheck(), /the last edit was not applied: .*must be a YAML mapping of settings/));
   assert.equal((await request(reg.url, '/v2/private/secret/manifests/latest')).status, 403, 'the previous rules stay in force');
 });
