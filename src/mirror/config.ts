@@ -61,7 +61,7 @@ function mirrorOf(cfg: Config): MirrorConfig {
  */
 export const MIRROR_SETTINGS: Setting[] = [
   setting({ key: 'mirror.enabled', env: 'OLLAMA_REGISTRY_MIRROR', flag: '`--mirror [DIR]` (`serve`)', defaultDoc: '`false`', schema: bool, set: (c, on) => { if (on) mirrorOf(c); },
-    doc: 'the transparent mirror (see [Transparent mirror](#transparent-mirror))' }),
+    doc: 'the transparent mirror (see [The transparent mirror](#the-transparent-mirror-ollama-pull-gemma22b-unchanged))' }),
   setting({ key: 'mirror.dir', env: 'OLLAMA_REGISTRY_MIRROR_DIR', flag: '`--mirror DIR`', defaultDoc: '`~/.config/ollama-registry/mirror`', schema: filePath, set: (c, v) => { mirrorOf(c).dir = v; },
     doc: 'the CA folder made by `ca init`' }),
   setting({ key: 'mirror.hosts', env: 'OLLAMA_REGISTRY_MIRROR_HOSTS', defaultDoc: `\`[${DEFAULT_MIRROR_HOSTS.join(', ')}]\``,
