@@ -2,6 +2,7 @@
 // the README's tables are this output, and a test keeps them equal.
 import { SETTINGS } from './config-schema.js';
 import type { Setting } from './config-values.js';
+import { UPSTREAM_FIELDS } from './upstream/config.js';
 
 function defaultText(s: Setting): string {
   if (s.defaultDoc !== undefined) return s.defaultDoc;
@@ -33,7 +34,13 @@ export function limitsTable(): string {
   return ['| setting | default | what happens past it |', '|---|---|---|', ...rows].join('\n');
 }
 
-/** Both tables, as `config docs` prints them. */
+/** The fields of one entry of `upstreams:`. */
+export function upstreamsTable(): string {
+  const rows = UPSTREAM_FIELDS.map((f) => `| \`${f.field}\` | ${cell(f.default)} | ${cell(f.doc)} |`);
+  return ['| `upstreams[]` field | default | what |', '|---|---|---|', ...rows].join('\n');
+}
+
+/** Every table, as `config docs` prints them. */
 export function configReference(): string {
-  return `${settingsTable()}\n\n${limitsTable()}\n`;
+  return `${settingsTable()}\n\n${upstreamsTable()}\n\n${limitsTable()}\n`;
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { limitsTable, settingsTable } from '../src/config-docs.js';
+import { limitsTable, settingsTable, upstreamsTable } from '../src/config-docs.js';
 import { cli } from './support/cli.js';
 import { eventually } from './support/eventually.js';
 import { request } from './support/http.js';
@@ -36,12 +36,13 @@ test('the README configuration tables are the ones the settings table prints', a
   const readme = await readFile(README, 'utf8');
   assert.ok(readme.includes(`${settingsTable()}\n`), 'README "Configuration" table differs from `ollama-registry config docs`: paste its output');
   assert.ok(readme.includes(`${limitsTable()}\n`), 'README "Limits" table differs from `ollama-registry config docs`: paste its output');
+  assert.ok(readme.includes(`${upstreamsTable()}\n`), 'README `upstreams[]` table differs from `ollama-registry config docs`: paste its output');
   // Every link of the reference to a README section leads to a heading (GitHub's anchors).
   const anchors = new Set([...readme.matchAll(/^#+ (.+)$/gm)].map((m) => m[1]!.toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-')));
   for (const [, anchor] of `${settingsTable()}${limitsTable()}`.matchAll(/\]\(#([^)]+)\)/g)) assert.ok(anchors.has(anchor!), `no README heading for #${anchor}`);
   const docs = await cli(['config', 'docs'], { env: CLEAN });
   assert.equal(docs.code, 0, docs.stderr);
-  assert.equal(docs.stdout, `${settingsTable()}\n\n${limitsTable()}\n`);
+  assert.equal(docs.stdout, `${settingsTable()}\n\n${upstreamsTable()}\n\n${limitsTable()}\n`);
 });
 
 test('config check: a good file prints ok and what it and the environment set, passwords hidden', async () => {

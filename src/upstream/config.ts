@@ -50,7 +50,23 @@ export class UpstreamConfigError extends Error {
   }
 }
 
-const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'key', 'username', 'password', 'allowPrivateHosts']);
+/** The fields of one `upstreams:` entry, with what the reference says of each (upstreamFromUrl checks them). */
+export const UPSTREAM_FIELDS: Array<{ field: string; default: string; doc: string }> = [
+  { field: 'url', default: '(required)', doc: 'base URL, `http://` or `https://` (a path prefix is kept)' },
+  { field: 'name', default: 'the host folder', doc: 'short name for routes and messages (letters, digits, `_ . : -`)' },
+  { field: 'host', default: 'the URL\'s host[:port]', doc: 'host folder that cached models are stored under' },
+  { field: 'freshness', default: '`10m`', doc: 'a cached tag is re-checked upstream when older than this; by-digest manifests never are' },
+  { field: 'timeout', default: '`30s`', doc: 'no response or no body byte for this long: the request failed' },
+  { field: 'retries', default: '`2`', doc: 'extra attempts after a network error or a 5xx/429' },
+  { field: 'maxFailures', default: '`5`', doc: 'after this many failures in a row the upstream is cut off…' },
+  { field: 'failTimeout', default: '`30s`', doc: '…for this long' },
+  { field: 'ca', default: 'none', doc: 'extra CA certificates (PEM file) trusted for this upstream' },
+  { field: 'key', default: '`upstreamKey`', doc: 'this upstream\'s own ed25519 key file' },
+  { field: 'username', default: 'none (anonymous)', doc: 'for the token realm of a CNCF registry, or its htpasswd' },
+  { field: 'password', default: 'none', doc: 'with `username`' },
+  { field: 'allowPrivateHosts', default: 'none', doc: 'hosts (no port) its redirects and token realms may use although private; its own host always may' },
+];
+const UPSTREAM_KEYS = new Set(UPSTREAM_FIELDS.map((f) => f.field));
 
 /** A duration (`30s`, `10m`, `2h`, or seconds) with an error naming the key. */
 export function parseDuration(v: unknown, key: string, max = TIMER_MAX_SECONDS): number {
