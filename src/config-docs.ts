@@ -36,7 +36,7 @@ export function limitsTable(): string {
 
 /** The fields of one entry of `upstreams:`. */
 export function upstreamsTable(): string {
-  const rows = UPSTREAM_FIELDS.map((f) => `| \`${f.field}\` | ${cell(f.default)} | ${cell(f.doc)} |`);
+  const rows = UPSTREAM_FIELDS.map((f) => `| \`${f.field}\` | ${cell(f.defaultDoc ?? `\`${f.default}\``)} | ${cell(f.doc)} |`);
   return ['| `upstreams[]` field | default | what |', '|---|---|---|', ...rows].join('\n');
 }
 

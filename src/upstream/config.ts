@@ -51,22 +51,24 @@ export class UpstreamConfigError extends Error {
 }
 
 /** The fields of one `upstreams:` entry, with what the reference says of each (upstreamFromUrl checks them). */
-export const UPSTREAM_FIELDS: Array<{ field: string; default: string; doc: string }> = [
-  { field: 'url', default: '(required)', doc: 'base URL, `http://` or `https://` (a path prefix is kept)' },
-  { field: 'name', default: 'the host folder', doc: 'short name for routes and messages (letters, digits, `_ . : -`)' },
-  { field: 'host', default: 'the URL\'s host[:port]', doc: 'host folder that cached models are stored under' },
-  { field: 'freshness', default: '`10m`', doc: 'a cached tag is re-checked upstream when older than this; by-digest manifests never are' },
-  { field: 'timeout', default: '`30s`', doc: 'no response or no body byte for this long: the request failed' },
-  { field: 'retries', default: '`2`', doc: 'extra attempts after a network error or a 5xx/429' },
-  { field: 'maxFailures', default: '`5`', doc: 'after this many failures in a row the upstream is cut off…' },
-  { field: 'failTimeout', default: '`30s`', doc: '…for this long' },
-  { field: 'ca', default: 'none', doc: 'extra CA certificates (PEM file) trusted for this upstream' },
-  { field: 'key', default: '`upstreamKey`', doc: 'this upstream\'s own ed25519 key file' },
-  { field: 'username', default: 'none (anonymous)', doc: 'for the token realm of a CNCF registry, or its htpasswd' },
-  { field: 'password', default: 'none', doc: 'with `username`' },
-  { field: 'allowPrivateHosts', default: 'none', doc: 'hosts (no port) its redirects and token realms may use although private; its own host always may' },
+/** `default` is a raw value, parsed like one from the file; `defaultDoc` says what happens when the field is left out. */
+export const UPSTREAM_FIELDS: Array<{ field: string; default?: string | number; defaultDoc?: string; doc: string }> = [
+  { field: 'url', defaultDoc: '(required)', doc: 'base URL, `http://` or `https://` (a path prefix is kept)' },
+  { field: 'name', defaultDoc: 'the host folder', doc: 'short name for routes and messages (letters, digits, `_ . : -`)' },
+  { field: 'host', defaultDoc: 'the URL\'s host[:port]', doc: 'host folder that cached models are stored under' },
+  { field: 'freshness', default: '10m', doc: 'a cached tag is re-checked upstream when older than this; by-digest manifests never are' },
+  { field: 'timeout', default: '30s', doc: 'no response or no body byte for this long: the request failed' },
+  { field: 'retries', default: 2, doc: 'extra attempts after a network error or a 5xx/429' },
+  { field: 'maxFailures', default: 5, doc: 'after this many failures in a row the upstream is cut off…' },
+  { field: 'failTimeout', default: '30s', doc: '…for this long' },
+  { field: 'ca', defaultDoc: 'none', doc: 'extra CA certificates (PEM file) trusted for this upstream' },
+  { field: 'key', defaultDoc: '`upstreamKey`', doc: 'this upstream\'s own ed25519 key file' },
+  { field: 'username', defaultDoc: 'none (anonymous)', doc: 'for the token realm of a CNCF registry, or its htpasswd' },
+  { field: 'password', defaultDoc: 'none', doc: 'with `username`' },
+  { field: 'allowPrivateHosts', defaultDoc: 'none', doc: 'hosts (no port) its redirects and token realms may use although private; its own host always may' },
 ];
 const UPSTREAM_KEYS = new Set(UPSTREAM_FIELDS.map((f) => f.field));
+const FIELD_DEFAULTS: Record<string, string | number> = Object.fromEntries(UPSTREAM_FIELDS.filter((f) => f.default !== undefined).map((f) => [f.field, f.default!]));
 
 /** A duration (`30s`, `10m`, `2h`, or seconds) with an error naming the key. */
 export function parseDuration(v: unknown, key: string, max = TIMER_MAX_SECONDS): number {
@@ -107,11 +109,11 @@ export function upstreamFromUrl(url: string, key: string, extra: Record<string, 
     name: typeof extra.name === 'string' ? extra.name : host,
     url: base,
     host,
-    freshnessSeconds: extra.freshness === undefined ? 600 : parseDuration(extra.freshness, `${key}.freshness`, 3650 * 86400),
-    timeoutSeconds: extra.timeout === undefined ? 30 : parseDuration(extra.timeout, `${key}.timeout`),
-    retries: extra.retries === undefined ? 2 : count(extra.retries, `${key}.retries`),
-    maxFailures: extra.maxFailures === undefined ? 5 : count(extra.maxFailures, `${key}.maxFailures`),
-    failTimeoutSeconds: extra.failTimeout === undefined ? 30 : parseDuration(extra.failTimeout, `${key}.failTimeout`),
+    freshnessSeconds: parseDuration(extra.freshness === undefined ? FIELD_DEFAULTS.freshness : extra.freshness, `${key}.freshness`, 3650 * 86400),
+    timeoutSeconds: parseDuration(extra.timeout === undefined ? FIELD_DEFAULTS.timeout : extra.timeout, `${key}.timeout`),
+    retries: count(extra.retries === undefined ? FIELD_DEFAULTS.retries : extra.retries, `${key}.retries`),
+    maxFailures: count(extra.maxFailures === undefined ? FIELD_DEFAULTS.maxFailures : extra.maxFailures, `${key}.maxFailures`),
+    failTimeoutSeconds: parseDuration(extra.failTimeout === undefined ? FIELD_DEFAULTS.failTimeout : extra.failTimeout, `${key}.failTimeout`),
     allowPrivateHosts: extra.allowPrivateHosts === undefined ? [] : hostList(extra.allowPrivateHosts, `${key}.allowPrivateHosts`),
   };
   if (up.timeoutSeconds <= 0) throw new UpstreamConfigError(`${key}.timeout`, 'must be more than 0');
