@@ -85,7 +85,11 @@ export function text(raw: unknown): string {
 }
 
 export const str = leaf(text);
-export const filePath = leaf((raw) => path.resolve(text(raw)));
+export const filePath = leaf((raw) => {
+  // A NUL or a control character is no file name a person meant; fs would throw later, elsewhere.
+  if ([...text(raw)].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) throw expected('a path without control characters', raw);
+  return path.resolve(raw as string);
+});
 
 const TRUE = /^(true|yes|1|on)$/i;
 const FALSE = /^(false|no|0|off)$/i;

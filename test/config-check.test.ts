@@ -150,6 +150,7 @@ test('hostile values: sizes, durations, ports, URLs, numbers out of range, long 
     [`hosts: [${Array(300).fill('a.b').join(', ')}]\n`, /hosts: expected at most 256 items, got 300/],
     ['storage: {lease: 0.5}\n', /storage\.lease: expected a duration of at least 1s/],
     ['storage: {advertiseUrl: "ftp://10.0.0.5"}\n', /storage\.advertiseUrl: expected an http\(s\) URL without credentials/],
+    ['storage: {scratch: "/tmp/a\\0b"}\n', /storage\.scratch: expected a path without control characters, got "\/tmp\/a\\u0000b"/],
     ['allowDelete: maybe\n', /allowDelete: expected true or false, got "maybe"/],
     ['log: {format: [json]}\n', /log\.format: expected json\|text\|auto, got \["json"\]/],
   ];
