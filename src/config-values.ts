@@ -228,8 +228,6 @@ export interface Setting<T = unknown> {
   defaultDoc?: string;
   schema: Leaf<T>;
   set(cfg: Config, value: T): void;
-  /** Never printed back (`config check`). */
-  secret?: boolean;
 }
 
 /** A table entry; T comes from the schema, so `set` must take what the schema gives. */

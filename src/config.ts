@@ -113,7 +113,7 @@ const OTHER_ENV = new Set(['OLLAMA_REGISTRY_CONFIG']);
 
 type Source = string;
 /** A value that was set, after its schema: what `config check` prints. */
-export interface SetValue { key: string; value: unknown; source: Source; secret: boolean }
+export interface SetValue { key: string; value: unknown; source: Source }
 
 export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
   // The containers; every field in them comes from a setting's default.
@@ -168,7 +168,7 @@ class Loader {
           continue;
         }
         s.set(this.cfg, r.output);
-        this.set.set(key, { key, value: r.output, source, secret: !!s.secret });
+        this.set.set(key, { key, value: r.output, source });
       } catch (e) {
         const k = keyed(e);
         if (!k) throw e;

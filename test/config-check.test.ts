@@ -89,6 +89,10 @@ test('config check: unknown keys and environment variables are errors with a sug
   // The same refusal stops every other command, not only `config check`.
   const ls = await cli(['ls', '--data', path.dirname(file)], { env: { ...CLEAN, OLLAMA_REGISTRY_MAX_SZE: '1GB' } });
   assert.equal(ls.code, 2);
+  const many = await cli(['config', 'check', await configFile(Array.from({ length: 5000 }, (_, i) => `key${i}: 1`).join('\n'))], { env: CLEAN });
+  assert.equal(many.code, 2);
+  assert.equal(many.stderr.trimEnd().split('\n').length, 52, 'at most 50 errors, then how many more and the count');
+  assert.match(many.stderr, /… and 4950 more\nollama-registry: 5000 errors in the configuration\n$/);
   const missing = await cli(['config', 'check', path.join(path.dirname(file), 'nope.yaml')], { env: CLEAN });
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /config: .*nope\.yaml: cannot read it: ENOENT/);

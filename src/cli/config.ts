@@ -5,9 +5,10 @@ import { checkConfig, type SetValue } from '../config.js';
 import { configReference } from '../config-docs.js';
 import { EXIT, fail } from './common.js';
 
+const MAX_SHOWN = 50;
+
 /** A value as `config check` prints it: JSON, with passwords (an upstream's) never shown. */
 function shown(s: SetValue): string {
-  if (s.secret) return '(hidden)';
   return JSON.stringify(s.value, (k, val: unknown) => (k === 'password' ? '(hidden)' : val));
 }
 
@@ -19,7 +20,9 @@ export function registerConfig(program: Command): void {
       try {
         const r = checkConfig({ file });
         if (r.errors.length > 0) {
-          for (const e of r.errors) process.stderr.write(`ollama-registry: ${e.message}\n`);
+          // A file of a million wrong keys gets a screenful, not a million lines.
+          for (const e of r.errors.slice(0, MAX_SHOWN)) process.stderr.write(`ollama-registry: ${e.message}\n`);
+          if (r.errors.length > MAX_SHOWN) process.stderr.write(`ollama-registry: … and ${r.errors.length - MAX_SHOWN} more\n`);
           process.stderr.write(`ollama-registry: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'} in the configuration\n`);
           process.exit(EXIT.USAGE);
         }
