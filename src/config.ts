@@ -127,6 +127,8 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 const BY_KEY = new Map(SETTINGS.map((s) => [s.key, s]));
+const KEYS = [...BY_KEY.keys()];
+const MAX_SUGGESTIONS = 100;
 const BY_ENV = new Map(SETTINGS.filter((s) => s.env).map((s) => [s.env!, s]));
 /** Keys that are sections (storage, storage.s3, limits…): a value there must be a mapping. */
 const SECTIONS = new Set(SETTINGS.flatMap((s) => s.key.split('.').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('.'))));
@@ -149,6 +151,7 @@ function keyed(e: unknown): { key: string; message: string } | undefined {
 
 class Loader {
   readonly errors: ConfigError[] = [];
+  private unknowns = 0;
   readonly set = new Map<string, SetValue>();
 
   constructor(readonly cfg: Config) {}
@@ -181,7 +184,8 @@ class Loader {
     const hint = credentialHint(key);
     if (hint) return `${hint} (in ${source})`;
     if (SECTIONS.has(key)) return `expected a mapping of settings such as ${SETTINGS.find((s) => s.key.startsWith(`${key}.`))!.key} (in ${source})`;
-    const near = closest(key, [...BY_KEY.keys()]);
+    // Suggestions for the first few only: a file of thousands of wrong keys is no typo.
+    const near = ++this.unknowns <= MAX_SUGGESTIONS ? closest(key, KEYS) : undefined;
     return `unknown setting (in ${source})${near ? `; did you mean ${near}?` : ''}`;
   }
 
