@@ -84,7 +84,6 @@ export function text(raw: unknown): string {
   return raw;
 }
 
-export const str = leaf(text);
 export const filePath = leaf((raw) => {
   // A NUL or a control character is no file name a person meant; fs would throw later, elsewhere.
   if ([...text(raw)].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) throw expected('a path without control characters', raw);
@@ -175,7 +174,7 @@ export const hostFolder = leaf((raw) => {
 });
 
 /** `HOST:PORT`, `[v6]:PORT` or `PORT` (all interfaces). */
-export function parseListen(raw: unknown): { host: string; port: number } {
+function parseListen(raw: unknown): { host: string; port: number } {
   const value = typeof raw === 'number' ? String(raw) : typeof raw === 'string' && raw.length <= 300 ? raw : '';
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
