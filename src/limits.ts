@@ -1,6 +1,6 @@
 // The `limits:` section of the config: what one client may hold of the server (connections,
-// time to send a request, password checks). Parsed here so config.ts stays one table of keys.
-import { parseDuration } from './units.js';
+// time to send a request, password checks), and its part of the settings table.
+import { duration, setting, wholeNumber, type Setting } from './config-values.js';
 
 export interface Limits {
   /** A request's headers must arrive within this (else 408). */
@@ -26,47 +26,33 @@ export interface Limits {
   loginLockoutSeconds: number;
 }
 
-export function defaultLimits(): Limits {
-  return {
-    headersTimeoutSeconds: 20,
-    requestTimeoutSeconds: 60,
-    bodyIdleTimeoutSeconds: 30,
-    // Go keeps idle connections for 90 s; Node's 5 s default makes ollama's 16 parts churn sockets.
-    keepAliveTimeoutSeconds: 65,
-    maxConnections: 2000,
-    maxConnectionsPerAddress: 200,
-    passwordWorkers: 1,
-    passwordQueue: 64,
-    loginFailuresPerUser: 10,
-    loginFailuresPerAddress: 30,
-    loginLockoutSeconds: 60,
-  };
-}
+// requestTimeout 0 turns the whole-request cap off; the other waits must stay bounded.
+const wait = duration('a duration such as 500ms, 30s or 2m', { zero: false });
+const count = wholeNumber(1, 'a whole number >= 1');
 
-const DURATIONS: Record<string, keyof Limits> = {
-  headersTimeout: 'headersTimeoutSeconds',
-  requestTimeout: 'requestTimeoutSeconds',
-  bodyIdleTimeout: 'bodyIdleTimeoutSeconds',
-  keepAliveTimeout: 'keepAliveTimeoutSeconds',
-  loginLockout: 'loginLockoutSeconds',
-};
-const COUNTS: Array<keyof Limits> = ['maxConnections', 'maxConnectionsPerAddress', 'passwordWorkers', 'passwordQueue', 'loginFailuresPerUser', 'loginFailuresPerAddress'];
-
-/** Set `limits.<name>`; returns why the value is refused, or null when it was set. */
-export function applyLimit(limits: Limits, name: string, raw: unknown): string | null {
-  const field = DURATIONS[name];
-  if (field) {
-    const s = parseDuration(raw);
-    // requestTimeout 0 turns the whole-request cap off; the other waits must stay bounded.
-    if (s === null || (s === 0 && name !== 'requestTimeout')) return `expected a duration such as 500ms, 30s or 2m, got ${JSON.stringify(raw)}`;
-    limits[field] = s;
-    return null;
-  }
-  if ((COUNTS as string[]).includes(name)) {
-    const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) return `expected a whole number >= 1, got ${JSON.stringify(raw)}`;
-    limits[name as keyof Limits] = n;
-    return null;
-  }
-  return 'unknown setting';
-}
+/** The `limits.*` rows of the settings table (README "Limits"). */
+export const LIMIT_SETTINGS: Setting[] = [
+  setting({ key: 'limits.headersTimeout', default: '20s', schema: wait, set: (c, v) => { c.limits.headersTimeoutSeconds = v; },
+    doc: 'request headers not all in: `408` and the connection is closed' }),
+  setting({ key: 'limits.bodyIdleTimeout', default: '30s', schema: wait, set: (c, v) => { c.limits.bodyIdleTimeoutSeconds = v; },
+    doc: 'a request body that sends no byte for this long (uploads too): `408`, closed' }),
+  setting({ key: 'limits.requestTimeout', default: '60s', schema: duration('a duration such as 500ms, 30s or 2m'), set: (c, v) => { c.limits.requestTimeoutSeconds = v; },
+    doc: 'a request, body included, not all in after this (blob uploads exempt, they only have the idle timeout; `0` = off): `408`' }),
+  // Go keeps idle connections for 90 s; Node's 5 s default makes ollama's 16 parts churn sockets.
+  setting({ key: 'limits.keepAliveTimeout', default: '65s', schema: wait, set: (c, v) => { c.limits.keepAliveTimeoutSeconds = v; },
+    doc: 'an idle keep-alive connection is closed (Go clients keep theirs 90 s)' }),
+  setting({ key: 'limits.maxConnections', default: 2000, schema: count, set: (c, v) => { c.limits.maxConnections = v; },
+    doc: 'more open connections: `503 UNAVAILABLE` with `Retry-After`, closed (on TLS: just closed)' }),
+  setting({ key: 'limits.maxConnectionsPerAddress', default: 200, schema: count, set: (c, v) => { c.limits.maxConnectionsPerAddress = v; },
+    doc: 'more from one client address: `429 TOOMANYREQUESTS` with `Retry-After`, closed' }),
+  setting({ key: 'limits.passwordWorkers', default: 1, schema: wholeNumber(1, 'a whole number >= 1', 64), set: (c, v) => { c.limits.passwordWorkers = v; },
+    doc: 'threads that run scrypt for password checks, apart from the file-read pool' }),
+  setting({ key: 'limits.passwordQueue', default: 64, schema: count, set: (c, v) => { c.limits.passwordQueue = v; },
+    doc: 'password checks waiting for a thread; more: `503` with `Retry-After`' }),
+  setting({ key: 'limits.loginFailuresPerUser', default: 10, schema: count, set: (c, v) => { c.limits.loginFailuresPerUser = v; },
+    doc: 'failed sign-ins for one user name (from anywhere) …' }),
+  setting({ key: 'limits.loginFailuresPerAddress', default: 30, schema: count, set: (c, v) => { c.limits.loginFailuresPerAddress = v; },
+    doc: '… or from one address (any names) …' }),
+  setting({ key: 'limits.loginLockout', default: '60s', schema: wait, set: (c, v) => { c.limits.loginLockoutSeconds = v; },
+    doc: '… then `429 TOOMANYREQUESTS` with `Retry-After`, without checking the password, until this long after the last failure' }),
+];

@@ -16,6 +16,7 @@ import { registerVerify } from './cli/verify.js';
 import { registerCa } from './cli/ca.js';
 import { registerClientSetup } from './cli/client-setup.js';
 import { registerDoctor } from './cli/doctor.js';
+import { registerConfig } from './cli/config.js';
 import { VERSION } from './version.js';
 
 const program = new Command('ollama-registry')
@@ -41,5 +42,6 @@ registerUsers(program);
 registerCa(program);
 registerClientSetup(program);
 registerDoctor(program);
+registerConfig(program);
 
 await program.parseAsync(process.argv);

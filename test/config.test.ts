@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { loadConfig } from '../src/config.js';
+import { defaults, loadConfig } from '../src/config.js';
 import { tempDir } from './support/server.js';
 
 test('defaults < YAML file < environment < flags', async () => {
@@ -58,4 +58,29 @@ test('limits: timeouts, caps and sign-in throttling from the file; bad values na
   assert.throws(() => loadConfig({ file, env: {} }), /config: limits\.maxConnections: expected a whole number/);
   await writeFile(file, 'limits:\n  maxConections: 5\n');
   assert.throws(() => loadConfig({ file, env: {} }), /config: limits\.maxConections: unknown setting/);
+});
+
+test('the defaults the settings table gives are the documented ones, every field filled', () => {
+  const d = defaults({ HOME: '/home/u', XDG_DATA_HOME: '/xdg' });
+  assert.deepEqual(d, {
+    data: '/xdg/ollama-registry',
+    listen: { host: '0.0.0.0', port: 8080 },
+    hosts: ['registry.ollama.ai'],
+    log: { level: 'info', format: 'auto' },
+    shutdownTimeoutSeconds: 30,
+    upstreams: [],
+    routes: [],
+    offline: false,
+    policy: [],
+    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [], minFree: { bytes: 2 ** 30, percent: 5 }, leaseSeconds: 30 },
+    uploads: { maxSessions: 1000, maxSessionsPerClient: 100, maxBytes: 0, maxBytesPerClient: 0 },
+    pushHost: 'ollama-registry.local',
+    allowDelete: false,
+    uploadMaxAgeHours: 24,
+    auth: { anonymousRead: true, tokenTtlSeconds: 900, blobUrlTtlSeconds: 86_400 },
+    limits: {
+      headersTimeoutSeconds: 20, requestTimeoutSeconds: 60, bodyIdleTimeoutSeconds: 30, keepAliveTimeoutSeconds: 65, maxConnections: 2000, maxConnectionsPerAddress: 200,
+      passwordWorkers: 1, passwordQueue: 64, loginFailuresPerUser: 10, loginFailuresPerAddress: 30, loginLockoutSeconds: 60,
+    },
+  });
 });

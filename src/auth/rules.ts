@@ -8,9 +8,9 @@
 //
 // For an action on a name, the first rule that lists the action and matches the name decides;
 // when none does, the action is allowed.
-import { readFileSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { statSync, unwatchFile, watchFile } from 'node:fs';
 import picomatch from 'picomatch';
-import { parse as parseYaml } from 'yaml';
+import { ConfigError, readConfigFile } from '../config-file.js';
 import { RegistryError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -122,15 +122,16 @@ export class Policy {
     if (now === this.fileStamp) return false;
     this.fileStamp = now;
     try {
-      const doc = parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown> | null;
-      const rules = parsePolicy(doc && typeof doc === 'object' ? doc.policy : undefined);
+      const doc = readConfigFile(file) as Record<string, unknown>;
+      const rules = parsePolicy(doc.policy);
       this.compiled = compile(rules);
       this.lastError = null;
       this.opts.log?.info({ file, rules: rules.length }, 'policy reloaded');
       return true;
     } catch (e) {
       const key = e instanceof PolicyConfigError ? `${e.key}: ` : '';
-      this.lastError = `${file}: ${key}${(e as Error).message.split('\n')[0]}`;
+      // A ConfigError (the file itself) already names the file.
+      this.lastError = e instanceof ConfigError ? e.message.slice('config: '.length) : `${file}: ${key}${(e as Error).message.split('\n')[0]}`;
       this.opts.log?.error({ file, err: this.lastError }, 'policy not reloaded: keeping the rules in force');
       return false;
     }

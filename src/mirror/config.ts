@@ -3,6 +3,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { upstreamFromUrl, type UpstreamConfig } from '../upstream/config.js';
+import { bool, filePath, Invalid, leaf, list, listen, setting, wholeNumber, type Setting } from '../config-values.js';
+import type { Config } from '../config.js';
 
 export interface MirrorConfig {
   /** Folder made by `ollama-registry ca init` (ca.pem, leaf.pem, leaf.key; ca.key may be elsewhere). */
@@ -36,13 +38,13 @@ const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](
 
 /** A lower-case DNS name, or an error message. */
 export function checkHostname(v: unknown): string {
-  if (typeof v !== 'string' || !HOSTNAME.test(v.toLowerCase())) throw new Error(`expected a DNS name such as registry.ollama.ai, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !HOSTNAME.test(v.toLowerCase())) throw new Invalid(`expected a DNS name such as registry.ollama.ai, got ${JSON.stringify(v)}`);
   return v.toLowerCase();
 }
 
 export function checkTarget(v: unknown): string {
   const m = typeof v === 'string' ? /^([^:]+):(\d{1,5})$/.exec(v) : null;
-  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Error(`expected host:port such as ollama.com:443, got ${JSON.stringify(v)}`);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new Invalid(`expected host:port such as ollama.com:443, got ${JSON.stringify(v)}`);
   return `${checkHostname(m[1])}:${Number(m[2])}`;
 }
 
@@ -50,24 +52,10 @@ export function listOf(raw: unknown): unknown[] {
   return Array.isArray(raw) ? raw : String(raw).split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-/** Apply one `mirror.*` setting; false when the key is not one. Throws Error(message) on bad values. */
-export function applyMirrorKey(current: MirrorConfig | undefined, key: string, raw: unknown, parseListen: (v: string) => { host: string; port: number }): MirrorConfig | undefined | false {
-  if (!key.startsWith('mirror.')) return false;
-  const m = current ?? mirrorDefaults(defaultMirrorDir());
-  const on = (v: unknown) => v === true || (typeof v === 'string' && /^(true|yes|1|on)$/i.test(v));
-  switch (key) {
-    case 'mirror.enabled': return on(raw) ? m : undefined;
-    case 'mirror.dir': return { ...m, dir: path.resolve(String(raw)) };
-    case 'mirror.hosts': return { ...m, hosts: listOf(raw).map(checkHostname) };
-    case 'mirror.listen': return { ...m, listen: parseListen(String(raw)) };
-    case 'mirror.tunnel': return { ...m, tunnel: listOf(raw).map(checkTarget) };
-    case 'mirror.maxTunnels': {
-      const n = Number(raw);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`expected a whole number ≥ 1, got ${JSON.stringify(raw)}`);
-      return { ...m, maxTunnels: n };
-    }
-    default: throw new Error('unknown setting (mirror.enabled, mirror.dir, mirror.hosts, mirror.listen, mirror.tunnel, mirror.maxTunnels)');
-  }
+/** The mirror settings of `cfg`, made with the defaults when a first mirror.* key is set. */
+function mirrorOf(cfg: Config): MirrorConfig {
+  cfg.mirror ??= mirrorDefaults(defaultMirrorDir());
+  return cfg.mirror;
 }
 
 /** The upstream a mirrored host uses: the one configured for its host folder, else https://host. */
@@ -84,3 +72,24 @@ export function withMirrorUpstreams(mirror: MirrorConfig | undefined, upstreams:
   const missing = mirror.hosts.filter((h) => !upstreamOf(h, upstreams));
   return [...upstreams, ...missing.map((h) => upstreamFromUrl(`https://${h}`, 'mirror.hosts'))];
 }
+
+/**
+ * The `mirror.*` rows of the settings table. Any of them turns the mirror on, unless
+ * mirror.enabled is false in the end (config.ts looks at that after every source).
+ */
+export const MIRROR_SETTINGS: Setting[] = [
+  setting({ key: 'mirror.enabled', env: 'OLLAMA_REGISTRY_MIRROR', flag: '`--mirror [DIR]` (`serve`)', defaultDoc: '`false`', schema: bool, set: (c, on) => { if (on) mirrorOf(c); },
+    doc: 'the transparent mirror (see [The transparent mirror](#the-transparent-mirror-ollama-pull-gemma22b-unchanged))' }),
+  setting({ key: 'mirror.dir', env: 'OLLAMA_REGISTRY_MIRROR_DIR', flag: '`--mirror DIR`', defaultDoc: '`~/.config/ollama-registry/mirror`', schema: filePath, set: (c, v) => { mirrorOf(c).dir = v; },
+    doc: 'the CA folder made by `ca init`' }),
+  setting({ key: 'mirror.hosts', env: 'OLLAMA_REGISTRY_MIRROR_HOSTS', defaultDoc: `\`[${DEFAULT_MIRROR_HOSTS.join(', ')}]\``,
+    schema: leaf((raw) => list(raw).map(checkHostname)), set: (c, v) => { mirrorOf(c).hosts = v; },
+    doc: 'hosts answered as if the mirror were them (`hf.co` too, if wanted)' }),
+  setting({ key: 'mirror.listen', env: 'OLLAMA_REGISTRY_MIRROR_LISTEN', flag: '`--mirror-listen`', defaultDoc: 'none (proxy mode only)', schema: listen, set: (c, v) => { mirrorOf(c).listen = v; },
+    doc: 'DNS mode: also listen for TLS here, e.g. `0.0.0.0:443`' }),
+  setting({ key: 'mirror.tunnel', env: 'OLLAMA_REGISTRY_MIRROR_TUNNEL', defaultDoc: `\`[${DEFAULT_TUNNEL.join(', ')}]\``,
+    schema: leaf((raw) => list(raw).map(checkTarget)), set: (c, v) => { mirrorOf(c).tunnel = v; },
+    doc: 'CONNECT targets (host:port) tunnelled untouched, when online' }),
+  setting({ key: 'mirror.maxTunnels', defaultDoc: '`512`', schema: wholeNumber(1), set: (c, v) => { mirrorOf(c).maxTunnels = v; },
+    doc: 'open tunnels and intercepted connections at once' }),
+];

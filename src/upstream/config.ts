@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { DEFAULT_HOST, isValidPart } from '../names.js';
 import { parseDuration as parseSeconds } from '../units.js';
+import { bool, closest, filePath, Invalid, leaf, setting, show, TIMER_MAX_SECONDS, type Setting } from '../config-values.js';
 
 export interface UpstreamConfig {
   /** Short name used by routes and in messages. */
@@ -49,18 +50,37 @@ export class UpstreamConfigError extends Error {
   }
 }
 
-const UPSTREAM_KEYS = new Set(['name', 'url', 'host', 'freshness', 'timeout', 'retries', 'maxFailures', 'failTimeout', 'ca', 'key', 'username', 'password', 'allowPrivateHosts']);
+/** The fields of one `upstreams:` entry, with what the reference says of each (upstreamFromUrl checks them). */
+/** `default` is a raw value, parsed like one from the file; `defaultDoc` says what happens when the field is left out. */
+export const UPSTREAM_FIELDS: Array<{ field: string; default?: string | number; defaultDoc?: string; doc: string }> = [
+  { field: 'url', defaultDoc: '(required)', doc: 'base URL, `http://` or `https://` (a path prefix is kept)' },
+  { field: 'name', defaultDoc: 'the host folder', doc: 'short name for routes and messages (letters, digits, `_ . : -`)' },
+  { field: 'host', defaultDoc: 'the URL\'s host[:port]', doc: 'host folder that cached models are stored under' },
+  { field: 'freshness', default: '10m', doc: 'a cached tag is re-checked upstream when older than this; by-digest manifests never are' },
+  { field: 'timeout', default: '30s', doc: 'no response or no body byte for this long: the request failed' },
+  { field: 'retries', default: 2, doc: 'extra attempts after a network error or a 5xx/429' },
+  { field: 'maxFailures', default: 5, doc: 'after this many failures in a row the upstream is cut off…' },
+  { field: 'failTimeout', default: '30s', doc: '…for this long' },
+  { field: 'ca', defaultDoc: 'none', doc: 'extra CA certificates (PEM file) trusted for this upstream' },
+  { field: 'key', defaultDoc: '`upstreamKey`', doc: 'this upstream\'s own ed25519 key file' },
+  { field: 'username', defaultDoc: 'none (anonymous)', doc: 'for the token realm of a CNCF registry, or its htpasswd' },
+  { field: 'password', defaultDoc: 'none', doc: 'with `username`' },
+  { field: 'allowPrivateHosts', defaultDoc: 'none', doc: 'hosts (no port) its redirects and token realms may use although private; its own host always may' },
+];
+const UPSTREAM_KEYS = new Set(UPSTREAM_FIELDS.map((f) => f.field));
+const FIELD_DEFAULTS: Record<string, string | number> = Object.fromEntries(UPSTREAM_FIELDS.filter((f) => f.default !== undefined).map((f) => [f.field, f.default!]));
 
 /** A duration (`30s`, `10m`, `2h`, or seconds) with an error naming the key. */
-export function parseDuration(v: unknown, key: string): number {
+export function parseDuration(v: unknown, key: string, max = TIMER_MAX_SECONDS): number {
   const n = parseSeconds(v);
-  if (n === null) throw new UpstreamConfigError(key, `expected a duration such as 30s, 10m, 2h or a number of seconds, got ${JSON.stringify(v)}`);
+  if (n !== null && n > max) throw new UpstreamConfigError(key, `expected at most ${max / 86400}d, got ${show(v)}`);
+  if (n === null) throw new UpstreamConfigError(key, `expected a duration such as 30s, 10m, 2h or a number of seconds, got ${show(v)}`);
   return n;
 }
 
 function count(v: unknown, key: string): number {
   const n = typeof v === 'string' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new UpstreamConfigError(key, `expected a whole number ≥ 0, got ${JSON.stringify(v)}`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new UpstreamConfigError(key, `expected a whole number ≥ 0, got ${show(v)}`);
   return n;
 }
 
@@ -68,7 +88,7 @@ export function hostList(v: unknown, key: string): string[] {
   const list = typeof v === 'string' ? v.split(',').map((h) => h.trim()).filter(Boolean) : v;
   const ok = (h: unknown) => typeof h === 'string' && (isIP(h.replace(/^\[|\]$/g, '')) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(h));
   if (!Array.isArray(list) || !list.every(ok)) {
-    throw new UpstreamConfigError(key, `expected a list of host names or IP addresses without ports, e.g. [cdn.internal, 10.0.0.7], got ${JSON.stringify(v)}`);
+    throw new UpstreamConfigError(key, `expected a list of host names or IP addresses without ports, e.g. [cdn.internal, 10.0.0.7], got ${show(v)}`);
   }
   return list as string[];
 }
@@ -78,22 +98,22 @@ export function upstreamFromUrl(url: string, key: string, extra: Record<string, 
   try {
     u = new URL(url);
   } catch {
-    throw new UpstreamConfigError(key, `not a URL: ${JSON.stringify(url)} (expected e.g. https://registry.ollama.ai)`);
+    throw new UpstreamConfigError(key, `not a URL: ${show(url)} (expected e.g. https://registry.ollama.ai)`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UpstreamConfigError(key, `expected an http:// or https:// URL, got ${JSON.stringify(url)}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UpstreamConfigError(key, `expected an http:// or https:// URL, got ${show(url)}`);
   if (u.username || u.password || u.search || u.hash) throw new UpstreamConfigError(key, 'the URL must not carry credentials, a query or a fragment');
   const host = typeof extra.host === 'string' ? extra.host : u.host;
-  if (!isValidPart('host', host)) throw new UpstreamConfigError(`${key}.host`, `invalid host folder name ${JSON.stringify(host)}`);
+  if (!isValidPart('host', host)) throw new UpstreamConfigError(`${key}.host`, `invalid host folder name ${show(host)}`);
   const base = u.href.replace(/\/+$/, '');
   const up: UpstreamConfig = {
     name: typeof extra.name === 'string' ? extra.name : host,
     url: base,
     host,
-    freshnessSeconds: extra.freshness === undefined ? 600 : parseDuration(extra.freshness, `${key}.freshness`),
-    timeoutSeconds: extra.timeout === undefined ? 30 : parseDuration(extra.timeout, `${key}.timeout`),
-    retries: extra.retries === undefined ? 2 : count(extra.retries, `${key}.retries`),
-    maxFailures: extra.maxFailures === undefined ? 5 : count(extra.maxFailures, `${key}.maxFailures`),
-    failTimeoutSeconds: extra.failTimeout === undefined ? 30 : parseDuration(extra.failTimeout, `${key}.failTimeout`),
+    freshnessSeconds: parseDuration(extra.freshness === undefined ? FIELD_DEFAULTS.freshness : extra.freshness, `${key}.freshness`, 3650 * 86400),
+    timeoutSeconds: parseDuration(extra.timeout === undefined ? FIELD_DEFAULTS.timeout : extra.timeout, `${key}.timeout`),
+    retries: count(extra.retries === undefined ? FIELD_DEFAULTS.retries : extra.retries, `${key}.retries`),
+    maxFailures: count(extra.maxFailures === undefined ? FIELD_DEFAULTS.maxFailures : extra.maxFailures, `${key}.maxFailures`),
+    failTimeoutSeconds: parseDuration(extra.failTimeout === undefined ? FIELD_DEFAULTS.failTimeout : extra.failTimeout, `${key}.failTimeout`),
     allowPrivateHosts: extra.allowPrivateHosts === undefined ? [] : hostList(extra.allowPrivateHosts, `${key}.allowPrivateHosts`),
   };
   if (up.timeoutSeconds <= 0) throw new UpstreamConfigError(`${key}.timeout`, 'must be more than 0');
@@ -108,13 +128,18 @@ export function upstreamFromUrl(url: string, key: string, extra: Record<string, 
 
 export function parseUpstreams(raw: unknown, key = 'upstreams'): UpstreamConfig[] {
   if (!Array.isArray(raw)) throw new UpstreamConfigError(key, 'expected a list of upstreams, each with at least a url');
+  if (raw.length > 64) throw new UpstreamConfigError(key, `expected at most 64 upstreams, got ${raw.length}`);
   const out: UpstreamConfig[] = [];
   raw.forEach((item, i) => {
     const k = `${key}[${i}]`;
     if (typeof item === 'string') return out.push(upstreamFromUrl(item, k));
     if (!item || typeof item !== 'object' || Array.isArray(item)) throw new UpstreamConfigError(k, 'expected a mapping with a url');
     const o = item as Record<string, unknown>;
-    for (const f of Object.keys(o)) if (!UPSTREAM_KEYS.has(f)) throw new UpstreamConfigError(`${k}.${f}`, `unknown setting (known: ${[...UPSTREAM_KEYS].join(', ')})`);
+    for (const f of Object.keys(o)) {
+      if (UPSTREAM_KEYS.has(f)) continue;
+      const near = closest(f, [...UPSTREAM_KEYS]);
+      throw new UpstreamConfigError(`${k}.${f}`, near ? `unknown setting; did you mean ${near}?` : `unknown setting (known: ${[...UPSTREAM_KEYS].join(', ')})`);
+    }
     if (typeof o.url !== 'string') throw new UpstreamConfigError(`${k}.url`, 'required: the base URL of the upstream registry');
     if (o.name !== undefined && (typeof o.name !== 'string' || !/^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/.test(o.name))) {
       throw new UpstreamConfigError(`${k}.name`, 'expected a short name of letters, digits, _ . : -');
@@ -123,7 +148,7 @@ export function parseUpstreams(raw: unknown, key = 'upstreams'): UpstreamConfig[
   });
   const seen = new Set<string>();
   out.forEach((u, i) => {
-    if (seen.has(u.name)) throw new UpstreamConfigError(`${key}[${i}].name`, `duplicate upstream name ${JSON.stringify(u.name)}`);
+    if (seen.has(u.name)) throw new UpstreamConfigError(`${key}[${i}].name`, `duplicate upstream name ${show(u.name)}`);
     seen.add(u.name);
   });
   return out;
@@ -131,13 +156,14 @@ export function parseUpstreams(raw: unknown, key = 'upstreams'): UpstreamConfig[
 
 export function parseRoutes(raw: unknown, key = 'routes'): RouteConfig[] {
   if (!Array.isArray(raw)) throw new UpstreamConfigError(key, 'expected a list of {namespace, upstreams}');
+  if (raw.length > 1000) throw new UpstreamConfigError(key, `expected at most 1000 routes, got ${raw.length}`);
   return raw.map((item, i) => {
     const k = `${key}[${i}]`;
     const o = (item && typeof item === 'object' ? item : {}) as Record<string, unknown>;
     for (const f of Object.keys(o)) if (f !== 'namespace' && f !== 'upstreams') throw new UpstreamConfigError(`${k}.${f}`, 'unknown setting (known: namespace, upstreams)');
     const ns = o.namespace;
     if (typeof ns !== 'string' || !(ns === '*' || isValidPart('namespace', ns.endsWith('*') ? ns.slice(0, -1) || 'x' : ns))) {
-      throw new UpstreamConfigError(`${k}.namespace`, `expected a namespace, a prefix ending in * or *, got ${JSON.stringify(ns)}`);
+      throw new UpstreamConfigError(`${k}.namespace`, `expected a namespace, a prefix ending in * or *, got ${show(ns)}`);
     }
     const ups = typeof o.upstreams === 'string' ? [o.upstreams] : o.upstreams;
     if (!Array.isArray(ups) || ups.length === 0 || ups.some((u) => typeof u !== 'string')) {
@@ -165,7 +191,7 @@ export function ollamaDefaults(hosts: string[], insecure = false, allowPrivateHo
 export function finishRouting(upstreams: UpstreamConfig[], routes: RouteConfig[]): RouteConfig[] {
   const names = new Set(upstreams.map((u) => u.name));
   routes.forEach((r, i) => r.upstreams.forEach((n, j) => {
-    if (!names.has(n)) throw new UpstreamConfigError(`routes[${i}].upstreams[${j}]`, `no upstream is named ${JSON.stringify(n)} (known: ${[...names].join(', ') || 'none'})`);
+    if (!names.has(n)) throw new UpstreamConfigError(`routes[${i}].upstreams[${j}]`, `no upstream is named ${show(n)} (known: ${[...names].join(', ') || 'none'})`);
   }));
   if (routes.length === 0 && upstreams.length > 0) return [{ namespace: '*', upstreams: upstreams.map((u) => u.name) }];
   return routes;
@@ -180,3 +206,26 @@ export function routeFor(routes: RouteConfig[], namespace: string): string[] {
   }
   return [];
 }
+
+/** The rows of the settings table about upstreams (one URL, the long form, routes, the sign-in key, offline). */
+export const UPSTREAM_SETTINGS: Setting[] = [
+  setting({ key: 'upstream', env: 'OLLAMA_REGISTRY_UPSTREAM', flag: '`--upstream`', defaultDoc: 'none (`serve`: no pull-through; `pull`: registry.ollama.ai, as ollama)',
+    schema: leaf((raw) => {
+      if (typeof raw !== 'string' || raw === '') throw new Invalid('expected the URL of the upstream registry');
+      return upstreamFromUrl(raw, 'upstream');
+    }),
+    set: (c, v) => { c.upstreams = [v]; c.routes = []; },
+    doc: 'one upstream URL for every namespace (the one-setting form of `upstreams`)' }),
+  setting({ key: 'upstreamAllowPrivateHosts', env: 'OLLAMA_REGISTRY_UPSTREAM_ALLOW_PRIVATE_HOSTS', defaultDoc: 'none',
+    schema: leaf((raw) => hostList(raw, 'upstreamAllowPrivateHosts')), set: (c, v) => { c.upstreamAllowPrivateHosts = v; },
+    doc: 'hosts every upstream\'s redirects and token realm may use although private (comma list)' }),
+  setting({ key: 'upstreams', default: [], defaultDoc: 'none', schema: leaf((raw) => parseUpstreams(raw)), set: (c, v) => { c.upstreams = v; },
+    doc: 'registries to pull through from, each with its own settings: see [examples/config.yaml](examples/config.yaml)' }),
+  setting({ key: 'routes', default: [], defaultDoc: 'every namespace uses every upstream, in order', schema: leaf((raw) => parseRoutes(raw)), set: (c, v) => { c.routes = v; },
+    doc: 'which namespaces use which upstreams, first match wins: see [examples/config.yaml](examples/config.yaml)' }),
+  setting({ key: 'upstreamKey', env: 'OLLAMA_REGISTRY_UPSTREAM_KEY', flag: '`--upstream-key`', defaultDoc: '`.ollama-registry/id_ed25519`, made on first need',
+    schema: filePath, set: (c, v) => { c.upstreamKey = v; },
+    doc: 'the ed25519 key for signing in to upstreams (ollama\'s format)' }),
+  setting({ key: 'offline', env: 'OLLAMA_REGISTRY_OFFLINE', flag: '`--offline` (`serve`, `pull`)', default: false, schema: bool, set: (c, v) => { c.offline = v; },
+    doc: 'never contact an upstream: serve what is cached, marked stale' }),
+];
