@@ -46,8 +46,8 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   for (const dir of [BLOBS, MANIFESTS, STATE]) makeDirs(driver.path(dir));
   const scratch = config.storage.scratch ?? path.join(config.data, STATE, 'scratch');
   makeDirs(scratch);
-  const removed = await driver.cleanStaging();
-  if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
+  const { removed } = (await driver.sweep?.({ graceMs: 0, staleMs: 24 * 3600_000 })) ?? { removed: [] };
+  if (removed.length > 0) log.info({ removed: removed.length }, 'removed staging files left by a stopped process');
   await discardOrphanFills(driver, log);
   const space = new DiskSpace(driver, config.storage.minFree);
   const blobs = new BlobStore(driver, space);
@@ -74,7 +74,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     metrics,
     policy,
     usage: new UsageTracker(driver),
-    uploads: new Uploads(driver, blobs, log, { space, quota: new UploadQuota(config, async () => (await blobs.usage()).bytes) }),
+    uploads: new Uploads(driver, scratch, blobs, log, { space, quota: new UploadQuota(config, async () => (await blobs.usage()).bytes) }),
     space,
     auth: Auth.open(driver, config, () => app.log, () => metrics.passwordHashes.inc()),
     cache,

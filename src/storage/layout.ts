@@ -71,7 +71,7 @@ export function manifestTreeKey(...parts: string[]): string {
 // State key parts: no '/', and never '.' first, so never '..'.
 const TOKEN_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
-function checkToken(t: string): string {
+export function checkToken(t: string): string {
   if (!TOKEN_RE.test(t)) throw new Error(`layout: bad state key part ${JSON.stringify(t)}`);
   return t;
 }

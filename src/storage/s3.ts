@@ -4,9 +4,10 @@
 // a folder is an ollama models folder. Checksums are WHEN_REQUIRED: Ceph and Swift refuse the
 // SDK's default aws-chunked uploads (see the README's S3 section).
 import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { PassThrough, Readable, type Writable } from 'node:stream';
 import {
-  CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command,
+  DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command,
   PutObjectCommand, S3Client, type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -87,12 +88,11 @@ export class S3Driver implements Driver {
   async stat(key: string): Promise<Stat | null> {
     try {
       const h = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }));
-      return { size: h.ContentLength ?? 0, mtimeMs: h.LastModified?.getTime() ?? 0, isDir: false };
+      return { size: h.ContentLength ?? 0, mtimeMs: h.LastModified?.getTime() ?? 0 };
     } catch (e) {
-      if (!isMissing(e)) throw e;
+      if (isMissing(e)) return null;
+      throw e;
     }
-    const l = await this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, MaxKeys: 1 }));
-    return l.KeyCount ? { size: 0, mtimeMs: 0, isDir: true } : null;
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
@@ -132,18 +132,6 @@ export class S3Driver implements Driver {
     return w.commit();
   }
 
-  async move(from: string, to: string): Promise<void> {
-    // Not atomic on an object store: the copy is whole, then the source goes.
-    const st = await this.stat(from);
-    if (!st || st.isDir) throw enoent(from, null);
-    if (st.size <= 5 * 1024 ** 3) {
-      await this.s3.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(to), CopySource: `${this.bucket}/${encodeURIComponent(this.k(from)).replace(/%2F/g, '/')}` }));
-    } else {
-      await this.write(to, await this.read(from));
-    }
-    await this.delete(from);
-  }
-
   async delete(key: string): Promise<void> {
     await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) }));
   }
@@ -161,9 +149,10 @@ export class S3Driver implements Driver {
     return [...names].filter((n) => n !== '').sort();
   }
 
-  async ingestFile(sourcePath: string, key: string): Promise<'copied'> {
-    await this.write(key, createReadStream(sourcePath, { highWaterMark: 1 << 20 }));
-    return 'copied';
+  async putFile(localPath: string, key: string): Promise<{ how: 'copied' }> {
+    await this.write(key, createReadStream(localPath, { highWaterMark: 1 << 20 }));
+    await unlink(localPath).catch(() => {});
+    return { how: 'copied' };
   }
 
   async create(key: string): Promise<PendingWrite> {

@@ -97,7 +97,7 @@ export async function planExport(app: App, sel: ExportSelection): Promise<Export
       seenBlobs.add(b.digest);
       const st = await app.driver.stat(blobKey(b.digest));
       if (!st) throw new Error(`${name} needs blob ${b.digest}, which is missing from this registry (run ollama-registry verify)`);
-      if (sel.since !== undefined && Math.max(st.mtimeMs, st.ctimeMs ?? 0) < sel.since) continue;
+      if (sel.since !== undefined && st.mtimeMs < sel.since) continue;
       plan.blobs.push({ digest: b.digest, size: st.size });
       plan.bytes += st.size;
     }
