@@ -10,6 +10,7 @@ import { parsePolicy, PolicyConfigError, type PolicyRule } from './auth/rules.js
 import { parseDuration, parseSize } from './units.js';
 import { applyMirrorKey, type MirrorConfig } from './mirror/config.js';
 import { applyLimit, defaultLimits, type Limits } from './limits.js';
+import type { S3Options } from './storage/s3.js';
 
 export interface Config {
   /** The data folder: an ollama models folder plus .ollama-registry/. */
@@ -53,6 +54,8 @@ export interface Config {
     minFree: MinFree;
     /** A local folder for work that needs random access (fill staging, pushed parts, hashing); default <data>/.ollama-registry/scratch. */
     scratch?: string;
+    /** Keep blobs, manifests and state in an S3 bucket instead of the data folder (storage/open.ts). */
+    s3?: S3Options;
   };
   /** Quotas of push sessions: per requester (user, key, or address when anonymous) and in total; 0 = no cap of its own. */
   uploads: { maxSessions: number; maxSessionsPerClient: number; maxBytes: number; maxBytesPerClient: number };
@@ -148,6 +151,13 @@ const ENV: Array<[string, string]> = [
   ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
   ['storage.minFree', 'OLLAMA_REGISTRY_MIN_FREE'],
   ['storage.scratch', 'OLLAMA_REGISTRY_SCRATCH'],
+  ['storage.s3.endpoint', 'OLLAMA_REGISTRY_S3_ENDPOINT'],
+  ['storage.s3.bucket', 'OLLAMA_REGISTRY_S3_BUCKET'],
+  ['storage.s3.region', 'OLLAMA_REGISTRY_S3_REGION'],
+  ['storage.s3.prefix', 'OLLAMA_REGISTRY_S3_PREFIX'],
+  ['storage.s3.forcePathStyle', 'OLLAMA_REGISTRY_S3_FORCE_PATH_STYLE'],
+  ['storage.s3.redirect', 'OLLAMA_REGISTRY_S3_REDIRECT'],
+  ['storage.s3.redirectEndpoint', 'OLLAMA_REGISTRY_S3_REDIRECT_ENDPOINT'],
   ['uploads.maxSessions', 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS'],
   ['uploads.maxSessionsPerClient', 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS_PER_CLIENT'],
   ['uploads.maxBytes', 'OLLAMA_REGISTRY_UPLOAD_MAX_BYTES'],
@@ -258,6 +268,21 @@ function apply(cfg: Config, flat: Flat, source: string): void {
         break;
       }
       case 'storage.scratch': cfg.storage.scratch = path.resolve(str(raw)); break;
+      case 'storage.s3.endpoint':
+      case 'storage.s3.region':
+      case 'storage.s3.prefix':
+      case 'storage.s3.redirectEndpoint':
+      case 'storage.s3.bucket': {
+        const field = key.slice('storage.s3.'.length) as 'endpoint' | 'bucket' | 'region' | 'prefix' | 'redirectEndpoint';
+        cfg.storage.s3 = { ...(cfg.storage.s3 ?? { bucket: '' }), [field]: str(raw) };
+        break;
+      }
+      case 'storage.s3.forcePathStyle':
+      case 'storage.s3.redirect': {
+        const field = key.slice('storage.s3.'.length) as 'forcePathStyle' | 'redirect';
+        cfg.storage.s3 = { ...(cfg.storage.s3 ?? { bucket: '' }), [field]: bool(raw) };
+        break;
+      }
       case 'storage.maxSize': {
         const n = parseSize(raw);
         if (n === null) throw new ConfigError(key, `expected a size such as 500GB, 1.5TiB or a number of bytes, got ${JSON.stringify(raw)} (in ${source})`);
@@ -398,6 +423,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   apply(cfg, Object.fromEntries(ENV.filter(([, v]) => env[v] !== undefined && env[v] !== '').map(([k, v]) => [k, env[v]])), 'environment');
   apply(cfg, opts.flags ?? {}, 'command line');
   if (cfg.tls && (!cfg.tls.cert || !cfg.tls.key)) throw new ConfigError('tls', 'give both tls.cert and tls.key (--tls-cert and --tls-key)');
+  if (cfg.storage.s3 && !cfg.storage.s3.bucket) throw new ConfigError('storage.s3.bucket', 'give the bucket the store lives in (OLLAMA_REGISTRY_S3_BUCKET)');
   if (cfg.upstreamAllowPrivateHosts) {
     const extra = cfg.upstreamAllowPrivateHosts;
     cfg.upstreams = cfg.upstreams.map((u) => ({ ...u, allowPrivateHosts: [...new Set([...u.allowPrivateHosts, ...extra])] }));

@@ -106,7 +106,7 @@ test('a signed token request replayed after the registry was killed and restarte
   const data = await tempDir();
   const key = makeOllamaKey();
   const k = parseKeyLine(key.publicKeyLine);
-  authStoreAt(new FsDriver(data)).putKey({ key: `ssh-ed25519 ${k.blob}`, fingerprint: k.fingerprint, grants: [{ namespace: 'team', actions: ['pull', 'push'] }] });
+  await (await authStoreAt(new FsDriver(data))).putKey({ key: `ssh-ed25519 ${k.blob}`, fingerprint: k.fingerprint, grants: [{ namespace: 'team', actions: ['pull', 'push'] }] });
   const first = await spawnRegistry(['--data', data]);
   const port = new URL(first.url).port;
   const opts = { nonce: 'captured-nonce-0001', ts: Math.floor(Date.now() / 1000) };

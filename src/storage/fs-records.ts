@@ -19,8 +19,10 @@ export interface FsPaths {
   staging(): string;
   /** The guard file's path for one key. */
   guard(key: string): string;
-  /** Rename a staged file onto a key, making its folders. */
+  /** Rename a staged file onto a key, making its folders (and sealing it). */
   place(tmp: string, key: string): Promise<void>;
+  /** Give a staged file the mode and owner its key needs (the registry's state is private). */
+  seal(tmp: string, key: string): Promise<void>;
 }
 
 export function versionOf(body: Buffer): string {
@@ -96,6 +98,7 @@ export function createIfAbsent(p: FsPaths, key: string, body: Buffer): Promise<s
   // link() fails with EEXIST when the target exists: the check and the write are one step.
   return staged(p, key, body, async (tmp) => {
     try {
+      await p.seal(tmp, key);
       await link(tmp, p.path(key));
       return versionOf(body);
     } catch (e) {

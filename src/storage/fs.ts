@@ -1,7 +1,7 @@
 // Filesystem driver: keys are paths under the data folder. Atomic writes go to a staging file
 // under .ollama-registry/tmp on the same filesystem, are fsynced, then renamed into place.
 import { constants, createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { copyFile, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, unlink, utimes } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -37,11 +37,25 @@ export class FsDriver implements Driver {
     staging: () => this.path(stagingKey()),
     guard: (key) => this.path(casGuardKey(key)),
     place: (tmp, key) => this.place(tmp, key),
+    seal: (tmp, key) => this.seal(tmp, key),
   };
+
+  /**
+   * The registry's own state (keys, users, secrets) is private: 0600. When root edits it (sudo
+   * ollama-registry keys add …), it goes to the data folder's owner, so the server can still read it.
+   */
+  private async seal(file: string, key: string): Promise<void> {
+    if (!key.startsWith(`${STATE}/`)) return;
+    await chmod(file, 0o600);
+    if (process.getuid?.() !== 0) return;
+    const st = await stat(this.path(STATE));
+    if (st.uid !== 0) await chown(file, st.uid, st.gid);
+  }
 
   /** Rename a staged file onto `key`, making its folders; once more if a delete pruned them meanwhile. */
   private async place(tmp: string, key: string): Promise<void> {
     const target = this.path(key);
+    await this.seal(tmp, key);
     for (let attempt = 0; ; attempt++) {
       await mkdir(path.dirname(target), { recursive: true });
       try {

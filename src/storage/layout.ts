@@ -135,9 +135,18 @@ export function usersKey(): string {
   return stateKey('users.json');
 }
 
-/** Nonces of signed token requests used in the last minutes (see src/auth/nonces.ts). */
+/** The file of used nonces older versions kept (read once and removed, see src/auth/nonces.ts). */
 export function noncesKey(): string {
   return stateKey('used-nonces');
+}
+
+/** Where a nonce of a signed token request is recorded as used (one record each; see src/auth/nonces.ts). */
+export function usedNonceDir(): string {
+  return stateKey('nonces');
+}
+
+export function usedNonceKey(hash: string): string {
+  return `${usedNonceDir()}/${checkToken(hash)}`;
 }
 
 export function tokenSecretKey(): string {

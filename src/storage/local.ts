@@ -9,7 +9,7 @@
 //    stage in the scratch area on leases (branch fills).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, link, mkdir, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Driver } from './driver.js';
 import { FsDriver } from './fs.js';
@@ -48,4 +48,10 @@ export async function linkOrCopy(from: string, to: string): Promise<'linked' | '
 /** The local file that holds a key's bytes, where the driver keeps them in files (for hash workers); else null. */
 export function localFile(driver: Driver, key: string): string | null {
   return driver instanceof FsDriver ? driver.path(key) : null;
+}
+
+/** Bytes in total and free on the filesystem of a local folder (the scratch area). */
+export async function localSpace(dir: string): Promise<{ total: number; free: number }> {
+  const s = await statfs(dir);
+  return { total: s.blocks * s.bsize, free: s.bavail * s.bsize };
 }

@@ -22,6 +22,8 @@ export interface S3Options {
   prefix?: string;
   /** Path-style URLs (http://host/bucket/key), as Ceph and MinIO usually need. */
   forcePathStyle?: boolean;
+  /** Answer blob GETs with a 307 to a presigned URL (opt-in; see the README's S3 section). */
+  redirect?: boolean;
   /** The endpoint clients reach for presigned URLs, when it differs from `endpoint`. */
   redirectEndpoint?: string;
   /** Explicit credentials; otherwise the SDK's usual chain (environment, shared files, instance role). */
