@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { runGc } from '../src/registry/housekeeping/gc.js';
+import { ownerName } from '../src/registry/housekeeping/usage.js';
 import { verifyStore } from '../src/registry/housekeeping/verify.js';
 import { cli } from './support/cli.js';
 import { waitFor } from './support/eventually.js';
@@ -240,7 +241,7 @@ test('serve runs gc on its schedule and saves last-pull times', async () => {
   } finally {
     await reg.stop();
   }
-  const saved = JSON.parse(await readFile(path.join(data, '.ollama-registry', 'last-pulled.json'), 'utf8'));
+  const saved = JSON.parse(await readFile(path.join(data, '.ollama-registry', 'last-pulled', `${ownerName()}.json`), 'utf8'));
   assert.ok(Date.now() - saved['registry.ollama.ai/library/kept:latest'] < 60_000);
   const ls = await cli(['ls', '--data', data]);
   assert.match(ls.stdout, /registry\.ollama\.ai\/library\/kept:latest .* (just now|seconds? ago) /);
