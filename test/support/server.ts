@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openApp, type App } from '../../src/app.js';
+import type { Driver } from '../../src/storage/driver.js';
 import { defaults, type Config } from '../../src/config.js';
 import type { Limits } from '../../src/limits.js';
 import { createLogger } from '../../src/log.js';
@@ -40,11 +41,12 @@ export interface TestRegistry {
   close(): Promise<void>;
 }
 
-export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; table?: HandlerTable; plain?: Map<string, PlainHandler> } = {}): Promise<TestRegistry> {
+/** `driver`: a store made by the test (e.g. the in-memory driver) instead of the configured one. */
+export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; table?: HandlerTable; plain?: Map<string, PlainHandler>; driver?: Driver } = {}): Promise<TestRegistry> {
   const data = opts.data ?? (await tempDir());
   const config: Config = { ...defaults(), data, listen: { host: '127.0.0.1', port: 0 }, shutdownTimeoutSeconds: 2, ...opts.config };
   const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', format: 'text', destination: process.stderr });
-  const app = await openApp(config, log);
+  const app = await openApp(config, log, { driver: opts.driver });
   const srv = await startServer(app, { ...config.listen, tls: config.tls, table: opts.table, plain: opts.plain });
   return { url: srv.url, hostPort: new URL(srv.url).host, app, data, close: srv.close };
 }
