@@ -9,7 +9,7 @@
 //    stage in the scratch area on leases (branch fills).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, link, mkdir, statfs, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, rename, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Driver } from './driver.js';
 import { FsDriver } from './fs.js';
@@ -54,4 +54,19 @@ export function localFile(driver: Driver, key: string): string | null {
 export async function localSpace(dir: string): Promise<{ total: number; free: number }> {
   const s = await statfs(dir);
   return { total: s.blocks * s.bsize, free: s.bavail * s.bsize };
+}
+
+/** Write a local file the all-or-nothing way: staged next to it (by `fill`), fsynced, renamed (export's foreign folders and tar files). */
+export async function writeFileAtomic(final: string, fill: (part: string) => Promise<void>): Promise<void> {
+  const part = `${final}.partial-${process.pid}`;
+  await mkdir(path.dirname(final), { recursive: true });
+  try {
+    await fill(part);
+    const fh = await open(part, 'r+');
+    await fh.sync().finally(() => fh.close());
+    await rename(part, final);
+  } catch (e) {
+    await unlink(part).catch(() => {});
+    throw e;
+  }
 }
