@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { runGc } from '../src/registry/housekeeping/gc.js';
+import { verifyStore } from '../src/registry/housekeeping/verify.js';
 import { MemoryDriver } from '../src/storage/memory.js';
 import { S3Driver } from '../src/storage/s3.js';
 import { cli } from './support/cli.js';
@@ -89,14 +91,26 @@ test('serve on S3 (Ceph): push with the ollama client, pull back, list tags, del
   assert.ok(!keys.some((k) => k.startsWith('manifests/')), keys.join(', '));
 });
 
-test('serve on the in-memory driver (tests only): push, pull back, list tags, delete', { timeout: 60_000 }, async () => {
+test('serve on the in-memory driver (tests only): push, pull back, list tags, delete; verify and gc run on it', { timeout: 60_000 }, async () => {
   const data = await tempDir('oreg-memory-serve-');
-  const reg = await startTestRegistry({ data, driver: new MemoryDriver(), config: { allowDelete: true } });
+  const driver = new MemoryDriver();
+  const reg = await startTestRegistry({ data, driver, config: { allowDelete: true } });
   try {
     const key = makeOllamaKey();
     await allowKey(reg, key, 'team');
     await addUser(reg, 'admin', 'admin password', 'team', ['pull', 'push', 'delete']);
-    await roundTrip(reg.url, key);
+    const blobs = await roundTrip(reg.url, key);
+    // verify hashes by streaming from the store (no local files), and quarantines by copy + delete.
+    await driver.write(blobs[0]!, Buffer.from('not what its name says'));
+    const v = await verifyStore(reg.app);
+    assert.equal(v.blobs.checked, blobs.length);
+    assert.deepEqual(v.corrupt.map((c) => `blobs/sha256-${c.digest.slice(7)}`), [blobs[0]]);
+    assert.equal(await driver.stat(blobs[0]!), null);
+    assert.equal((await driver.readAll(`.ollama-registry/quarantine/${blobs[0]!.slice(6)}`)).toString(), 'not what its name says');
+    // The tag is gone: gc sweeps its blobs from one listing of the store.
+    const g = await runGc(reg.app, { graceMs: 0 });
+    assert.equal(g.removed.length, blobs.length - 1);
+    for (const b of blobs) assert.equal(await driver.stat(b), null, b);
     const local = await files(data);
     assert.ok(local.every((f) => f.startsWith(path.join('.ollama-registry', 'scratch'))), `only scratch files on disk: ${local.join(', ')}`);
   } finally {
