@@ -7,7 +7,12 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { openApp } from '../src/app.js';
+import { defaults } from '../src/config.js';
+import { createLogger } from '../src/log.js';
 import { runGc } from '../src/registry/housekeeping/gc.js';
+import { exportToDir, planExport } from '../src/registry/transfer/exporter.js';
+import { importFolder } from '../src/registry/transfer/importer.js';
 import { verifyStore } from '../src/registry/housekeeping/verify.js';
 import { MemoryDriver } from '../src/storage/memory.js';
 import { S3Driver } from '../src/storage/s3.js';
@@ -16,7 +21,7 @@ import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
 import { makeOllamaKey, ollamaPull, ollamaPush, type OllamaKey } from './support/ollama-client.js';
 import { addUser, allowKey } from './support/registry-auth.js';
-import { newBucket, S3_CREDENTIALS, s3Endpoint } from './support/s3.js';
+import { newBucket, S3_CREDENTIALS, s3Driver, s3Endpoint } from './support/s3.js';
 import { spawnRegistry, startTestRegistry, tempDir } from './support/server.js';
 
 const ADMIN = { Authorization: `Basic ${Buffer.from('admin:admin password').toString('base64')}` };
@@ -115,5 +120,24 @@ test('serve on the in-memory driver (tests only): push, pull back, list tags, de
     assert.ok(local.every((f) => f.startsWith(path.join('.ollama-registry', 'scratch'))), `only scratch files on disk: ${local.join(', ')}`);
   } finally {
     await reg.close();
+  }
+});
+
+test('import and export on S3 (Ceph) and in memory: a models folder goes in (hashed in scratch, putFile) and comes out byte for byte', { timeout: 120_000 }, async (t) => {
+  const endpoint = await s3Endpoint(t);
+  if (!endpoint) return;
+  for (const driver of [new MemoryDriver(), await s3Driver(endpoint, { prefix: 'models' })]) {
+    const data = await tempDir('oreg-transfer-');
+    const app = await openApp({ ...defaults(), data }, createLogger({ level: 'silent', format: 'text', destination: process.stderr }), { driver });
+    const src = await tempDir('oreg-models-');
+    const made = await makeModel(src, { model: 'moved', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 2_000_001, seed: driver.description }] });
+    const r = await importFolder(app, src);
+    assert.deepEqual(r.manifests.added, ['registry.ollama.ai/library/moved:latest'], driver.description);
+    assert.equal(r.blobs.linked + r.blobs.copied, made.blobs.length);
+    assert.deepEqual(await files(data), [], 'the scratch area is left empty');
+    const out = await tempDir('oreg-exported-');
+    await exportToDir(app, await planExport(app, { all: true }), out);
+    assert.deepEqual(await files(out), await files(src));
+    for (const f of await files(src)) assert.deepEqual(await readFile(path.join(out, f)), await readFile(path.join(src, f)), f);
   }
 });
