@@ -3,7 +3,7 @@
 // in this process's scratch folder, <scratch>/uploads/<id>: parts are written there with O_DIRECT and
 // the verified file is published with putFile (a rename on one filesystem). Both survive a restart;
 // stale ones are purged. The bytes are local: a session continues on the replica that received its
-// first part (replicas behind a load balancer pin upload URLs; see the README).
+// first part (replicas behind a load balancer must route an upload URL to that replica).
 //
 // Bytes arrive in order (PATCH with Content-Range S-E, or docker-style chunks without a range)
 // and are hashed while they are written, so the commit needs no second pass over the data. A part
@@ -16,18 +16,18 @@
 // ollama's transfer client opens a session per attempt at a blob (`POST ?digest=`) and never
 // cancels one it gave up on; when the blob is committed, the other open sessions announced for
 // it in that repository are removed, rather than held until they expire.
-import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { randomUUID, type Hash } from 'node:crypto';
+import { open, stat, truncate, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { fromFsError, RegistryError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Driver } from '../../storage/driver.js';
-import { uploadInfoKey, uploadsDir } from '../../storage/layout.js';
+import { uploadInfoKey } from '../../storage/layout.js';
 import { discard, scratchFile, scratchPath } from '../../storage/local.js';
 import type { BlobStore } from '../blobs/blobs.js';
 import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { onDirectIoRefused, PartWriter } from './part-writer.js';
+import { hashPrefix, ID_RE, localSessions, readSession, sessionRecords } from './session-records.js';
 import type { UploadQuota } from './upload-quota.js';
 
 export interface UploadRepo {
@@ -58,8 +58,6 @@ interface HashState {
   partHash: Hash;
 }
 
-const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const CHUNK = 1 << 20;
 /** How often a live session's record is rewritten, so its time says it is alive (gc, other replicas). */
 const TOUCH_MS = 60_000;
 const AREA = 'uploads';
@@ -89,16 +87,6 @@ export class Uploads {
 
   private dataPath(id: string): string {
     return scratchPath(this.scratch, AREA, id);
-  }
-
-  /** Session ids with a record in the store. */
-  private async ids(): Promise<Array<{ id: string; mtimeMs: number }>> {
-    const out: Array<{ id: string; mtimeMs: number }> = [];
-    for await (const e of this.driver.entries(uploadsDir())) {
-      const [id, file, ...rest] = e.key.slice(uploadsDir().length + 1).split('/');
-      if (ID_RE.test(id ?? '') && file === 'info.json' && rest.length === 0) out.push({ id: id!, mtimeMs: e.mtimeMs });
-    }
-    return out;
   }
 
   /** Rewrite a live session's record now and then (its time is its last sign of life). */
@@ -131,8 +119,8 @@ export class Uploads {
     const quota = this.limits.quota;
     this.counted ??= (async () => {
       if (!quota) return;
-      for (const { id } of await this.ids()) {
-        const info = await this.driver.readAll(uploadInfoKey(id)).then((b) => JSON.parse(b.toString('utf8')) as SessionInfo, () => null);
+      for (const { id } of await sessionRecords(this.driver)) {
+        const info = await readSession(this.driver, id);
         const st = await stat(this.dataPath(id)).catch(() => null);
         if (info && !info.committed && st) quota.restore(id, info.owner ?? 'unknown', st.size);
       }
@@ -182,7 +170,7 @@ export class Uploads {
     if (others.length === 0) return;
     // Not awaited: each takes its own session's lock (a twin upload may hold it while committing).
     void Promise.all(others.map((other) => this.exclusive(other, true, async () => {
-      const info = await this.driver.readAll(uploadInfoKey(other)).then((b) => JSON.parse(b.toString('utf8')) as SessionInfo, () => null);
+      const info = await readSession(this.driver, other);
       if (info && !info.committed) await this.removeLocked(other);
     }))).then(
       () => this.log.info({ digest, removed: others.length }, 'removed upload sessions a client left behind for a blob it has now pushed'),
@@ -368,13 +356,9 @@ export class Uploads {
   /** Committed sessions still kept (their commit markers), with when each was committed. */
   async committed(): Promise<Array<SessionInfo & { committed: string; atMs: number }>> {
     const out: Array<SessionInfo & { committed: string; atMs: number }> = [];
-    for (const { id, mtimeMs } of await this.ids()) {
-      try {
-        const info = JSON.parse((await this.driver.readAll(uploadInfoKey(id))).toString('utf8')) as SessionInfo;
-        if (typeof info.committed === 'string') out.push({ ...info, committed: info.committed, atMs: mtimeMs });
-      } catch {
-        /* gone meanwhile, or not ours to read: no grant */
-      }
+    for (const { id, mtimeMs } of await sessionRecords(this.driver)) {
+      const info = await readSession(this.driver, id); // null: gone meanwhile, or not ours to read: no grant
+      if (typeof info?.committed === 'string') out.push({ ...info, committed: info.committed, atMs: mtimeMs });
     }
     return out;
   }
@@ -386,8 +370,8 @@ export class Uploads {
   async purge(maxAgeMs: number, opts: { orphanMs?: number; dryRun?: boolean } = {}): Promise<Array<{ id: string; bytes: number }>> {
     const removed: Array<{ id: string; bytes: number }> = [];
     const listedMs = Date.now();
-    const records = new Map((await this.ids()).map((r) => [r.id, r.mtimeMs]));
-    const local = (await readdir(`${this.scratch}/${AREA}`).catch(() => [] as string[])).filter((n) => ID_RE.test(n));
+    const records = new Map((await sessionRecords(this.driver)).map((r) => [r.id, r.mtimeMs]));
+    const local = await localSessions(this.scratch, AREA);
     this.limits.quota?.keepOnly(new Set([...records.keys(), ...local]), listedMs);
     for (const id of new Set([...records.keys(), ...local])) {
       if (this.locks.has(id)) continue;
@@ -412,9 +396,7 @@ export class Uploads {
   /** Bytes held by this process's open sessions (they count under the storage cap). */
   async openBytes(): Promise<number> {
     let n = 0;
-    for (const name of await readdir(`${this.scratch}/${AREA}`).catch(() => [] as string[])) {
-      if (ID_RE.test(name)) n += (await stat(this.dataPath(name)).catch(() => null))?.size ?? 0;
-    }
+    for (const id of await localSessions(this.scratch, AREA)) n += (await stat(this.dataPath(id)).catch(() => null))?.size ?? 0;
     return n;
   }
 
@@ -434,11 +416,3 @@ export class Uploads {
 }
 
 const announceKey = (repo: UploadRepo, digest: string) => `${repo.namespace}/${repo.model}@${digest}`.toLowerCase();
-
-async function hashPrefix(file: string, bytes: number): Promise<Hash> {
-  const h = createHash('sha256');
-  if (bytes > 0) {
-    for await (const c of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: CHUNK })) h.update(c as Buffer);
-  }
-  return h;
-}
