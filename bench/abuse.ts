@@ -87,7 +87,7 @@ export async function benchAbuse(opts: { seconds?: number; log?: (s: string) => 
   const rows: Row[] = [];
   let child: ReturnType<typeof startDaemon>['child'] | undefined;
   try {
-    authStoreAt(new FsDriver(fx.dir)).putUser({ name: 'alice', password: await hashPassword('right'), grants: [{ namespace: 'team', actions: ['pull', 'push'] }] });
+    await (await authStoreAt(new FsDriver(fx.dir))).putUser({ name: 'alice', password: await hashPassword('right'), grants: [{ namespace: 'team', actions: ['pull', 'push'] }] });
     const port = await freePort();
     const d = startDaemon(process.execPath, [MAIN_JS, 'serve', '--data', fx.dir, '--listen', `127.0.0.1:${port}`, '--log-level', 'error']);
     child = d.child;

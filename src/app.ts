@@ -14,13 +14,17 @@ import { Policy } from './auth/rules.js';
 import { UsageTracker } from './registry/housekeeping/usage.js';
 import { UploadQuota } from './registry/uploads/upload-quota.js';
 import { Uploads } from './registry/uploads/uploads.js';
+import type { Driver } from './storage/driver.js';
 import { FsDriver, makeDirs } from './storage/fs.js';
-import { BLOBS, MANIFESTS, STATE } from './storage/layout.js';
+import { STATE } from './storage/layout.js';
+import { localSpace } from './storage/local.js';
+import { openDriver, prepareDriver } from './storage/open.js';
 
 export interface App {
   config: Config;
   log: Logger;
-  driver: FsDriver;
+  /** The store: a folder, or S3 (storage.s3); made by storage/open.ts from the config. */
+  driver: Driver;
   /** Local folder for work that needs random access (storage.scratch); never shared between machines. */
   scratch: string;
   blobs: BlobStore;
@@ -40,16 +44,24 @@ export interface App {
   cache?: PullThrough;
 }
 
-/** Open (creating on first use) the data folder named by the config. */
-export async function openApp(config: Config, log: Logger): Promise<App> {
-  const driver = new FsDriver(config.data);
-  for (const dir of [BLOBS, MANIFESTS, STATE]) makeDirs(driver.path(dir));
+/**
+ * Open (creating on first use) the store named by the config. `opts.driver` is for tests only: a
+ * store made by the test (e.g. the in-memory driver) instead of the configured one.
+ */
+export async function openApp(config: Config, log: Logger, opts: { driver?: Driver } = {}): Promise<App> {
+  const driver = opts.driver ?? (await openDriver(config));
+  await prepareDriver(driver);
   const scratch = config.storage.scratch ?? path.join(config.data, STATE, 'scratch');
   makeDirs(scratch);
-  const removed = await driver.cleanStaging();
-  if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
-  await discardOrphanFills(driver, log);
-  const space = new DiskSpace(driver, config.storage.minFree);
+  const { removed } = (await driver.sweep?.({ graceMs: 0, staleMs: 24 * 3600_000 })) ?? { removed: [] };
+  if (removed.length > 0) log.info({ removed: removed.length }, 'removed staging files left by a stopped process');
+  const pullThrough = config.upstreams.length > 0 || config.offline;
+  if (pullThrough && !(driver instanceof FsDriver)) {
+    throw new Error(`pull-through caching (upstreams, offline) needs a data folder for now: fills do not run on ${driver.description} yet`);
+  }
+  if (driver instanceof FsDriver) await discardOrphanFills(driver, log);
+  // Where the store cannot tell its free space (S3), the floor guards the scratch folder pushes land in.
+  const space = new DiskSpace({ space: async () => (await driver.space?.()) ?? localSpace(scratch) }, config.storage.minFree);
   const blobs = new BlobStore(driver, space);
   const metrics = createMetrics(driver, blobs);
   const manifests = new ManifestStore(driver, [config.pushHost, ...config.hosts.filter((h) => h !== config.pushHost)]);
@@ -61,7 +73,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   });
   manifests.onChange = (key) => access.changed(key);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
-  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space }) : undefined;
+  const cache = pullThrough && driver instanceof FsDriver ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space }) : undefined;
   const app: App = {
     config,
     log,
@@ -74,10 +86,11 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
     metrics,
     policy,
     usage: new UsageTracker(driver),
-    uploads: new Uploads(driver, blobs, log, { space, quota: new UploadQuota(config, async () => (await blobs.usage()).bytes) }),
+    uploads: new Uploads(driver, scratch, blobs, log, { space, quota: new UploadQuota(config, async () => (await blobs.usage()).bytes) }),
     space,
-    auth: Auth.open(driver, config, () => app.log, () => metrics.passwordHashes.inc()),
+    auth: await Auth.open(driver, config, () => app.log, () => metrics.passwordHashes.inc()),
     cache,
   };
+  app.auth.store.watch(); // changes by `keys`/`users` (or another replica) take effect within a second
   return app;
 }

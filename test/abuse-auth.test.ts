@@ -8,8 +8,8 @@ import { parseKeyLine } from '../src/auth/sshkey.js';
 import { FsDriver } from '../src/storage/fs.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
-import { makeOllamaKey } from './support/ollama-client.js';
-import { addUser, basicToken, captureLog, signedTokenRequest } from './support/registry-auth.js';
+import { makeOllamaKey, signTokenRequest } from './support/ollama-client.js';
+import { addUser, allowKey, basicToken, captureLog, signedTokenRequest, tokenRequestPath } from './support/registry-auth.js';
 import { spawnRegistry, startTestRegistry, tempDir, withLimits, type TestRegistry } from './support/server.js';
 
 const basic = (u: string, p: string) => ({ Authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
@@ -106,7 +106,7 @@ test('a signed token request replayed after the registry was killed and restarte
   const data = await tempDir();
   const key = makeOllamaKey();
   const k = parseKeyLine(key.publicKeyLine);
-  authStoreAt(new FsDriver(data)).putKey({ key: `ssh-ed25519 ${k.blob}`, fingerprint: k.fingerprint, grants: [{ namespace: 'team', actions: ['pull', 'push'] }] });
+  await (await authStoreAt(new FsDriver(data))).putKey({ key: `ssh-ed25519 ${k.blob}`, fingerprint: k.fingerprint, grants: [{ namespace: 'team', actions: ['pull', 'push'] }] });
   const first = await spawnRegistry(['--data', data]);
   const port = new URL(first.url).port;
   const opts = { nonce: 'captured-nonce-0001', ts: Math.floor(Date.now() / 1000) };
@@ -125,6 +125,33 @@ test('a signed token request replayed after the registry was killed and restarte
     assert.equal((await signedTokenRequest(target, key, 'repository:team/m:pull')).status, 200);
   } finally {
     await second.stop();
+  }
+});
+
+test('a signed token request used on one replica is refused on another replica of the same store (both running)', { timeout: 60_000 }, async () => {
+  const data = await tempDir();
+  const a = await startTestRegistry({ data });
+  const b = await startTestRegistry({ data }); // running before the nonce is used: nothing loaded at start can know it
+  try {
+    const key = makeOllamaKey();
+    await allowKey(a, key, 'team');
+    await b.app.auth.store.refresh(true);
+    // Behind one load balancer both replicas answer to one name: the same URL, the same signature.
+    const signed = (nonce: string) => {
+      const p = tokenRequestPath(a, 'repository:team/m:pull', { nonce, ts: Math.floor(Date.now() / 1000) });
+      return { p, headers: { Authorization: signTokenRequest(key, `${a.url}${p}`), Host: a.hostPort } };
+    };
+    // B has served sign-ins already (what it remembers from the store is loaded), then A takes a new one.
+    const earlier = signed('an-earlier-sign-in-on-b');
+    assert.equal((await request(b.url, earlier.p, { headers: earlier.headers })).status, 200);
+    const { p, headers } = signed('captured-on-replica-a');
+    assert.equal((await request(a.url, p, { headers })).status, 200);
+    const replay = await request(b.url, p, { headers });
+    assert.equal(replay.status, 403, replay.text());
+    assert.match(replay.json().errors[0].message, /already used once \(a replay\)/);
+  } finally {
+    await a.close();
+    await b.close();
   }
 });
 

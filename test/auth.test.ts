@@ -29,7 +29,7 @@ after(() => reg.close());
 
 test('/v2/ answers 200 while nobody is registered, then 401 with a Bearer challenge on the request\'s own host', async () => {
   assert.equal((await request(reg.url, '/v2/')).status, 200);
-  allowKey(reg, alice, 'team');
+  await allowKey(reg, alice, 'team');
   const r = await request(reg.url, '/v2/');
   assert.equal(r.status, 401);
   assert.equal(r.headers['www-authenticate'], `Bearer realm="${reg.url}/v2/token",service="${reg.hostPort}"`);
@@ -81,7 +81,7 @@ test('ollama\'s signed token request: accepted once; replays, stale clocks, forg
 });
 
 test('tokens: scoped to a repository, refused when expired, forged or revoked', async () => {
-  allowKey(reg, alice, 'team');
+  await allowKey(reg, alice, 'team');
   const t = await keyToken(reg, alice, 'repository:team/a:pull,push');
   const post = (repo: string, h: Record<string, string>) => request(reg.url, `/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: h });
   assert.equal((await post('team/a', bearer(t))).status, 202);
@@ -111,11 +111,11 @@ test('tokens: scoped to a repository, refused when expired, forged or revoked', 
   const alien = new Tokens(Buffer.alloc(32, 7)).issue(sub, [{ type: 'repository', name: 'team/a', actions: ['push'] }], 60).token;
   assert.equal((await post('team/a', bearer(alien))).status, 401);
   // Removing the key ends its tokens at once (well, within the store's one-second re-read).
-  reg.app.auth.store.removeKey(alice.publicKeyLine);
+  await reg.app.auth.store.removeKey(alice.publicKeyLine);
   r = await post('team/a', bearer(t));
   assert.equal(r.status, 401);
   assert.match(r.json().errors[0].message, /no longer registered/);
-  allowKey(reg, alice, 'team');
+  await allowKey(reg, alice, 'team');
 });
 
 test('users with passwords: Basic on /v2 and at the token endpoint; wrong passwords get 401', async () => {
@@ -149,7 +149,7 @@ test('protected reads: challenge on anonymous pulls, ollama pulls with its key, 
     assert.equal(r.status, 401);
     assert.match(String(r.headers['www-authenticate']), /scope="repository:team\/secret:pull"$/);
     const reader = makeOllamaKey();
-    allowKey(priv, reader, 'team', ['pull']);
+    await allowKey(priv, reader, 'team', ['pull']);
     const dir = await tempDir('oreg-privpull-');
     const res = await ollamaPull(`${priv.hostPort}/team/secret:1`, { modelsDir: dir, key: reader });
     assert.deepEqual(await readFile(path.join(dir, 'manifests', priv.hostPort, 'team', 'secret', '1')), m.manifestBytes);

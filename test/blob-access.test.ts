@@ -115,7 +115,7 @@ test('mount: POST ?mount&from answers 201 only for a blob the pusher may read; o
   const reg = await startTestRegistry({ data, config: closedReads });
   t.after(reg.close);
   await addUser(reg, 'mallory', 'pw', 'evil');
-  reg.app.auth.store.putUser({ ...reg.app.auth.store.user('mallory')!, name: 'alice', grants: [{ namespace: 'evil', actions: ['pull', 'push'] }, { namespace: 'team', actions: ['pull'] }] });
+  await reg.app.auth.store.putUser({ ...reg.app.auth.store.user('mallory')!, name: 'alice', grants: [{ namespace: 'evil', actions: ['pull', 'push'] }, { namespace: 'team', actions: ['pull'] }] });
   const mallory = basic('mallory');
   const layer = secret!.blobs[0]!.digest;
   for (const query of [`?from=team%2Fsecret&mount=${encodeURIComponent(layer)}`, `?mount=${encodeURIComponent(layer)}`, `?digest=${encodeURIComponent(layer)}`]) {

@@ -88,7 +88,7 @@ test('keys own makes the key (0600) and prints a line keys add accepts upstream;
   assert.equal(again.stderr, '');
   const add = await cli(['keys', 'add', own.stdout.trim(), '--namespace', 'team', '--pull-only', '--comment', 'branch cache', '--data', upstream.data]);
   assert.equal(add.code, 0, add.stderr);
-  upstream.app.auth.store.refresh(true);
+  await upstream.app.auth.store.refresh(true);
   const log = captureLog(upstream);
   await pullAndCheck(cache);
   // The upstream saw the cache's key: signed token requests, no anonymous sign-in.
@@ -112,7 +112,7 @@ test('a key registered upstream for another namespace: refused after signing in,
   const cache = await startCache();
   const own = await cli(['keys', 'own', '--data', cache.data]);
   assert.equal((await cli(['keys', 'add', own.stdout.trim(), '--namespace', 'elsewhere', '--data', upstream.data])).code, 0);
-  upstream.app.auth.store.refresh(true);
+  await upstream.app.auth.store.refresh(true);
   await assertRefused(cache, /refused GET \/v2\/team\/secret\/manifests\/1 \(403: .*may not pull team\/secret.*\), after signing in with this registry's key/);
 });
 
@@ -174,7 +174,7 @@ test('upstreamKey: an existing ollama or ssh-keygen key file is used as it is; a
   const own = await cli(['keys', 'own', '--data', cache.data, '--config', await configFile(dir, `upstreamKey: ${file}\n`)]);
   assert.equal(own.stdout.trim(), line);
   assert.equal((await cli(['keys', 'add', line, '--namespace', 'team', '--pull-only', '--data', upstream.data])).code, 0);
-  upstream.app.auth.store.refresh(true);
+  await upstream.app.auth.store.refresh(true);
   await pullAndCheck(cache);
   await assert.rejects(startCache({}, { upstreamKey: path.join(dir, 'missing') }), /upstreamKey: cannot read the key .*missing: no such file/);
   await assert.rejects(startCache({ key: path.join(dir, 'missing') }), /upstreams\[0\]\.key: cannot read the key/);

@@ -67,7 +67,7 @@ test('a push onto a full disk (the ollama client: POST, PATCH parts, PUT) answer
   // No free-space floor: this is about the disk really filling up (ENOSPC); the floor has its own tests.
   const reg = await startTestRegistry({ data, config: { storage: { ...defaults().storage, minFree: { bytes: 0 } } } });
   const key = makeOllamaKey();
-  allowKey(reg, key, 'team');
+  await allowKey(reg, key, 'team');
   const client = await tempDir('oreg-pushclient-');
   const big = await makeModel(client, { host: reg.hostPort, namespace: 'team', model: 'big', tag: '1', layers: [{ mediaType: MODEL, size: 12_000_000, seed: 'big' }] });
   try {
@@ -79,7 +79,7 @@ test('a push onto a full disk (the ollama client: POST, PATCH parts, PUT) answer
     assert.match(err.message, /^max retries exceeded: http status 507 Insufficient Storage: \{"errors":\[\{"code":"INSUFFICIENT_STORAGE","message":"(no space left on the registry's disk while writing upload [0-9a-f-]{36}|the registry's disk has [\d.]+ [KM]?B free and keeps 0 B free \(storage\.minFree\): no room for [\d.]+ MB for upload [0-9a-f-]{36}; try again after space was freed)"\}\]\}$/);
     // Nothing of the big model is visible (the upload session stays, for ollama to resume), and the store is consistent.
     const files = await allFiles(data);
-    assert.ok(files.every((f) => /^\.ollama-registry\/(keys\.json|token-secret|used-nonces|uploads\/[0-9a-f-]{36}\/(data|info\.json))$/.test(f)), files.join(', '));
+    assert.ok(files.every((f) => /^\.ollama-registry\/(keys\.json|token-secret|nonces\/[0-9a-f]{32}|uploads\/[0-9a-f-]{36}\/info\.json|scratch\/uploads\/[0-9a-f-]{36})$/.test(f)), files.join(', '));
     assert.equal((await request(reg.url, '/v2/team/big/manifests/1')).status, 404);
     const v = await cli(['verify', '--data', data]);
     assert.equal(v.code, 0, v.stdout + v.stderr);

@@ -45,10 +45,10 @@ test('kill -9 mid-fill and mid-upload: gc --grace 0 removes what nobody can cont
     const part = Buffer.from('first part of a layer');
     assert.equal((await request(reg.url, loc, { method: 'PATCH', headers: { ...auth, 'Content-Range': `0-${part.length - 1}` }, body: part })).status, 202);
     await reg.stop('SIGKILL');
-    // What a process killed inside a session's creation leaves: data without info.json.
-    const torn = path.join(uploads, '4f0c1e2a-3b5d-4c6e-8f70-91a2b3c4d5e6');
-    await mkdir(torn, { recursive: true });
-    await writeFile(path.join(torn, 'data'), Buffer.alloc(64 << 10, 1));
+    // What a process killed inside a session's creation leaves: bytes in the scratch folder without a record.
+    const torn = path.join(data, '.ollama-registry', 'scratch', 'uploads', '4f0c1e2a-3b5d-4c6e-8f70-91a2b3c4d5e6');
+    await mkdir(path.dirname(torn), { recursive: true });
+    await writeFile(torn, Buffer.alloc(64 << 10, 1));
     assert.ok(existsSync(path.join(fillDir, 'data')), 'the killed fill left its data');
     assert.ok(!existsSync(path.join(fillDir, 'state.json')), 'and no record of progress');
 
@@ -59,6 +59,7 @@ test('kill -9 mid-fill and mid-upload: gc --grace 0 removes what nobody can cont
     // The fill went as the command opened the data folder (as every command and start-up does).
     assert.deepEqual(await readdir(fills), []);
     assert.deepEqual(await readdir(uploads), [loc.split('/').pop()]);
+    assert.deepEqual(await readdir(path.dirname(torn)), [loc.split('/').pop()]);
 
     // The kept session goes on after a restart, and the blob can be filled again.
     front.fault = undefined;

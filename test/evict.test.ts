@@ -33,7 +33,7 @@ test('eviction order, pinned and local exceptions, shared blobs, dry run; last p
   try {
     // Pulled a, b, c, d, then a again: least recently pulled first is b, then c, then a.
     for (const n of ['library/a', 'library/b', 'library/c', 'team/d', 'library/a']) await pull(n);
-    assert.ok(!(await exists(path.join(data, '.ollama-registry', 'last-pulled.json'))), 'no disk write per request');
+    assert.ok(!(await exists(path.join(data, '.ollama-registry', 'last-pulled'))), 'no disk write per request');
     const opts = { graceMs: 0, usage: reg.app.usage };
     // 450,151 bytes of blobs (configs are shared by all four).
     const dry = await runGc(reg.app, { ...opts, maxSize: 400_000, dryRun: true });

@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { runGc } from '../src/registry/housekeeping/gc.js';
+import { ownerName } from '../src/registry/housekeeping/usage.js';
 import { verifyStore } from '../src/registry/housekeeping/verify.js';
 import { cli } from './support/cli.js';
 import { waitFor } from './support/eventually.js';
@@ -142,9 +143,9 @@ test('gc under load: pulls over HTTP, pushes and fills landing while gc runs aga
         const digest = digestOf(bytes.toString());
         if (w === 0) await app.blobs.put(digest, Readable.from([bytes]), bytes.length);
         else {
-          const staging = `.ollama-registry/tmp/${process.pid}-fill${i}`;
-          await app.driver.write(staging, bytes);
-          await app.blobs.publishStaged(staging, digest);
+          const staged = path.join(app.scratch, `fill${i}`);
+          await writeFile(staged, bytes);
+          await app.blobs.publishFile(staged, digest);
         }
         await sleep(20 + Math.random() * 80);
         await app.manifests.put({ host: w === 0 ? 'registry.ollama.ai' : 'hf.co', namespace: `w${w}`, model: `m${i}`, tag: 'latest' }, manifestFor(cfg, [{ digest, size: bytes.length }]));
@@ -178,7 +179,7 @@ test('gc under load: pulls over HTTP, pushes and fills landing while gc runs aga
   }
 });
 
-test('gc removes staging files and upload/fill folders whose owner is gone and that sat idle; keeps live and recent ones', async () => {
+test('gc removes staging files whose writer is gone, upload sessions and fill folders that sat idle; keeps live and recent ones', async () => {
   const data = await tempDir();
   const reg = await startTestRegistry({ data });
   try {
@@ -197,24 +198,31 @@ test('gc removes staging files and upload/fill folders whose owner is gone and t
     await file(`tmp/${dead}-0a0a`, undefined, old);
     await file(`tmp/${dead}-0b0b`); // recent: within the grace period
     await file(`tmp/${process.pid}-0c0c`, undefined, old); // owner alive
-    await file('uploads/u-stale/data', undefined, old);
-    await file('uploads/u-active/data');
+    // Upload sessions: a record in the store, bytes in the scratch folder. The live one's record is
+    // recent (uploads.ts rewrites it while parts arrive); a scratch file without a record is a torn session.
+    const [stale, active, torn] = ['0a000000-0000-4000-8000-000000000001', '0a000000-0000-4000-8000-000000000002', '0a000000-0000-4000-8000-000000000003'];
+    await file(`uploads/${stale}/info.json`, '{}', old);
+    await file(`scratch/uploads/${stale}`, undefined, old);
+    await file(`uploads/${active}/info.json`, '{}');
+    await file(`scratch/uploads/${active}`, undefined, old);
+    await file(`scratch/uploads/${torn}`, undefined, old);
     const h1 = 'a'.repeat(64);
     const h2 = 'b'.repeat(64);
     await file(`fills/sha256-${h1}/data`, undefined, old);
     await file(`fills/sha256-${h1}/lock`, String(dead), old);
-    await file(`fills/sha256-${h2}/data`, undefined, old);
+    await file(`fills/sha256-${h2}/data`); // being written
     await file(`fills/sha256-${h2}/lock`, String(process.pid), old);
 
     const dry = await runGc(reg.app, { graceMs: 3600_000, dryRun: true });
-    const want = [`.ollama-registry/tmp/${dead}-0a0a`, '.ollama-registry/uploads/u-stale', `.ollama-registry/fills/sha256-${h1}`];
+    const want = [`.ollama-registry/tmp/${dead}-0a0a`, `.ollama-registry/uploads/${stale}`, `.ollama-registry/uploads/${torn}`, `.ollama-registry/fills/sha256-${h1}`];
     assert.deepEqual(dry.staging.removed.sort(), [...want].sort());
     assert.ok(await exists(path.join(st, `tmp/${dead}-0a0a`)));
     const r = await runGc(reg.app, { graceMs: 3600_000 });
     assert.deepEqual(r.staging.removed.sort(), [...want].sort());
-    assert.equal(r.staging.bytes, 300 + String(dead).length);
-    for (const w of want) assert.ok(!(await exists(path.join(data, w))), w);
-    for (const k of [`tmp/${dead}-0b0b`, `tmp/${process.pid}-0c0c`, 'uploads/u-active/data', `fills/sha256-${h2}/data`]) assert.ok(await exists(path.join(st, k)), k);
+    assert.equal(r.staging.bytes, 400 + String(dead).length);
+    for (const w of [...want, `.ollama-registry/scratch/uploads/${stale}`, `.ollama-registry/scratch/uploads/${torn}`]) assert.ok(!(await exists(path.join(data, w))), w);
+    const kept = [`tmp/${dead}-0b0b`, `tmp/${process.pid}-0c0c`, `uploads/${active}/info.json`, `scratch/uploads/${active}`, `fills/sha256-${h2}/data`];
+    for (const k of kept) assert.ok(await exists(path.join(st, k)), k);
   } finally {
     await reg.close();
   }
@@ -233,7 +241,7 @@ test('serve runs gc on its schedule and saves last-pull times', async () => {
   } finally {
     await reg.stop();
   }
-  const saved = JSON.parse(await readFile(path.join(data, '.ollama-registry', 'last-pulled.json'), 'utf8'));
+  const saved = JSON.parse(await readFile(path.join(data, '.ollama-registry', 'last-pulled', `${ownerName()}.json`), 'utf8'));
   assert.ok(Date.now() - saved['registry.ollama.ai/library/kept:latest'] < 60_000);
   const ls = await cli(['ls', '--data', data]);
   assert.match(ls.stdout, /registry\.ollama\.ai\/library\/kept:latest .* (just now|seconds? ago) /);

@@ -47,7 +47,7 @@ async function storedTree(): Promise<string[]> {
 before(async () => {
   reg = await startTestRegistry();
   alice = makeOllamaKey();
-  allowKey(reg, alice, 'team');
+  await allowKey(reg, alice, 'team');
   clientDir = await tempDir('oreg-pushclient-');
   model = await clientModel('team', 'llm', '1', 'fresh');
 });
@@ -164,7 +164,7 @@ test('a namespace the key may not write is refused (403 with its grants), a pull
   const err = await ollamaPush(`${reg.hostPort}/elsewhere/llm:1`, { modelsDir: clientDir, key: alice, partSize: PART }).then(() => null, (e: Error) => e);
   assert.match(err!.message, /^403: .*may not push elsewhere\/llm \(it has: team:pull,push\)/);
   const reader = makeOllamaKey();
-  allowKey(reg, reader, 'team', ['pull']);
+  await allowKey(reg, reader, 'team', ['pull']);
   await clientModel('team', 'ro', '1', 'readonly');
   const err2 = await ollamaPush(`${reg.hostPort}/team/ro:1`, { modelsDir: clientDir, key: reader, partSize: PART }).then(() => null, (e: Error) => e);
   assert.match(err2!.message, /^403: .*may not push team\/ro \(it has: team:pull\)/);

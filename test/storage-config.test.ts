@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../src/config.js';
+import { openDriver } from '../src/storage/open.js';
 import { isCachedHost } from '../src/registry/housekeeping/sources.js';
 import { parseDuration, parseSize } from '../src/units.js';
 
@@ -36,4 +37,17 @@ test('cached (evictable) vs local host folders: upstream hosts and storage.cache
   const withFeatures = { ...c, upstreams: [{ host: 'registry.ollama.ai' }], pushHost: 'hf.co' };
   assert.equal(isCachedHost(withFeatures, 'registry.ollama.ai'), true);
   assert.equal(isCachedHost(withFeatures, 'hf.co'), false);
+});
+
+test('storage.s3: from the environment or a file; a bucket is required; the S3 driver is chosen only then', async () => {
+  const env = { OLLAMA_REGISTRY_S3_ENDPOINT: 'http://127.0.0.2:7480', OLLAMA_REGISTRY_S3_BUCKET: 'models', OLLAMA_REGISTRY_S3_PREFIX: 'site-a', OLLAMA_REGISTRY_S3_FORCE_PATH_STYLE: 'true' };
+  const c = loadConfig({ env });
+  const { endpoint, bucket, prefix, forcePathStyle } = c.storage.s3 ?? {};
+  assert.deepEqual({ endpoint, bucket, prefix, forcePathStyle }, { endpoint: 'http://127.0.0.2:7480', bucket: 'models', prefix: 'site-a', forcePathStyle: true });
+  assert.equal((await openDriver(c)).description, 's3 bucket models/site-a at http://127.0.0.2:7480');
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_S3_ENDPOINT: 'http://127.0.0.2:7480' } }), (e: unknown) => e instanceof ConfigError && /storage\.s3\.bucket/.test(e.message));
+  assert.throws(() => loadConfig({ env: { ...env, OLLAMA_REGISTRY_S3_REDIRECT: 'maybe' } }), ConfigError);
+  const plain = loadConfig({ env: {} });
+  assert.equal(plain.storage.s3, undefined);
+  assert.match((await openDriver(plain)).description, /^folder /);
 });

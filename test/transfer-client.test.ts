@@ -78,7 +78,7 @@ test('a tensor model of 206 blobs is pulled by the transfer client: each blob pr
 
 test('a tensor model is pushed by the transfer client (POST ?digest + X-Content-Length, PATCH, finalize PUT) and stored verbatim', async () => {
   const key = makeOllamaKey();
-  allowKey(reg, key, 'team');
+  await allowKey(reg, key, 'team');
   const clientDir = await tempDir('oreg-transfer-push-');
   const m = await makeModel(clientDir, { host: reg.hostPort, namespace: 'team', model: 'tensors', tag: '1', layers: tensorLayers('push'), config: safetensors('push') });
   const res = await ollamaPush(`${reg.hostPort}/team/tensors:1`, { modelsDir: clientDir, key });
@@ -141,7 +141,7 @@ async function openSessions(data: string): Promise<string[]> {
 
 test('a blob whose first attempt failed is pushed in a new session, and the abandoned session goes when the blob is committed', async () => {
   const key = makeOllamaKey();
-  allowKey(reg, key, 'retry');
+  await allowKey(reg, key, 'retry');
   const clientDir = await tempDir('oreg-transfer-retry-');
   const m = await makeModel(clientDir, {
     host: reg.hostPort, namespace: 'retry', model: 'tensors', tag: '1', layers: tensorLayers('retry', { small: 30, big: [1 * MiB] }), config: safetensors('retry'),
@@ -213,7 +213,7 @@ test('reads need a key: the push gets a pull token on its HEADs, then a push tok
   const keyed = await startTestRegistry({ config: { auth: { ...reg.app.config.auth, anonymousRead: false } } });
   try {
     const key = makeOllamaKey();
-    allowKey(keyed, key, 'team');
+    await allowKey(keyed, key, 'team');
     const clientDir = await tempDir('oreg-transfer-keyed-push-');
     const m = await makeModel(clientDir, {
       host: keyed.hostPort, namespace: 'team', model: 'keyed', tag: '1', layers: tensorLayers('keyed', { small: 20, big: [1 * MiB] }), config: safetensors('keyed'),

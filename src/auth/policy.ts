@@ -5,8 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import type { FsDriver } from '../storage/fs.js';
-import { keysKey, tokenSecretKey, usersKey } from '../storage/layout.js';
+import type { Driver } from '../storage/driver.js';
 import { RegistryError } from '../errors.js';
 import type { Limits } from '../limits.js';
 import { PasswordPool } from './password-pool.js';
@@ -36,7 +35,7 @@ export class Auth {
   private readonly addressFailures: FailureThrottle;
 
   constructor(readonly config: Config['auth'], readonly store: AuthStore, readonly tokens: Tokens,
-    limits: Limits, private readonly log: () => Logger, opts: { onHash?: () => void; driver?: FsDriver } = {}) {
+    limits: Limits, private readonly log: () => Logger, opts: { onHash?: () => void; driver?: Driver } = {}) {
     this.nonces = new UsedNonces(TS_WINDOW_MS, opts.driver);
     this.passwords = new PasswordPool(limits.passwordWorkers, limits.passwordQueue, opts.onHash);
     const lockoutMs = limits.loginLockoutSeconds * 1000;
@@ -45,10 +44,10 @@ export class Auth {
   }
 
   /** `log` is read at each use (the app's logger may be replaced). */
-  static open(driver: FsDriver, config: Config, log: () => Logger, onHash?: () => void): Auth {
-    const store = new AuthStore(driver.path(keysKey()), driver.path(usersKey()), (e) =>
-      log().error({ err: e.message }, 'key/user file does not parse; keeping the previous contents'));
-    return new Auth(config.auth, store, new Tokens(() => loadSecret(driver.path(tokenSecretKey()))), config.limits, log, { onHash, driver });
+  static async open(driver: Driver, config: Config, log: () => Logger, onHash?: () => void): Promise<Auth> {
+    const store = new AuthStore(driver, (e) => log().error({ err: e.message }, 'key/user record does not parse or cannot be read; keeping the previous contents'));
+    await store.refresh();
+    return new Auth(config.auth, store, new Tokens(await loadSecret(driver)), config.limits, log, { onHash, driver });
   }
 
   /** The current grants of a principal; null when it is no longer registered. */
@@ -124,7 +123,9 @@ export function keyPrincipal(fingerprint: string, comment?: string): Principal {
   return { kind: 'key', id: fingerprint, label: `key ${fingerprint}${comment ? ` (${comment})` : ''}` };
 }
 
-/** The key/user files of a data folder, for the CLI (no server, nothing created). */
-export function authStoreAt(driver: FsDriver): AuthStore {
-  return new AuthStore(driver.path(keysKey()), driver.path(usersKey()));
+/** The key/user records of a store, for the CLI (no server, nothing created). */
+export async function authStoreAt(driver: Driver): Promise<AuthStore> {
+  const store = new AuthStore(driver);
+  await store.refresh(true);
+  return store;
 }

@@ -1,11 +1,10 @@
 // Tokens the token endpoint issues (HS256 JWTs, opaque to clients), signed blob URLs for the
 // downloads that carry no Authorization (used nonces of signed requests: nonces.ts).
-// The HMAC key lives in .ollama-registry/token-secret (0600); deleting it revokes everything.
+// The HMAC key lives in the store at .ollama-registry/token-secret (private); deleting it revokes everything.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import path from 'node:path';
-import { keepOwner, type Action } from './store.js';
-import { makeDirs } from '../storage/fs.js';
+import type { Action } from './store.js';
+import type { Driver } from '../storage/driver.js';
+import { tokenSecretKey } from '../storage/layout.js';
 
 export interface Access {
   type: 'repository' | 'registry';
@@ -29,31 +28,20 @@ const HEADER = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
 /** header.claims.signature, base64url without padding. */
 const TOKEN_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
-/** Read the secret, creating it (0600) on first use. */
-export function loadSecret(file: string): Buffer {
-  try {
-    const hex = readFileSync(file, 'utf8').trim();
-    if (/^[0-9a-f]{64}$/.test(hex)) return Buffer.from(hex, 'hex');
-    throw new Error(`${file} is not 64 hex characters; delete it to make a new one (this ends every issued token)`);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  makeDirs(path.dirname(file));
-  const secret = randomBytes(32);
-  try {
-    const fd = openSync(file, 'wx', 0o600);
-    try {
-      keepOwner(fd, path.dirname(file));
-      writeSync(fd, `${secret.toString('hex')}\n`);
-    } finally {
-      closeSync(fd);
+/** Read the secret from the store, creating it (private) on first use; every replica gets the same one. */
+export async function loadSecret(driver: Driver): Promise<Buffer> {
+  for (let i = 0; i < 3; i++) {
+    const cur = await driver.readVersioned(tokenSecretKey());
+    if (cur) {
+      const hex = cur.body.toString('utf8').trim();
+      if (/^[0-9a-f]{64}$/.test(hex)) return Buffer.from(hex, 'hex');
+      throw new Error(`${tokenSecretKey()} is not 64 hex characters; delete it to make a new one (this ends every issued token)`);
     }
-    return secret;
-  } catch (e) {
-    // Another process made it first: use theirs.
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return loadSecret(file);
-    throw e;
+    const secret = randomBytes(32);
+    // Another process may make it first: then use theirs.
+    if (await driver.createIfAbsent(tokenSecretKey(), Buffer.from(`${secret.toString('hex')}\n`))) return secret;
   }
+  throw new Error(`${tokenSecretKey()} could not be read or created`);
 }
 
 export class Tokens {

@@ -1,13 +1,14 @@
 // `ollama-registry export NAME... --to DIR|FILE.tar|-`: an ollama-layout bundle for another
 // machine (drops into ~/.ollama/models or into `ollama-registry import`).
 import { createWriteStream } from 'node:fs';
-import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { openApp } from '../app.js';
 import { fromFsError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { exportToDir, exportToTar, parseHave, planExport, type ExportResult, type ExportSelection } from '../registry/transfer/exporter.js';
+import { writeFileAtomic } from '../storage/local.js';
 import { parseDuration } from '../units.js';
 import { CliError, configFrom, EXIT, fail, withStoreOptions } from './common.js';
 import { formatBytes } from './format.js';
@@ -23,17 +24,19 @@ function parseSince(v: string): number {
 
 /** A tar file appears only when complete: written as FILE.partial-PID, fsynced, renamed. */
 async function toTarFile(file: string, write: (out: NodeJS.WritableStream) => Promise<ExportResult>): Promise<ExportResult> {
-  const part = `${file}.partial-${process.pid}`;
-  const out = createWriteStream(part, { highWaterMark: 1 << 20 });
+  let r: ExportResult | undefined;
   try {
-    const r = await write(out);
-    const fh = await open(part, 'r+');
-    await fh.sync().finally(() => fh.close());
-    await rename(part, file);
-    return r;
+    await writeFileAtomic(file, async (part) => {
+      const out = createWriteStream(part, { highWaterMark: 1 << 20 });
+      try {
+        r = await write(out);
+      } catch (e) {
+        out.destroy();
+        throw e;
+      }
+    });
+    return r!;
   } catch (e) {
-    out.destroy();
-    await unlink(part).catch(() => {});
     const err = fromFsError(e, file);
     if (err !== e) (err as Error).message = `no space left while writing ${file}; nothing was left behind`;
     throw err;

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { authStoreAt } from '../auth/policy.js';
 import type { AuthStore, Grant } from '../auth/store.js';
 import { isValidPart } from '../names.js';
-import { FsDriver } from '../storage/fs.js';
+import { openDriver } from '../storage/open.js';
 import { CliError, configFrom, EXIT } from './common.js';
 
 export function withGrantOptions(cmd: Command): Command {
@@ -23,6 +23,6 @@ export function grantsFrom(opts: { namespace: string[]; pullOnly?: boolean; dele
   return opts.namespace.map((namespace) => ({ namespace, actions: [...actions] }));
 }
 
-export function storeFrom(opts: { data?: string; config?: string }): AuthStore {
-  return authStoreAt(new FsDriver(configFrom(opts).data));
+export async function storeFrom(opts: { data?: string; config?: string }): Promise<AuthStore> {
+  return authStoreAt(await openDriver(configFrom(opts)));
 }

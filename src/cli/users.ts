@@ -90,8 +90,8 @@ export function registerUsers(program: Command): void {
         const grants = grantsFrom(opts);
         const password = await readPassword();
         if (password.length < 8) throw new CliError('the password needs at least 8 characters', EXIT.USAGE);
-        const store = storeFrom(opts);
-        const how = store.putUser({ name, password: await hashPassword(password), grants });
+        const store = await storeFrom(opts);
+        const how = await store.putUser({ name, password: await hashPassword(password), grants });
         process.stdout.write(`${how} user ${name}: ${formatGrants(store.user(name)!.grants)}\n`);
       } catch (e) {
         fail(e);
@@ -101,9 +101,9 @@ export function registerUsers(program: Command): void {
   withStoreOptions(users.command('rm'))
     .argument('<name>', 'user name')
     .description('remove a user (their tokens stop working at once)')
-    .action((name: string, opts) => {
+    .action(async (name: string, opts) => {
       try {
-        if (!storeFrom(opts).removeUser(name)) throw new CliError(`no such user: ${name.slice(0, 80)}`);
+        if (!(await (await storeFrom(opts)).removeUser(name))) throw new CliError(`no such user: ${name.slice(0, 80)}`);
         process.stdout.write(`removed user ${name}\n`);
       } catch (e) {
         fail(e);
@@ -113,9 +113,9 @@ export function registerUsers(program: Command): void {
   withStoreOptions(users.command('ls'))
     .option('--json', 'print JSON (without password hashes)')
     .description('list users and what each may do')
-    .action((opts) => {
+    .action(async (opts) => {
       try {
-        const list = storeFrom(opts).users().map(({ password: _p, ...u }) => u);
+        const list = (await storeFrom(opts)).users().map(({ password: _p, ...u }) => u);
         if (opts.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         else for (const u of list) process.stdout.write(`${u.name}  ${formatGrants(u.grants)}  added ${u.added}\n`);
       } catch (e) {

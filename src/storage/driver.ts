@@ -2,12 +2,11 @@
 // second driver (S3) only has to implement this interface and pass the conformance suite.
 import type { Readable, Writable } from 'node:stream';
 
+/** One stored object; a key that only prefixes others (a "folder") has no Stat. */
 export interface Stat {
   size: number;
+  /** When the object got its bytes (written, committed or brought in with putFile). */
   mtimeMs: number;
-  /** When the file was last linked, renamed or written (where the driver can tell). */
-  ctimeMs?: number;
-  isDir: boolean;
 }
 
 export interface ByteRange {
@@ -49,17 +48,19 @@ export interface Driver {
   readAll(key: string): Promise<Buffer>;
   /** All-or-nothing: readers see the old content or the whole new content, never a part. */
   write(key: string, body: Readable | Buffer): Promise<{ size: number }>;
-  /** Atomic rename within the store; replaces `to`. */
-  move(from: string, to: string): Promise<void>;
-  /** No error when absent. A folder key is removed only when empty. */
+  /** Deletes one object; no error when absent. */
   delete(key: string): Promise<void>;
-  /** Names of the immediate children of a folder key, sorted; [] when absent. */
+  /**
+   * The next name segment of every key under `prefix/`, sorted, no duplicates; [] when none
+   * (a tree walk by level; `entries` gives sizes and times).
+   */
   list(prefix: string): Promise<string[]>;
   /**
-   * Bring an outside file into the store at `key` atomically, cheaply where possible
-   * (a hard link on the same filesystem). Returns how it was done.
+   * Publish a local file (a scratch file) at `key`, whole or not at all. The file is consumed:
+   * on one filesystem a rename, no copy; else a copy (fsynced) or, on S3, a multipart upload.
+   * The key's time is the time of the putFile (a hard-linked import keeps no old time).
    */
-  ingestFile(sourcePath: string, key: string): Promise<'linked' | 'copied'>;
+  putFile(localPath: string, key: string): Promise<{ how: 'moved' | 'copied' }>;
   /** A streamed write to `key` (on S3: a multipart upload to the final key). */
   create(key: string): Promise<PendingWrite>;
   /** Every object under `prefix` ('' for all), at any depth, sorted by key. */
@@ -74,6 +75,11 @@ export interface Driver {
   deleteIf(key: string, version: string): Promise<boolean>;
   /** A URL that reads the object without credentials for `ttlSeconds` (object stores only). */
   presign?(key: string, ttlSeconds: number): Promise<string>;
+  /**
+   * Remove the driver's own leftovers of writers that stopped (staging files, abandoned multipart
+   * uploads): older than `graceMs` when their writer is known to be gone, else older than `staleMs`.
+   */
+  sweep?(opts: { graceMs: number; staleMs: number; dryRun?: boolean }): Promise<{ removed: string[]; bytes: number }>;
   /** Bytes used and free on the storage, where the driver can tell. */
   space?(): Promise<{ total: number; free: number } | null>;
 }

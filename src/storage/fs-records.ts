@@ -2,7 +2,7 @@
 // record's bytes; a replace or delete holds a guard file (created with O_EXCL) while it compares
 // and swaps, so two processes on one data folder cannot both win.
 import { createHash } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { fromFsError } from '../errors.js';
@@ -19,6 +19,10 @@ export interface FsPaths {
   staging(): string;
   /** The guard file's path for one key. */
   guard(key: string): string;
+  /** Rename a staged file onto a key, making its folders (and sealing it). */
+  place(tmp: string, key: string): Promise<void>;
+  /** Give a staged file the mode and owner its key needs (the registry's state is private). */
+  seal(tmp: string, key: string): Promise<void>;
 }
 
 export function versionOf(body: Buffer): string {
@@ -26,7 +30,7 @@ export function versionOf(body: Buffer): string {
 }
 
 export async function createPending(p: FsPaths, key: string): Promise<PendingWrite> {
-  const target = p.path(key);
+  p.path(key);
   const tmp = p.staging();
   await mkdir(path.dirname(tmp), { recursive: true });
   const fh = await open(tmp, 'wx', 0o644);
@@ -42,8 +46,7 @@ export async function createPending(p: FsPaths, key: string): Promise<PendingWri
         await finished(stream);
         const again = await open(tmp, 'r+');
         await again.sync().finally(() => again.close());
-        await mkdir(path.dirname(target), { recursive: true });
-        await rename(tmp, target);
+        await p.place(tmp, key);
         return { size: stream.bytesWritten };
       } catch (e) {
         await unlink(tmp).catch(() => {});
@@ -95,6 +98,7 @@ export function createIfAbsent(p: FsPaths, key: string, body: Buffer): Promise<s
   // link() fails with EEXIST when the target exists: the check and the write are one step.
   return staged(p, key, body, async (tmp) => {
     try {
+      await p.seal(tmp, key);
       await link(tmp, p.path(key));
       return versionOf(body);
     } catch (e) {
@@ -109,7 +113,7 @@ export async function replaceIf(p: FsPaths, key: string, body: Buffer, version: 
     const now = await readVersioned(p, key);
     if (!now || now.version !== version) return null;
     return staged(p, key, body, async (tmp) => {
-      await rename(tmp, p.path(key));
+      await p.place(tmp, key);
       return versionOf(body);
     });
   });

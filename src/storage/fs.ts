@@ -1,14 +1,14 @@
 // Filesystem driver: keys are paths under the data folder. Atomic writes go to a staging file
 // under .ollama-registry/tmp on the same filesystem, are fsynced, then renamed into place.
 import { constants, createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { copyFile, link, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, unlink } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fromFsError } from '../errors.js';
 import type { ByteRange, Driver, Entry, PendingWrite, Stat, Versioned } from './driver.js';
 import * as records from './fs-records.js';
-import { casGuardKey, stagingKey, tmpDir } from './layout.js';
+import { casGuardKey, STATE, stagingKey, tmpDir } from './layout.js';
 
 const CHUNK = 1 << 20; // 1 MiB reads: few syscalls and events per GiB served
 
@@ -36,14 +36,55 @@ export class FsDriver implements Driver {
     path: (key) => this.path(key),
     staging: () => this.path(stagingKey()),
     guard: (key) => this.path(casGuardKey(key)),
+    place: (tmp, key) => this.place(tmp, key),
+    seal: (tmp, key) => this.seal(tmp, key),
   };
+
+  /**
+   * The registry's own state (keys, users, secrets) is private: 0600. When root edits it (sudo
+   * ollama-registry keys add …), it goes to the data folder's owner, so the server can still read it.
+   */
+  private async seal(file: string, key: string): Promise<void> {
+    if (!key.startsWith(`${STATE}/`)) return;
+    await chmod(file, 0o600);
+    if (process.getuid?.() !== 0) return;
+    const st = await stat(this.path(STATE));
+    if (st.uid !== 0) await chown(file, st.uid, st.gid);
+  }
+
+  /** Rename a staged file onto `key`, making its folders; once more if a delete pruned them meanwhile. */
+  private async place(tmp: string, key: string): Promise<void> {
+    const target = this.path(key);
+    await this.seal(tmp, key);
+    for (let attempt = 0; ; attempt++) {
+      await mkdir(path.dirname(target), { recursive: true });
+      try {
+        return await rename(tmp, target);
+      } catch (e) {
+        if (!isMissing(e) || attempt > 0) throw e;
+      }
+    }
+  }
+
+  /** Remove the now-empty folders above a deleted key (the store has no folders), up to the areas' own. */
+  private async prune(key: string): Promise<void> {
+    const parts = key.split('/');
+    const keep = parts[0] === STATE ? 2 : 1; // blobs/, manifests/, .ollama-registry/<area>/ stay
+    for (let n = parts.length - 1; n > keep; n--) {
+      try {
+        await rmdir(this.path(parts.slice(0, n).join('/')));
+      } catch {
+        return; // not empty (or already gone): nothing above can be empty either
+      }
+    }
+  }
 
   async stat(key: string): Promise<Stat | null> {
     try {
       const s = await stat(this.path(key));
-      return { size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, isDir: s.isDirectory() };
+      return s.isDirectory() ? null : { size: s.size, mtimeMs: s.mtimeMs };
     } catch (e) {
-      if (isMissing(e)) return null;
+      if (isMissing(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
       throw e;
     }
   }
@@ -95,7 +136,7 @@ export class FsDriver implements Driver {
   }
 
   async write(key: string, body: Readable | Buffer): Promise<{ size: number }> {
-    const target = this.path(key);
+    this.path(key);
     const tmp = this.path(stagingKey());
     await mkdir(path.dirname(tmp), { recursive: true });
     let size: number;
@@ -118,8 +159,7 @@ export class FsDriver implements Driver {
         const again = await open(tmp, 'r+');
         await again.sync().finally(() => again.close());
       }
-      await mkdir(path.dirname(target), { recursive: true });
-      await rename(tmp, target);
+      await this.place(tmp, key);
       return { size };
     } catch (e) {
       await unlink(tmp).catch(() => {});
@@ -127,24 +167,23 @@ export class FsDriver implements Driver {
     }
   }
 
+  /**
+   * Rename between two keys. Not part of the Driver interface (an object store cannot rename):
+   * only the filesystem fill code uses it, until fills stage in the scratch area.
+   */
   async move(from: string, to: string): Promise<void> {
-    const target = this.path(to);
-    await mkdir(path.dirname(target), { recursive: true });
-    await rename(this.path(from), target);
+    await this.place(this.path(from), to);
   }
 
   async delete(key: string): Promise<void> {
-    const p = this.path(key);
     try {
-      await unlink(p);
+      await unlink(this.path(key));
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EISDIR' || code === 'EPERM') {
-        await rmdir(p).catch((err) => {
-          if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
-        });
-      } else if (!isMissing(e)) throw e;
+      if (code === 'EISDIR' || code === 'EPERM') return this.prune(`${key}/-`); // a folder is no object: it goes only when empty
+      if (code !== 'ENOTDIR' && !isMissing(e)) throw e;
     }
+    await this.prune(key);
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -156,25 +195,27 @@ export class FsDriver implements Driver {
     }
   }
 
-  async ingestFile(sourcePath: string, key: string): Promise<'linked' | 'copied'> {
+  async putFile(localPath: string, key: string): Promise<{ how: 'moved' | 'copied' }> {
+    this.path(key);
+    // The store's time is when the key got its bytes (gc's grace period), even for a linked import.
+    const now = new Date();
+    await utimes(localPath, now, now).catch((e) => { throw fromFsError(e, key); });
+    // The scratch area is on this filesystem by default: a rename, no copy. The writer fsynced it.
+    try {
+      await this.place(localPath, key);
+      return { how: 'moved' };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw fromFsError(e, key);
+    }
     const tmp = this.path(stagingKey());
     await mkdir(path.dirname(tmp), { recursive: true });
-    let how: 'linked' | 'copied' = 'linked';
     try {
-      try {
-        await link(sourcePath, tmp);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw e;
-        how = 'copied';
-        await copyFile(sourcePath, tmp, constants.COPYFILE_FICLONE);
-        const fh = await open(tmp, 'r+');
-        await fh.sync().finally(() => fh.close());
-      }
-      const target = this.path(key);
-      await mkdir(path.dirname(target), { recursive: true });
-      await rename(tmp, target);
-      return how;
+      await copyFile(localPath, tmp, constants.COPYFILE_FICLONE);
+      const fh = await open(tmp, 'r+');
+      await fh.sync().finally(() => fh.close());
+      await this.place(tmp, key);
+      await unlink(localPath).catch(() => {});
+      return { how: 'copied' };
     } catch (e) {
       await unlink(tmp).catch(() => {});
       throw fromFsError(e, key);
@@ -197,7 +238,7 @@ export class FsDriver implements Driver {
     for (const name of names) {
       const key = (prefix === '' ? name : `${prefix}/${name}`).split(path.sep).join('/');
       const st = await this.stat(key);
-      if (st && !st.isDir) yield { key, size: st.size, mtimeMs: st.mtimeMs };
+      if (st) yield { key, size: st.size, mtimeMs: st.mtimeMs };
     }
   }
 
@@ -222,20 +263,26 @@ export class FsDriver implements Driver {
     return { total: s.blocks * s.bsize, free: s.bavail * s.bsize };
   }
 
-  /** Remove staging files left by processes that are gone (killed mid-write). */
-  async cleanStaging(maxAgeMs = 24 * 3600_000): Promise<number> {
-    let removed = 0;
+  /**
+   * Staging files of writers that stopped (killed mid-write): the pid in a staging file's name is
+   * this machine's (the staging folder is on this filesystem), so a stopped writer is known.
+   */
+  async sweep(opts: { graceMs: number; staleMs: number; dryRun?: boolean }): Promise<{ removed: string[]; bytes: number }> {
+    const out = { removed: [] as string[], bytes: 0 };
+    const now = Date.now();
     for (const name of await this.list(tmpDir())) {
       const pid = Number(name.split('-')[0]);
       const key = `${tmpDir()}/${name}`;
-      const st = await this.stat(key);
+      const st = await this.stat(key).catch(() => null);
       if (!st) continue;
-      if (!alive(pid) || (pid !== process.pid && Date.now() - st.mtimeMs > maxAgeMs)) {
-        await unlink(this.path(key)).catch(() => {});
-        removed++;
+      const age = now - st.mtimeMs;
+      if ((!alive(pid) && age >= opts.graceMs) || (pid !== process.pid && age > opts.staleMs)) {
+        if (!opts.dryRun) await unlink(this.path(key)).catch(() => {});
+        out.removed.push(key);
+        out.bytes += st.size;
       }
     }
-    return removed;
+    return out;
   }
 }
 

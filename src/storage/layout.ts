@@ -7,15 +7,17 @@
 //   .ollama-registry/                             the registry's own state:
 //     tmp/<pid>-<random>                          staging for atomic writes (removed at start-up
 //                                                 when the owning process is gone)
-//     uploads/<id>/info.json                      push session: repository, times, commit marker
-//     uploads/<id>/data                           push session: the bytes received so far
+//     uploads/<id>/info.json                      push session: repository, times, commit marker (its bytes
+//                                                 are in the receiving process's scratch folder: uploads/<id>)
 //     keys.json, users.json                       who may pull/push/delete (0600; see src/auth/store.ts)
 //     token-secret                                HMAC key of issued tokens and signed URLs (0600)
-//     used-nonces                                 nonces of signed token requests, kept 10 minutes
+//     used-nonces                                 nonces as older versions kept them (migrated once)
 //     id_ed25519                                  the registry's own key for signing in to upstreams (0600)
 //     fills/sha256-<hex>/...                      pull-through fills in progress
 //     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
-//     last-pulled.json, pins.json                 last use of each tag; tags kept from eviction
+//     last-pulled/<host>.json, pins.json          last use of each tag, one record per host (merged
+//                                                 on read; last-pulled.json of older versions is read too); tags kept from eviction
+//     nonces/<sha256>                             used nonces of signed token requests (kept 10 minutes)
 //     cas/<sha256 of a key>                       guard of one conditional write (fs driver only)
 //     untagged/<host>/<ns>/<model>/sha256-<hex>   a manifest pushed by digest only (its bytes are
 //                                                 the blob of that digest); the file marks which
@@ -71,7 +73,7 @@ export function manifestTreeKey(...parts: string[]): string {
 // State key parts: no '/', and never '.' first, so never '..'.
 const TOKEN_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
-function checkToken(t: string): string {
+export function checkToken(t: string): string {
   if (!TOKEN_RE.test(t)) throw new Error(`layout: bad state key part ${JSON.stringify(t)}`);
   return t;
 }
@@ -127,6 +129,15 @@ export function stateKey(...parts: string[]): string {
   return [STATE, ...parts.map(checkToken)].join('/');
 }
 
+/** Last-pull times, one record per owner (a host; see registry/housekeeping/usage.ts). */
+export function lastPulledDir(): string {
+  return stateKey('last-pulled');
+}
+
+export function lastPulledKey(owner: string): string {
+  return `${lastPulledDir()}/${checkToken(`${owner}.json`)}`;
+}
+
 export function keysKey(): string {
   return stateKey('keys.json');
 }
@@ -135,9 +146,18 @@ export function usersKey(): string {
   return stateKey('users.json');
 }
 
-/** Nonces of signed token requests used in the last minutes (see src/auth/nonces.ts). */
+/** The file of used nonces older versions kept (read once and removed, see src/auth/nonces.ts). */
 export function noncesKey(): string {
   return stateKey('used-nonces');
+}
+
+/** Where a nonce of a signed token request is recorded as used (one record each; see src/auth/nonces.ts). */
+export function usedNonceDir(): string {
+  return stateKey('nonces');
+}
+
+export function usedNonceKey(hash: string): string {
+  return `${usedNonceDir()}/${checkToken(hash)}`;
 }
 
 export function tokenSecretKey(): string {

@@ -2,6 +2,7 @@
 // that need no disk. Objects are flat keys, as on an object store: no folders, no rename
 // guarantees beyond what the interface promises.
 import { randomBytes } from 'node:crypto';
+import { readFile, unlink } from 'node:fs/promises';
 import { Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { ByteRange, Driver, Entry, PendingWrite, Stat, Versioned } from './driver.js';
@@ -26,7 +27,7 @@ export class MemoryDriver implements Driver {
     return version;
   }
 
-  /** Folder-like view for the older callers of `list` and `stat`: a prefix with objects under it. */
+  /** The keys under a prefix, as `list` and `entries` see them. */
   private under(prefix: string): string[] {
     const p = prefix === '' ? '' : `${prefix}/`;
     return [...this.objects.keys()].filter((k) => k.startsWith(p));
@@ -34,8 +35,7 @@ export class MemoryDriver implements Driver {
 
   async stat(key: string): Promise<Stat | null> {
     const o = this.objects.get(key);
-    if (o) return { size: o.body.length, mtimeMs: o.mtimeMs, isDir: false };
-    return this.under(key).length ? { size: 0, mtimeMs: 0, isDir: true } : null;
+    return o ? { size: o.body.length, mtimeMs: o.mtimeMs } : null;
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
@@ -57,13 +57,6 @@ export class MemoryDriver implements Driver {
     return w.commit();
   }
 
-  async move(from: string, to: string): Promise<void> {
-    const o = this.objects.get(from);
-    if (!o) throw missing(from);
-    this.objects.set(to, o);
-    this.objects.delete(from);
-  }
-
   async delete(key: string): Promise<void> {
     this.objects.delete(key);
   }
@@ -73,10 +66,10 @@ export class MemoryDriver implements Driver {
     return [...new Set(this.under(prefix).map((k) => k.slice(p.length).split('/')[0]!))].sort();
   }
 
-  async ingestFile(sourcePath: string, key: string): Promise<'copied'> {
-    const { createReadStream } = await import('node:fs');
-    await this.write(key, createReadStream(sourcePath));
-    return 'copied';
+  async putFile(localPath: string, key: string): Promise<{ how: 'copied' }> {
+    this.put(key, await readFile(localPath));
+    await unlink(localPath).catch(() => {});
+    return { how: 'copied' };
   }
 
   async create(key: string): Promise<PendingWrite> {

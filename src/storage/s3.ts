@@ -4,9 +4,10 @@
 // a folder is an ollama models folder. Checksums are WHEN_REQUIRED: Ceph and Swift refuse the
 // SDK's default aws-chunked uploads (README, "When one machine is not enough").
 import { createReadStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import {
-  CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command,
+  DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command,
   PutObjectCommand, type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -93,12 +94,11 @@ export class S3Driver implements Driver {
   async stat(key: string): Promise<Stat | null> {
     try {
       const h = await this.send((o) => this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), o));
-      return { size: h.ContentLength ?? 0, mtimeMs: h.LastModified?.getTime() ?? 0, isDir: false };
+      return { size: h.ContentLength ?? 0, mtimeMs: h.LastModified?.getTime() ?? 0 };
     } catch (e) {
-      if (!isMissing(e)) throw e;
+      if (isMissing(e)) return null;
+      throw e;
     }
-    const l = await this.send((o) => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.k(key)}/`, MaxKeys: 1 }), o));
-    return l.KeyCount ? { size: 0, mtimeMs: 0, isDir: true } : null;
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
@@ -139,18 +139,6 @@ export class S3Driver implements Driver {
     return w.commit();
   }
 
-  async move(from: string, to: string): Promise<void> {
-    // Not atomic on an object store: the copy is whole, then the source goes.
-    const st = await this.stat(from);
-    if (!st || st.isDir) throw enoent(from, null);
-    if (st.size <= 5 * 1024 ** 3) {
-      await this.send((o) => this.s3.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.k(to), CopySource: `${this.bucket}/${encodeURIComponent(this.k(from)).replace(/%2F/g, '/')}` }), o));
-    } else {
-      await this.write(to, await this.read(from));
-    }
-    await this.delete(from);
-  }
-
   async delete(key: string): Promise<void> {
     await this.send((o) => this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), o));
   }
@@ -168,9 +156,10 @@ export class S3Driver implements Driver {
     return [...names].filter((n) => n !== '').sort();
   }
 
-  async ingestFile(sourcePath: string, key: string): Promise<'copied'> {
-    await this.write(key, createReadStream(sourcePath, { highWaterMark: 1 << 20 }));
-    return 'copied';
+  async putFile(localPath: string, key: string): Promise<{ how: 'copied' }> {
+    await this.write(key, createReadStream(localPath, { highWaterMark: 1 << 20 }));
+    await unlink(localPath).catch(() => {});
+    return { how: 'copied' };
   }
 
   async create(key: string): Promise<PendingWrite> {
@@ -183,6 +172,13 @@ export class S3Driver implements Driver {
    */
   sweepAbandonedUploads(maxAgeMs: number, now = Date.now()): Promise<number> {
     return sweepMultipart(this.multipart, maxAgeMs, now);
+  }
+
+  /** gc's call: multipart uploads whose writer has been silent past the stale limit are aborted. */
+  async sweep(opts: { graceMs: number; staleMs: number; dryRun?: boolean }): Promise<{ removed: string[]; bytes: number }> {
+    if (opts.dryRun) return { removed: [], bytes: 0 };
+    const n = await this.sweepAbandonedUploads(opts.staleMs);
+    return { removed: n > 0 ? [`${n} abandoned multipart upload(s)`] : [], bytes: 0 };
   }
 
   async *entries(prefix: string): AsyncIterable<Entry> {

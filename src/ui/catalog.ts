@@ -144,7 +144,7 @@ export async function summarise(
   const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
   const tags = cacheOf(app).tags;
   const st = await app.driver.stat(key);
-  if (!st || st.isDir) return null;
+  if (!st) return null;
   let parsed = tags.get(key);
   if (!parsed || parsed.mtimeMs !== st.mtimeMs || parsed.bytes !== st.size || (!parsed.config && parsed.manifest?.config)) {
     const stored = await app.manifests.read(ref);

@@ -11,7 +11,7 @@ import { request, type Dispatcher } from 'undici';
 import { printable, readSmall, UpstreamError, USER_AGENT, withReason } from './common.js';
 import type { OutboundGuard } from './guard.js';
 import type { UpstreamConfig } from './config.js';
-import { goEncodeQuery, loadOwnKey, signTokenUrl, type KeySource, type OwnKey } from './key.js';
+import { goEncodeQuery, loadOwnKey, readOwnKey, signTokenUrl, type KeySource, type OwnKey } from './key.js';
 
 /** Parse `Bearer realm="…",service="…",scope="…"` (quoted or not). */
 export function parseChallenge(v: string | undefined): Record<string, string> | null {
@@ -43,14 +43,21 @@ export class UpstreamAuth {
 
   /** A configured key that cannot be read is a configuration error: say so at start-up. */
   checkKey(): void {
-    if (this.keySource && !this.keySource.create) this.ownKey();
+    if (this.keySource && !this.keySource.create) this.key = readOwnKey(this.keySource.file, this.keySource.setting);
   }
 
-  private ownKey(): OwnKey {
-    if (this.key) return this.key;
-    const { key, created } = loadOwnKey(this.keySource!);
+  /** Read (or, the registry's own, make) the key before signing in with it. */
+  private async loadKey(): Promise<void> {
+    if (this.key) return;
+    const { key, created } = await loadOwnKey(this.keySource!);
     if (created) this.keySource!.onCreate?.(key);
-    return (this.key = key);
+    this.key = key;
+  }
+
+  /** The key, once loadKey() has it. */
+  private ownKey(): OwnKey {
+    if (!this.key) throw new Error('the key was not loaded before use');
+    return this.key;
   }
 
   private basicValue(): string {
@@ -112,7 +119,7 @@ export class UpstreamAuth {
     const ways: Way[] = username ? ['basic'] : this.keySource && sameHost ? ['key', 'anonymous'] : ['anonymous'];
     if (ways[0] === 'key') {
       try {
-        this.ownKey();
+        await this.loadKey();
       } catch (e) {
         throw this.fail(`cannot sign in: ${(e as Error).message}`);
       }

@@ -1,16 +1,15 @@
 // The registry's own ed25519 key, with which it signs in to upstreams exactly as an ollama
 // machine does (protocol §6): an admin registers its `ssh-ed25519 AAAA…` line upstream (on
 // ollama.com, or with `keys add` on a head-office ollama-registry). By default it lives in the
-// data folder and is made on first need; a configured file (e.g. an ollama's own
+// store (.ollama-registry/id_ed25519, shared by every replica) and is made when the pull-through
+// cache opens (ensureOwnKey); a configured file (e.g. an ollama's own
 // /usr/share/ollama/.ollama/id_ed25519, already registered) is used as it is.
-import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import path from 'node:path';
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { fingerprintOf, SIGNED_SUFFIX } from '../auth/sshkey.js';
 import { formatPrivateKey, parsePrivateKey, publicKeyBlob } from '../auth/openssh.js';
-import { keepOwner } from '../auth/store.js';
 import type { Config } from '../config.js';
-import { makeDirs, type FsDriver } from '../storage/fs.js';
+import type { Driver } from '../storage/driver.js';
 import { ownKeyKey } from '../storage/layout.js';
 import type { UpstreamConfig } from './config.js';
 
@@ -26,19 +25,38 @@ export interface OwnKey {
 
 /** Where an upstream's key comes from; `setting` names the config key for error messages. */
 export interface KeySource {
+  /** The file, or the store key of the registry's own key (for messages). */
   file: string;
-  /** Make the key when the file does not exist (the default key in the data folder). */
+  /** The registry's own key in the store (made on first need): then `driver` is the store. */
   create: boolean;
+  driver?: Driver;
   setting: string;
   /** Told when a new key was made (to log its public line once). */
   onCreate?: (k: OwnKey) => void;
 }
 
-/** The key an upstream signs in with: its own `key:`, else `upstreamKey`, else the data folder's. */
-export function keySourceFor(driver: FsDriver, config: Pick<Config, 'upstreamKey' | 'upstreams'>, up?: UpstreamConfig): KeySource {
+/** The key an upstream signs in with: its own `key:`, else `upstreamKey`, else the registry's own in `driver`. */
+export function keySourceFor(driver: Driver, config: Pick<Config, 'upstreamKey' | 'upstreams'>, up?: UpstreamConfig): KeySource {
   if (up?.key) return { file: up.key, create: false, setting: `upstreams[${config.upstreams.indexOf(up)}].key` };
   if (config.upstreamKey) return { file: config.upstreamKey, create: false, setting: 'upstreamKey' };
-  return { file: driver.path(ownKeyKey()), create: true, setting: "the registry's own key" };
+  return { file: ownKeyKey(), create: true, setting: "the registry's own key", driver };
+}
+
+/** The registry's own key from the store, made (once, by whichever process is first) when absent. */
+export async function ensureOwnKey(driver: Driver): Promise<{ key: OwnKey; created: boolean }> {
+  const read = (body: Buffer) => {
+    try {
+      return fromPrivate(ownKeyKey(), parsePrivateKey(body.toString('utf8')));
+    } catch (e) {
+      throw new Error(`the registry's own key ${ownKeyKey()} in ${driver.description} cannot be used: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  const cur = await driver.readVersioned(ownKeyKey());
+  if (cur) return { key: read(cur.body), created: false };
+  const { privateKey } = generateKeyPairSync('ed25519');
+  // A conditional write: two processes starting at once end up with one key.
+  if (await driver.createIfAbsent(ownKeyKey(), Buffer.from(formatPrivateKey(privateKey)))) return { key: fromPrivate(ownKeyKey(), privateKey), created: true };
+  return { key: read(await driver.readAll(ownKeyKey())), created: false };
 }
 
 function fromPrivate(file: string, privateKey: KeyObject): OwnKey {
@@ -62,44 +80,10 @@ export function readOwnKey(file: string, setting: string): OwnKey {
   }
 }
 
-/**
- * Write a new key with mode 0600 without ever exposing a half-written file: written and synced
- * under a temporary name, then linked into place (which fails if another process won the race).
- */
-function createKey(file: string): OwnKey {
-  const dir = path.dirname(file);
-  makeDirs(dir);
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const tmp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    keepOwner(fd, dir);
-    writeSync(fd, formatPrivateKey(privateKey));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    linkSync(tmp, file);
-  } finally {
-    unlinkSync(tmp);
-  }
-  return fromPrivate(file, privateKey);
-}
-
-/** The key of a source, made first when the source allows it and there is none. */
-export function loadOwnKey(src: KeySource): { key: OwnKey; created: boolean } {
-  try {
-    return { key: readOwnKey(src.file, src.setting), created: false };
-  } catch (e) {
-    if (!src.create || !/no such file$/.test((e as Error).message)) throw e;
-  }
-  try {
-    return { key: createKey(src.file), created: true };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return { key: readOwnKey(src.file, src.setting), created: false };
-    throw new Error(`${src.setting}: cannot create the key ${src.file}: ${(e as Error).message}`, { cause: e });
-  }
+/** The key of a source: the registry's own (made on first need), or a configured file. */
+export async function loadOwnKey(src: KeySource): Promise<{ key: OwnKey; created: boolean }> {
+  if (src.create && src.driver) return ensureOwnKey(src.driver);
+  return { key: readOwnKey(src.file, src.setting), created: false };
 }
 
 /** ollama's `Authorization` for a token request: `<key base64>:<signature of GET,<url>,<constant>>`. */

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { access, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
@@ -95,13 +95,36 @@ export function driverSuite(name: string, make: (t: TestContext) => Promise<Driv
     assert.deepEqual(await d.list('manifests/h'), ['ns', 'other']);
   });
 
-  test(`${name}: putFile (ingestFile) brings an outside file in whole`, async (t) => {
+  test(`${name}: putFile publishes a local file whole and consumes it; the key's time is the putFile's`, async (t) => {
     const d = await make(t);
     if (!d) return;
-    const src = path.join(await tempDir(), 'outside');
-    await writeFile(src, 'outside bytes');
-    await d.ingestFile(src, 'blobs/in');
-    assert.equal((await d.readAll('blobs/in')).toString(), 'outside bytes');
+    const dir = await tempDir();
+    const src = path.join(dir, 'scratch-file');
+    await writeFile(src, 'scratch bytes');
+    await d.putFile(src, 'blobs/in');
+    assert.equal((await d.readAll('blobs/in')).toString(), 'scratch bytes');
+    await assert.rejects(access(src), { code: 'ENOENT' });
+    const old = path.join(dir, 'old-file'); // e.g. hard-linked from another models folder
+    await writeFile(old, 'old bytes');
+    await utimes(old, new Date('2020-01-01'), new Date('2020-01-01'));
+    await d.putFile(old, 'blobs/old');
+    assert.equal((await d.readAll('blobs/old')).toString(), 'old bytes');
+    assert.ok(Date.now() - (await d.stat('blobs/old'))!.mtimeMs < 3600_000, 'the stored time is when the key got its bytes');
+    await assert.rejects(d.putFile(path.join(dir, 'absent'), 'blobs/none'), { code: 'ENOENT' });
+    assert.equal(await d.stat('blobs/none'), null);
+  });
+
+  test(`${name}: no folders — a prefix has no stat, and deleting its keys leaves nothing listed`, async (t) => {
+    const d = await make(t);
+    if (!d) return;
+    await d.write('.ollama-registry/uploads/u1/info.json', Buffer.from('{}'));
+    await d.write('.ollama-registry/uploads/u1/data', Buffer.from('x'));
+    assert.equal(await d.stat('.ollama-registry/uploads/u1'), null);
+    await d.delete('.ollama-registry/uploads/u1'); // a prefix is no object: nothing happens
+    assert.deepEqual(await d.list('.ollama-registry/uploads'), ['u1']);
+    for await (const e of d.entries('.ollama-registry/uploads/u1')) await d.delete(e.key);
+    assert.deepEqual(await d.list('.ollama-registry/uploads'), []);
+    assert.deepEqual(await d.list('.ollama-registry/uploads/u1'), []);
   });
 
   test(`${name}: createIfAbsent has exactly one winner among concurrent writers`, async (t) => {

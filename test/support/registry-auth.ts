@@ -10,13 +10,13 @@ import { newNonce, signTokenRequest, type OllamaKey } from './ollama-auth.js';
 import { goEncodeValues } from './ollama-http.js';
 import type { TestRegistry } from './server.js';
 
-export function allowKey(reg: TestRegistry, key: OllamaKey, namespace: string, actions: Action[] = ['pull', 'push']): void {
+export async function allowKey(reg: TestRegistry, key: OllamaKey, namespace: string, actions: Action[] = ['pull', 'push']): Promise<void> {
   const k = parseKeyLine(key.publicKeyLine);
-  reg.app.auth.store.putKey({ key: `ssh-ed25519 ${k.blob}`, fingerprint: k.fingerprint, grants: [{ namespace, actions }] });
+  await reg.app.auth.store.putKey({ key: `ssh-ed25519 ${k.blob}`, fingerprint: k.fingerprint, grants: [{ namespace, actions }] });
 }
 
 export async function addUser(reg: TestRegistry, name: string, password: string, namespace: string, actions: Action[] = ['pull', 'push']): Promise<void> {
-  reg.app.auth.store.putUser({ name, password: await hashPassword(password), grants: [{ namespace, actions }] });
+  await reg.app.auth.store.putUser({ name, password: await hashPassword(password), grants: [{ namespace, actions }] });
 }
 
 /** The path and query of an ollama token request (Go-encoded, keys sorted). */

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openApp, type App } from '../../src/app.js';
+import type { Driver } from '../../src/storage/driver.js';
 import { defaults, type Config } from '../../src/config.js';
 import type { Limits } from '../../src/limits.js';
 import { createLogger } from '../../src/log.js';
@@ -41,15 +42,15 @@ export interface TestRegistry {
   close(): Promise<void>;
 }
 
-/** The registry's App on a test data folder (default: a new one), without a server. */
-export async function openTestApp(opts: { data?: string; config?: Partial<Config> } = {}): Promise<App> {
+/** The registry's App on a test data folder (default: a new one), without a server. `driver`: a store made by the test (e.g. the in-memory driver) instead of the configured one. */
+export async function openTestApp(opts: { data?: string; config?: Partial<Config>; driver?: Driver } = {}): Promise<App> {
   const data = opts.data ?? (await tempDir());
   const config: Config = { ...defaults(), data, listen: { host: '127.0.0.1', port: 0 }, shutdownTimeoutSeconds: 2, ...opts.config };
   const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', format: 'text', destination: process.stderr });
-  return openApp(config, log);
+  return openApp(config, log, { driver: opts.driver });
 }
 
-export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; routes?: RouteDef[] } = {}): Promise<TestRegistry> {
+export async function startTestRegistry(opts: { data?: string; config?: Partial<Config>; routes?: RouteDef[]; driver?: Driver } = {}): Promise<TestRegistry> {
   const app = await openTestApp(opts);
   const { config } = app;
   const data = config.data;

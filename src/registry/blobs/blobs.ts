@@ -1,10 +1,11 @@
 // Blobs by sha256 digest. A blob becomes visible only after its bytes were hashed and matched.
+import { unlink } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Readable, type Writable } from 'node:stream';
 import { fromFsError, isRegistryError, RegistryError } from '../../errors.js';
 import { digestFromBlobFileName, digestHex } from '../../names.js';
 import type { ByteRange, Driver } from '../../storage/driver.js';
-import { BLOBS, blobKey, stagingKey } from '../../storage/layout.js';
+import { BLOBS, blobKey } from '../../storage/layout.js';
 import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { HashingStream } from './hashing.js';
 
@@ -15,7 +16,7 @@ export class BlobStore {
   /** Size of a stored blob, or null. Throws DIGEST_INVALID for a malformed digest. */
   async size(digest: string): Promise<number | null> {
     const st = await this.driver.stat(blobKey(digest));
-    return st && !st.isDir ? st.size : null;
+    return st ? st.size : null;
   }
 
   /** Write a blob (or a range) into `out` and end it. */
@@ -30,18 +31,17 @@ export class BlobStore {
   }
 
   /**
-   * Store a blob from a stream: staged, hashed while written, published by an atomic move
-   * only when the digest (and the size, when given) match. Existing blobs are left alone.
+   * Store a blob from a stream: written to its key as a pending write, hashed on the way, and
+   * committed only when the digest (and the size, when given) match. Existing blobs are left alone.
    */
   async put(digest: string, body: Readable, expectedSize?: number): Promise<{ size: number; created: boolean }> {
     digestHex(digest);
     // Refused only below the floor: a blob that does not fit at all ends in ENOSPC, cleanly.
     await this.space?.check(`blob ${digest}`);
-    const staging = stagingKey();
     const hasher = new HashingStream();
+    const w = await this.driver.create(blobKey(digest));
     try {
-      const written = this.driver.write(staging, hasher);
-      await Promise.all([pipeline(body, hasher), written]);
+      await pipeline(body, hasher, w.stream);
       const got = hasher.digest();
       if (got !== digest) {
         throw new RegistryError('DIGEST_INVALID', `digest mismatch: want ${digest}, got ${got}`);
@@ -51,13 +51,13 @@ export class BlobStore {
       }
       const existing = await this.size(digest);
       if (existing !== null) {
-        await this.driver.delete(staging);
+        await w.cancel();
         return { size: existing, created: false };
       }
-      await this.driver.move(staging, blobKey(digest));
+      await w.commit();
       return { size: hasher.bytes, created: true };
     } catch (e) {
-      await this.driver.delete(staging).catch(() => {});
+      await w.cancel().catch(() => {});
       // The body's side of the pipe may report the disk's raw error first.
       const err = fromFsError(e, blobKey(digest));
       if (isRegistryError(err) && err.code === 'INSUFFICIENT_STORAGE') {
@@ -67,30 +67,14 @@ export class BlobStore {
     }
   }
 
-  /** Publish an already-staged file after hashing it; the staged file is consumed either way. */
-  async publishStaged(staging: string, digest: string): Promise<{ size: number }> {
-    try {
-      const got = await this.hashKey(staging);
-      if (got.digest !== digest) {
-        throw new RegistryError('DIGEST_INVALID', `digest mismatch: want ${digest}, got ${got.digest}`);
-      }
-      if ((await this.size(digest)) === null) await this.driver.move(staging, blobKey(digest));
-      else await this.driver.delete(staging);
-      return { size: got.size };
-    } catch (e) {
-      await this.driver.delete(staging).catch(() => {});
-      throw e;
-    }
-  }
-
   /**
-   * Publish a file whose sha256 the caller computed while it was written (a push session):
-   * an atomic move into place, or dropped when the blob is already there.
+   * Publish a local (scratch) file whose sha256 was checked: putFile into place (a rename on one
+   * filesystem), or dropped when the blob is already there. The file is consumed either way.
    */
-  async publishVerified(key: string, digest: string): Promise<void> {
+  async publishFile(localPath: string, digest: string): Promise<void> {
     digestHex(digest);
-    if ((await this.size(digest)) === null) await this.driver.move(key, blobKey(digest));
-    else await this.driver.delete(key);
+    if ((await this.size(digest)) === null) await this.driver.putFile(localPath, blobKey(digest));
+    else await unlink(localPath).catch(() => {});
   }
 
   /** sha256 of whatever is stored at a key. */

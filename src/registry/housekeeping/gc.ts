@@ -8,15 +8,15 @@
 //    and re-check the references right before each delete;
 //  - manifests stored by digest only: kept while live (manifest-index.ts), else their marker goes
 //    and their bytes' blob with the sweep;
-//  - leftover staging files whose owning process is gone, and upload/fill folders that nobody can
-//    continue: idle for a day, or at once (after the grace period) when they hold no record to
-//    resume from (a fill without state.json and without a live lock holder; an upload folder
-//    without info.json).
+//  - the driver's own leftovers (driver.sweep: e.g. staging files of stopped writers), upload
+//    sessions nobody touched for a day (their record's time; uploads.ts rewrites it while parts
+//    arrive) or, after the grace period, scratch bytes without a record, and fill folders of older
+//    versions idle for a day, or after the grace period when they hold no state.json. Nothing here
+//    asks whether a process is alive: the store's records and their times decide.
 // Blobs published after the listing are never candidates.
 import type { App } from '../../app.js';
-import { alive, lockHolder } from '../../storage/fs.js';
-import { blobKey, fillsDir, stateKey, tmpDir, tmpKey, uploadDir, uploadsDir } from '../../storage/layout.js';
-import type { Driver } from '../../storage/driver.js';
+import { digestFromBlobFileName } from '../../names.js';
+import { BLOBS, blobKey, fillsDir, uploadsDir } from '../../storage/layout.js';
 import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
 import { Pins } from './pins.js';
 import { cachedHostRecord, isCachedHost } from './sources.js';
@@ -30,7 +30,7 @@ export interface GcOptions {
   maxSize?: number;
   /** Last pulls (inside `serve`: the live tracker, so nothing recorded is missed). */
   usage?: UsageTracker;
-  /** Upload and fill folders idle longer than this, whose owner is gone, are removed (default 24 h). */
+  /** Upload sessions and fill folders idle longer than this are removed (default 24 h). */
   staleSessionMs?: number;
   /** The manifest tree is re-read before a delete when the last read is older than this (default 25 ms). */
   recheckMs?: number;
@@ -58,7 +58,7 @@ export interface GcReport {
 
 interface BlobStat {
   size: number;
-  /** When it was last written, linked or renamed: a hard-linked import keeps an old mtime. */
+  /** When the key got its bytes (putFile sets it, also for a hard-linked import). */
   changedMs: number;
 }
 
@@ -69,9 +69,10 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   const index = new ManifestIndex(app.driver);
   await index.refresh();
   const blobs = new Map<string, BlobStat>();
-  for (const digest of await app.blobs.list()) {
-    const st = await app.driver.stat(blobKey(digest)).catch(() => null);
-    if (st && !st.isDir) blobs.set(digest, { size: st.size, changedMs: Math.max(st.mtimeMs, st.ctimeMs ?? 0) });
+  for await (const e of app.driver.entries(BLOBS)) {
+    const name = e.key.slice(BLOBS.length + 1);
+    const digest = name.startsWith('sha256-') ? digestFromBlobFileName(name) : null;
+    if (digest) blobs.set(digest, { size: e.size, changedMs: e.mtimeMs });
   }
   await opts.hooks?.afterList?.();
   const report: GcReport = {
@@ -86,7 +87,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   const excluded = new Set<string>();
   if (opts.maxSize && opts.maxSize > 0) {
     // Open push sessions take room under the cap too (registry/uploads/upload-quota.ts).
-    const uploads = (await walk(app.driver, uploadsDir())).reduce((n, f) => n + f.size, 0);
+    const uploads = await app.uploads.openBytes();
     const plan = await planEviction(app, index.list(), blobs, opts.maxSize - uploads, usage, now, opts.graceMs, isYoung);
     for (const p of plan.evict) {
       if (!dry) {
@@ -133,7 +134,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
       }
       const st = await app.driver.stat(blobKey(digest));
       if (!st) continue; // someone else removed it
-      if (index.has(digest) || Date.now() - Math.max(st.mtimeMs, st.ctimeMs ?? 0) < opts.graceMs) {
+      if (index.has(digest) || Date.now() - st.mtimeMs < opts.graceMs) {
         report.blobs.rescued++;
         continue;
       }
@@ -144,7 +145,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   }
   opts.onProgress?.(candidates.length, candidates.length);
 
-  report.staging = await sweepStaging(app.driver, now, opts.graceMs, opts.staleSessionMs ?? 24 * 3600_000, dry);
+  report.staging = await sweepStaging(app, now, opts.graceMs, opts.staleSessionMs ?? 24 * 3600_000, dry);
   let used = 0;
   for (const b of blobs.values()) used += b.size;
   report.usedBytes = used - report.bytesFreed;
@@ -188,67 +189,36 @@ async function planEviction(app: App, entries: ManifestEntry[], blobs: Map<strin
   return plan;
 }
 
-/** Every file under a key (recursively), with sizes and times; a file key gives itself. */
-async function walk(driver: Driver, key: string): Promise<Array<{ key: string; size: number; mtimeMs: number; isDir: boolean }>> {
-  const st = await driver.stat(key);
-  if (!st) return [];
-  if (!st.isDir) return [{ key, size: st.size, mtimeMs: st.mtimeMs, isDir: false }];
-  const out: Array<{ key: string; size: number; mtimeMs: number; isDir: boolean }> = [];
-  for (const child of await driver.list(key)) {
-    if (child === '.' || child === '..' || child.includes('/')) continue;
-    out.push(...(await walk(driver, `${key}/${child}`)));
-  }
-  out.push({ key, size: 0, mtimeMs: st.mtimeMs, isDir: true });
-  return out;
-}
-
-/** Staging files and upload/fill folders that no live process owns and nobody touched lately. */
-async function sweepStaging(driver: Driver, now: number, graceMs: number, staleMs: number, dry: boolean): Promise<{ removed: string[]; bytes: number }> {
+/** Leftovers of writers that stopped: the driver's own, upload sessions, fill folders of older versions. */
+async function sweepStaging(app: App, now: number, graceMs: number, staleMs: number, dry: boolean): Promise<{ removed: string[]; bytes: number }> {
   const out = { removed: [] as string[], bytes: 0 };
-  for (const name of await driver.list(tmpDir())) {
-    let key: string;
-    try {
-      key = tmpKey(name);
-    } catch {
-      continue;
-    }
-    const st = await driver.stat(key);
-    if (!st || st.isDir || alive(Number(name.split('-')[0])) || now - st.mtimeMs < graceMs) continue;
-    if (!dry) await driver.delete(key);
-    out.removed.push(key);
-    out.bytes += st.size;
+  const own = await app.driver.sweep?.({ graceMs, staleMs: Math.max(staleMs, graceMs), dryRun: dry });
+  if (own) {
+    out.removed.push(...own.removed);
+    out.bytes += own.bytes;
   }
-  const sessions: Array<[string, (n: string) => string]> = [[uploadsDir(), uploadDir], [fillsDir(), (n) => stateKey('fills', n)]];
-  for (const [dir, keyOf] of sessions) {
-    for (const name of await driver.list(dir)) {
-      let key: string;
-      try {
-        key = keyOf(name);
-      } catch {
-        continue;
-      }
-      const files = await walk(driver, key);
-      if (files.length === 0) continue;
-      // Activity shows in the files' times (a folder's own time changes only when entries come and go).
-      const plain = files.filter((f) => !f.isDir);
-      const newest = Math.max(...(plain.length ? plain : files).map((f) => f.mtimeMs));
-      const lock = files.find((f) => f.key === `${key}/lock`);
-      const held = lock ? lockHolder((await driver.readAll(lock.key).catch(() => Buffer.from(''))).toString()) !== null : alive(Number(/^(\d+)-/.exec(name)?.[1]));
-      const idle = orphaned(key, files, dir === uploadsDir()) ? graceMs : Math.max(staleMs, graceMs);
-      if (held || now - newest < idle) continue;
-      if (!dry) for (const f of files) await driver.delete(f.key); // files first, then their folders
-      out.removed.push(key);
-      out.bytes += files.reduce((n, f) => n + f.size, 0);
-    }
+  for (const u of await app.uploads.purge(Math.max(staleMs, graceMs), { orphanMs: graceMs, dryRun: dry })) {
+    out.removed.push(`${uploadsKeyPrefix}/${u.id}`);
+    out.bytes += u.bytes;
+  }
+  // Fill folders (fills/sha256-<hex>/{data,state.json,lock}), by their files' times.
+  const folders = new Map<string, Array<{ key: string; size: number; mtimeMs: number }>>();
+  for await (const e of app.driver.entries(fillsDir())) {
+    const folder = e.key.split('/').slice(0, 3).join('/');
+    folders.set(folder, [...(folders.get(folder) ?? []), e]);
+  }
+  for (const [folder, files] of folders) {
+    const newest = Math.max(...files.map((f) => f.mtimeMs));
+    const idle = files.some((f) => f.key === `${folder}/state.json`) ? Math.max(staleMs, graceMs) : graceMs;
+    if (now - newest < idle) continue;
+    if (!dry) for (const f of files) await app.driver.delete(f.key);
+    out.removed.push(folder);
+    out.bytes += files.reduce((n, f) => n + f.size, 0);
   }
   return out;
 }
 
-/** A session folder without the record that would let anyone continue it. */
-function orphaned(key: string, files: Array<{ key: string }>, upload: boolean): boolean {
-  // An upload's info.json is written before its data (uploads/uploads.ts); a fill's lock before its data.
-  return !files.some((x) => x.key === `${key}/${upload ? 'info.json' : 'state.json'}`);
-}
+const uploadsKeyPrefix = uploadsDir();
 
 /** Run gc every `intervalMs` inside `serve` (never two at once); returns a stop function. */
 export function scheduleGc(app: App, intervalMs: number, opts: Omit<GcOptions, 'dryRun'>, onDone: (r: GcReport) => void, onError: (e: unknown) => void): () => Promise<void> {

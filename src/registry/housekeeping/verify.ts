@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import type { App } from '../../app.js';
 import { digestFromBlobFileName } from '../../names.js';
 import { BLOBS, blobKey, quarantineKey } from '../../storage/layout.js';
+import { localFile } from '../../storage/local.js';
 import { ManifestIndex } from '../manifests/manifest-index.js';
 import { parseManifest } from '../manifests/manifest-format.js';
 import { treeDigests } from '../manifests/manifest-tree.js';
@@ -50,6 +51,7 @@ function hashPool(n: number, onBytes: (b: number) => void) {
         workers[worker]!.postMessage({ id, file });
       });
     },
+    progress: onBytes,
     close: () => Promise.all(workers.map((w) => w.terminate())),
   };
 }
@@ -64,7 +66,7 @@ export async function verifyStore(app: App, opts: VerifyOptions = {}): Promise<V
       continue;
     }
     const st = await app.driver.stat(blobKey(digest));
-    if (st && !st.isDir) todo.push({ digest, size: st.size });
+    if (st) todo.push({ digest, size: st.size });
   }
   const total = todo.reduce((n, b) => n + b.size, 0);
   let doneBytes = 0;
@@ -81,13 +83,15 @@ export async function verifyStore(app: App, opts: VerifyOptions = {}): Promise<V
       while (i < todo.length) {
         const b = todo[i++]!;
         current = b.digest.slice(7, 19);
-        const a = await pool.hash(w, app.driver.path(blobKey(b.digest)));
+        // Worker threads read local files (several cores); other drivers stream from the store here.
+        const file = localFile(app.driver, blobKey(b.digest));
+        const a = file ? await pool.hash(w, file) : await streamHash(app, b.digest, (n) => pool.progress(n));
         if (a.code === 'ENOENT') continue; // removed meanwhile (gc, rm + gc)
         if (a.error) throw new Error(`cannot read ${blobKey(b.digest)}: ${a.error}`);
         report.blobs.checked++;
         report.blobs.bytes += a.size!;
         if (a.digest !== b.digest) {
-          if (quarantine) await app.driver.move(blobKey(b.digest), quarantineKey(b.digest));
+          if (quarantine) await moveAside(app, b.digest);
           report.corrupt.push({ digest: b.digest, actual: a.digest!, size: a.size!, quarantined: quarantine });
         }
       }
@@ -121,4 +125,21 @@ export async function verifyStore(app: App, opts: VerifyOptions = {}): Promise<V
   }
   report.ok = report.corrupt.length === 0 && report.broken.length === 0;
   return report;
+}
+
+/** The hash worker's answer, computed by streaming the blob from the driver. */
+async function streamHash(app: App, digest: string, onBytes: (n: number) => void): Promise<Answer> {
+  try {
+    const a = await app.blobs.hashKey(blobKey(digest));
+    onBytes(a.size);
+    return { id: -1, ...a };
+  } catch (e) {
+    return { id: -1, error: (e as Error).message, code: (e as NodeJS.ErrnoException).code };
+  }
+}
+
+/** Quarantine a corrupt blob: copied to quarantine/, then deleted (an object store cannot rename). */
+async function moveAside(app: App, digest: string): Promise<void> {
+  await app.driver.write(quarantineKey(digest), await app.driver.read(blobKey(digest)));
+  await app.driver.delete(blobKey(digest));
 }

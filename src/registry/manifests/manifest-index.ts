@@ -8,7 +8,7 @@
 // (`subject`) of a live manifest, or while it is younger than the caller's grace period.
 import { digestFromBlobFileName, isValidPart } from '../../names.js';
 import { readAllIfExists, type Driver } from '../../storage/driver.js';
-import { blobKey, MANIFESTS, manifestTreeKey, UNTAGGED } from '../../storage/layout.js';
+import { blobKey, MANIFESTS, UNTAGGED } from '../../storage/layout.js';
 import { sha256Digest } from '../blobs/hashing.js';
 import { childManifests, MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
 import { readBlobManifest } from './manifest-tree.js';
@@ -87,21 +87,16 @@ export class ManifestIndex {
   async refresh(): Promise<void> {
     const seen = new Set<string>();
     const d = this.driver;
-    for (const host of await d.list(MANIFESTS)) {
-      for (const ns of await d.list(manifestTreeKey(host))) {
-        for (const model of await d.list(manifestTreeKey(host, ns))) {
-          for (const tag of await d.list(manifestTreeKey(host, ns, model))) {
-            const key = manifestTreeKey(host, ns, model, tag);
-            const st = await d.stat(key);
-            if (!st || st.isDir) continue;
-            seen.add(key);
-            const stamp = `${st.size}:${st.mtimeMs}:${st.ctimeMs ?? ''}`;
-            if (this.entries.get(key)?.stamp === stamp) continue;
-            const entry = await this.read(key, [host, ns, model, tag], st.size, st.mtimeMs);
-            if (entry) this.set(key, { ...entry, stamp });
-          }
-        }
-      }
+    // One listing with sizes and times (one LIST call per 1000 keys on an object store).
+    for await (const st of d.entries(MANIFESTS)) {
+      const parts = st.key.split('/');
+      if (parts.length !== 5) continue;
+      const key = st.key;
+      seen.add(key);
+      const stamp = `${st.size}:${st.mtimeMs}`;
+      if (this.entries.get(key)?.stamp === stamp) continue;
+      const entry = await this.read(key, parts.slice(1), st.size, st.mtimeMs);
+      if (entry) this.set(key, { ...entry, stamp });
     }
     for (const key of [...this.entries.keys()]) if (!seen.has(key)) this.set(key, undefined);
     await this.refreshUntagged();
@@ -113,8 +108,8 @@ export class ManifestIndex {
     const parts = key.split('/');
     if (parts.length !== 5 || parts[0] !== MANIFESTS) return;
     const st = await this.driver.stat(key);
-    if (!st || st.isDir) return this.set(key, undefined);
-    const stamp = `${st.size}:${st.mtimeMs}:${st.ctimeMs ?? ''}`;
+    if (!st) return this.set(key, undefined);
+    const stamp = `${st.size}:${st.mtimeMs}`;
     if (this.entries.get(key)?.stamp === stamp) return;
     const entry = await this.read(key, parts.slice(1), st.size, st.mtimeMs);
     this.set(key, entry ? { ...entry, stamp } : undefined);
@@ -125,34 +120,28 @@ export class ManifestIndex {
     const d = this.driver;
     const seen = new Set<string>();
     const safe = (p: string) => p !== '' && p !== '.' && p !== '..' && !/[/\\\0]/.test(p);
-    for (const host of (await d.list(UNTAGGED)).filter(safe)) {
-      for (const ns of (await d.list(`${UNTAGGED}/${host}`)).filter(safe)) {
-        for (const model of (await d.list(`${UNTAGGED}/${host}/${ns}`)).filter(safe)) {
-          for (const file of await d.list(`${UNTAGGED}/${host}/${ns}/${model}`)) {
-            const digest = digestFromBlobFileName(file);
-            if (!digest || !file.startsWith('sha256-')) continue;
-            const key = `${UNTAGGED}/${host}/${ns}/${model}/${file}`;
-            const st = await d.stat(key);
-            if (!st || st.isDir) continue;
-            seen.add(key);
-            const had = this.untaggedEntries.get(key);
-            if (had && had.mtimeMs === st.mtimeMs) continue;
-            const entry: UntaggedEntry = { key, name: `${host}/${ns}/${model}@${digest}`, digest, digests: [digest], children: [], mtimeMs: st.mtimeMs };
-            const bytes = await readAllIfExists(d, blobKey(digest));
-            if (bytes && bytes.length <= MAX_MANIFEST_BYTES) {
-              try {
-                const n = namesOf(bytes);
-                entry.digests.push(...n.digests);
-                entry.children = n.children;
-                entry.subject = n.subject;
-              } catch {
-                entry.digests.push(...new Set(bytes.toString('latin1').match(DIGEST_SCAN) ?? []));
-              }
-            }
-            this.untaggedEntries.set(key, entry);
-          }
+    for await (const st of d.entries(UNTAGGED)) {
+      const [host, ns, model, file, ...rest] = st.key.slice(UNTAGGED.length + 1).split('/');
+      if (rest.length || !file || ![host, ns, model].every((p) => safe(p!))) continue;
+      const digest = digestFromBlobFileName(file);
+      if (!digest || !file.startsWith('sha256-')) continue;
+      const key = st.key;
+      seen.add(key);
+      const had = this.untaggedEntries.get(key);
+      if (had && had.mtimeMs === st.mtimeMs) continue;
+      const entry: UntaggedEntry = { key, name: `${host}/${ns}/${model}@${digest}`, digest, digests: [digest], children: [], mtimeMs: st.mtimeMs };
+      const bytes = await readAllIfExists(d, blobKey(digest));
+      if (bytes && bytes.length <= MAX_MANIFEST_BYTES) {
+        try {
+          const n = namesOf(bytes);
+          entry.digests.push(...n.digests);
+          entry.children = n.children;
+          entry.subject = n.subject;
+        } catch {
+          entry.digests.push(...new Set(bytes.toString('latin1').match(DIGEST_SCAN) ?? []));
         }
       }
+      this.untaggedEntries.set(key, entry);
     }
     for (const key of this.untaggedEntries.keys()) if (!seen.has(key)) this.untaggedEntries.delete(key);
   }

@@ -10,7 +10,7 @@ import type { ManifestStore, Repo } from './manifests.js';
 /** The manifest held by blob `digest`; null when absent, too large, damaged or not a manifest. */
 export async function readBlobManifest(driver: Driver, digest: string): Promise<{ manifest: Manifest; bytes: Buffer } | null> {
   const st = await driver.stat(blobKey(digest)).catch(() => null);
-  if (!st || st.isDir || st.size > MAX_MANIFEST_BYTES) return null;
+  if (!st || st.size > MAX_MANIFEST_BYTES) return null;
   const bytes = await readAllIfExists(driver, blobKey(digest)).catch(() => null);
   if (!bytes || sha256Digest(bytes) !== digest) return null;
   try {

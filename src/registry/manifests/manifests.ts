@@ -81,7 +81,7 @@ export class ManifestStore {
   private async findUntagged(namespace: string, model: string, digest: string, host?: string): Promise<StoredManifest | null> {
     for (const repo of await this.findRepos(namespace, model, true, host)) {
       const st = await this.driver.stat(untaggedKey(repo.host, repo.namespace, repo.model, digest));
-      if (!st || st.isDir) continue;
+      if (!st) continue;
       const bytes = await readAllIfExists(this.driver, blobKey(digest));
       if (bytes && sha256Digest(bytes) === digest) {
         return { ...repo, tag: digest, untagged: true, bytes, digest, mediaType: manifestContentType(bytes), mtimeMs: st.mtimeMs };
@@ -121,7 +121,7 @@ export class ManifestStore {
   private async load(ref: ManifestRef): Promise<StoredManifest | null> {
     const key = manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
     const st = await this.driver.stat(key);
-    if (!st || st.isDir) return null;
+    if (!st) return null;
     const bytes = await readAllIfExists(this.driver, key);
     if (!bytes) return null;
     let cached = this.digests.get(key);
@@ -204,8 +204,8 @@ export class ManifestStore {
       // One stat instead of a lookup: a tag rewritten in place (ollama, another registry process) shows at once.
       const m = hit.m;
       const st = await this.statShared(m.untagged ? untaggedKey(m.host, m.namespace, m.model, m.digest) : manifestKey(m.host, m.namespace, m.model, m.tag));
-      if (m.untagged && st && !st.isDir) return m;
-      if (st && !st.isDir && st.mtimeMs === hit.m.mtimeMs && st.size === hit.m.bytes.length) return hit.m;
+      if (m.untagged && st) return m;
+      if (st && st.mtimeMs === hit.m.mtimeMs && st.size === hit.m.bytes.length) return hit.m;
     }
     const gen = this.generation;
     const m = await this.find(namespace, model, reference, host);
@@ -251,7 +251,7 @@ export class ManifestStore {
         for (const model of (await this.driver.list(manifestDir(host, namespace))).filter((n) => isValidPart('model', n))) {
           for (const tag of await this.tagsOf({ host, namespace, model })) {
             const st = await this.driver.stat(manifestKey(host, namespace, model, tag));
-            if (st && !st.isDir) yield { host, namespace, model, tag };
+            if (st) yield { host, namespace, model, tag };
           }
         }
       }

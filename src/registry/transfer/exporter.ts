@@ -5,7 +5,7 @@
 // Incremental: leave out what the other side has (its `ls --json`) or what it had at a date.
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,6 +13,7 @@ import tar from 'tar-stream';
 import type { App } from '../../app.js';
 import { fromFsError } from '../../errors.js';
 import { blobKey } from '../../storage/layout.js';
+import { writeFileAtomic } from '../../storage/local.js';
 import { HashingStream } from '../blobs/hashing.js';
 import { findByName } from '../manifests/lookup.js';
 import { ManifestIndex, refName } from '../manifests/manifest-index.js';
@@ -97,7 +98,7 @@ export async function planExport(app: App, sel: ExportSelection): Promise<Export
       seenBlobs.add(b.digest);
       const st = await app.driver.stat(blobKey(b.digest));
       if (!st) throw new Error(`${name} needs blob ${b.digest}, which is missing from this registry (run ollama-registry verify)`);
-      if (sel.since !== undefined && Math.max(st.mtimeMs, st.ctimeMs ?? 0) < sel.since) continue;
+      if (sel.since !== undefined && st.mtimeMs < sel.since) continue;
       plan.blobs.push({ digest: b.digest, size: st.size });
       plan.bytes += st.size;
     }
@@ -161,21 +162,6 @@ async function run(app: App, plan: ExportPlan, sink: Sink, onBytes: (n: number, 
   }
   await sink.finish();
   return res;
-}
-
-/** Write a file the all-or-nothing way: staged next to it (by `fill`), fsynced, renamed. */
-async function writeFileAtomic(final: string, fill: (part: string) => Promise<void>): Promise<void> {
-  const part = `${final}.partial-${process.pid}`;
-  await mkdir(path.dirname(final), { recursive: true });
-  try {
-    await fill(part);
-    const fh = await open(part, 'r+');
-    await fh.sync().finally(() => fh.close());
-    await rename(part, final);
-  } catch (e) {
-    await unlink(part).catch(() => {});
-    throw e;
-  }
 }
 
 class Discard extends Error {}

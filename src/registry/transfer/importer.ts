@@ -1,12 +1,16 @@
 // Bring another ollama models folder into the store: every blob verified by its sha256 (hard
-// linked when on the same filesystem, else copied), what is present skipped, bad files reported
-// by name and left out together with every manifest that needs them.
+// linked into the scratch area when on the same filesystem, else copied, then put into the
+// store), what is present skipped, bad files reported by name and left out together with every
+// manifest that needs them. The foreign folder is read with node:fs (storage/local.ts).
+import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import type { App } from '../../app.js';
-import { isRegistryError, RegistryError } from '../../errors.js';
+import { fromFsError, isRegistryError, RegistryError } from '../../errors.js';
 import { digestHex, isValidPart } from '../../names.js';
-import { stagingKey } from '../../storage/layout.js';
+import { discard, linkOrCopy, scratchFile } from '../../storage/local.js';
+import { HashingStream } from '../blobs/hashing.js';
 import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from '../manifests/manifest-format.js';
 import { adoptChildren, readBlobManifest } from '../manifests/manifest-tree.js';
 import type { ManifestRef } from '../manifests/manifests.js';
@@ -90,25 +94,33 @@ export async function importFolder(app: App, src: string, onEvent: (e: ImportEve
     for (const c of candidates) if (await stat(path.join(src, c)).then((s) => s.isFile(), () => false)) rel = c;
     if (!rel) return `missing (no ${candidates[0]})`;
     await app.space.check(`importing ${rel}`); // below storage.minFree: stop here (a hard link needs no room, a copy does)
-    const staging = stagingKey();
-    const how = await app.driver.ingestFile(path.join(src, rel), staging).catch((e) => {
+    const local = await scratchFile(app.scratch, 'import');
+    const noSpace = (e: unknown) => {
       if (isRegistryError(e) && e.code === 'INSUFFICIENT_STORAGE') {
         throw new RegistryError('INSUFFICIENT_STORAGE', `no space left on the registry's disk while importing ${rel}; the import stopped, and nothing half-written was kept`, { cause: e });
       }
       throw e;
-    });
+    };
     try {
-      const { size } = await app.blobs.publishStaged(staging, d.digest);
+      // The linked (or copied) file is what gets hashed and published: the source replaced meanwhile cannot slip in.
+      const how = await linkOrCopy(path.join(src, rel), local).catch((e) => noSpace(fromFsError(e, local)));
+      const hasher = new HashingStream();
+      await pipeline(createReadStream(local, { highWaterMark: 1 << 20 }), hasher, async (chunks) => {
+        for await (const _ of chunks) { /* drain */ }
+      });
+      if (hasher.digest() !== d.digest) {
+        const actual = (await stat(path.join(src, rel))).size;
+        const reason = actual < d.size ? `truncated: ${actual} of ${d.size} bytes` : 'corrupt: its sha256 does not match its name';
+        problem(report.badBlobs, { file: rel, reason });
+        return reason;
+      }
+      await app.blobs.publishFile(local, d.digest).catch(noSpace);
       report.blobs[how]++;
-      report.blobs.bytes += size;
-      onEvent({ kind: 'blob', digest: d.digest, how, size });
+      report.blobs.bytes += hasher.bytes;
+      onEvent({ kind: 'blob', digest: d.digest, how, size: hasher.bytes });
       return null;
-    } catch (e) {
-      if (!isRegistryError(e)) throw e;
-      const actual = (await stat(path.join(src, rel))).size;
-      const reason = actual < d.size ? `truncated: ${actual} of ${d.size} bytes` : 'corrupt: its sha256 does not match its name';
-      problem(report.badBlobs, { file: rel, reason });
-      return reason;
+    } finally {
+      await discard(local);
     }
   };
 

@@ -1,5 +1,9 @@
-// Push sessions (protocol §5). A session is a folder on the data folder's disk,
-// .ollama-registry/uploads/<id>/{info.json,data}, so it survives a restart; stale ones are purged.
+// Push sessions (protocol §5). A session is a record in the store, .ollama-registry/uploads/<id>/info.json
+// (rewritten now and then while parts arrive, so its time shows the session is alive), and its bytes
+// in this process's scratch folder, <scratch>/uploads/<id>: parts are written there with O_DIRECT and
+// the verified file is published with putFile (a rename on one filesystem). Both survive a restart;
+// stale ones are purged. The bytes are local: a session continues on the replica that received its
+// first part (replicas behind a load balancer must route an upload URL to that replica).
 //
 // Bytes arrive in order (PATCH with Content-Range S-E, or docker-style chunks without a range)
 // and are hashed while they are written, so the commit needs no second pass over the data. A part
@@ -12,17 +16,18 @@
 // ollama's transfer client opens a session per attempt at a blob (`POST ?digest=`) and never
 // cancels one it gave up on; when the blob is committed, the other open sessions announced for
 // it in that repository are removed, rather than held until they expire.
-import { createHash, randomUUID, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { randomUUID, type Hash } from 'node:crypto';
+import { open, stat, truncate, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { fromFsError, RegistryError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { FsDriver } from '../../storage/fs.js';
-import { uploadDataKey, uploadDir, uploadInfoKey, uploadsDir } from '../../storage/layout.js';
+import type { Driver } from '../../storage/driver.js';
+import { uploadInfoKey } from '../../storage/layout.js';
+import { discard, scratchFile, scratchPath } from '../../storage/local.js';
 import type { BlobStore } from '../blobs/blobs.js';
 import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { onDirectIoRefused, PartWriter } from './part-writer.js';
+import { hashPrefix, ID_RE, localSessions, readSession, sessionRecords } from './session-records.js';
 import type { UploadQuota } from './upload-quota.js';
 
 export interface UploadRepo {
@@ -53,8 +58,9 @@ interface HashState {
   partHash: Hash;
 }
 
-const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const CHUNK = 1 << 20;
+/** How often a live session's record is rewritten, so its time says it is alive (gc, other replicas). */
+const TOUCH_MS = 60_000;
+const AREA = 'uploads';
 
 /** The Range header distribution sends for an upload of `size` bytes. */
 export function uploadRange(size: number): string {
@@ -71,14 +77,24 @@ export class Uploads {
   /** Open sessions announced for a blob, by `<repository>@<digest>` (in memory: after a restart, expiry removes them). */
   private announced = new Map<string, Set<string>>();
   private announcedAs = new Map<string, string>();
+  private touched = new Map<string, number>();
 
-  constructor(private readonly driver: FsDriver, private readonly blobs: BlobStore, private readonly log: Logger,
+  /** `scratch`: this process's local folder (App.scratch) that holds the sessions' bytes. */
+  constructor(private readonly driver: Driver, private readonly scratch: string, private readonly blobs: BlobStore, private readonly log: Logger,
     private readonly limits: { quota?: UploadQuota; space?: DiskSpace } = {}) {
     onDirectIoRefused((e) => this.log.warn({ err: e }, 'the data folder refuses O_DIRECT writes; uploads are written through the page cache (more CPU per pushed GiB)'));
   }
 
   private dataPath(id: string): string {
-    return this.driver.path(uploadDataKey(id));
+    return scratchPath(this.scratch, AREA, id);
+  }
+
+  /** Rewrite a live session's record now and then (its time is its last sign of life). */
+  private async touch(id: string): Promise<void> {
+    if (Date.now() - (this.touched.get(id) ?? 0) < TOUCH_MS) return;
+    const body = await this.driver.readAll(uploadInfoKey(id));
+    await this.driver.write(uploadInfoKey(id), body);
+    this.touched.set(id, Date.now());
   }
 
   /** Runs `fn` alone on a session; `supersede` cuts a part still being received (its client gave up on it). */
@@ -103,9 +119,8 @@ export class Uploads {
     const quota = this.limits.quota;
     this.counted ??= (async () => {
       if (!quota) return;
-      for (const id of await readdir(this.driver.path(uploadsDir())).catch(() => [] as string[])) {
-        if (!ID_RE.test(id)) continue;
-        const info = await this.driver.readAll(uploadInfoKey(id)).then((b) => JSON.parse(b.toString('utf8')) as SessionInfo, () => null);
+      for (const { id } of await sessionRecords(this.driver)) {
+        const info = await readSession(this.driver, id);
         const st = await stat(this.dataPath(id)).catch(() => null);
         if (info && !info.committed && st) quota.restore(id, info.owner ?? 'unknown', st.size);
       }
@@ -120,12 +135,14 @@ export class Uploads {
     await this.limits.space?.check('a new upload');
     this.limits.quota?.open(info.id, owner);
     try {
-      // info.json first: a folder without it is a leftover gc may remove (housekeeping/gc.ts).
+      // The record first: a scratch file without one is a leftover that purge removes.
       await this.driver.write(uploadInfoKey(info.id), Buffer.from(JSON.stringify(info)));
-      await writeFile(this.dataPath(info.id), '', { flag: 'wx' });
+      this.touched.set(info.id, Date.now());
+      await writeFile(await scratchFile(this.scratch, AREA, info.id), '', { flag: 'wx' });
     } catch (e) {
       this.limits.quota?.close(info.id);
-      await rm(this.driver.path(uploadDir(info.id)), { recursive: true, force: true }).catch(() => {});
+      await this.driver.delete(uploadInfoKey(info.id)).catch(() => {});
+      await discard(this.dataPath(info.id));
       throw fromFsError(e, 'a new upload');
     }
     if (digest) {
@@ -153,7 +170,7 @@ export class Uploads {
     if (others.length === 0) return;
     // Not awaited: each takes its own session's lock (a twin upload may hold it while committing).
     void Promise.all(others.map((other) => this.exclusive(other, true, async () => {
-      const info = await this.driver.readAll(uploadInfoKey(other)).then((b) => JSON.parse(b.toString('utf8')) as SessionInfo, () => null);
+      const info = await readSession(this.driver, other);
       if (info && !info.committed) await this.removeLocked(other);
     }))).then(
       () => this.log.info({ digest, removed: others.length }, 'removed upload sessions a client left behind for a blob it has now pushed'),
@@ -264,6 +281,7 @@ export class Uploads {
     }
     state.at = at + written;
     this.flushInBackground(id, file);
+    await this.touch(id);
     return state.at;
   }
 
@@ -296,7 +314,7 @@ export class Uploads {
       const fh = await open(file, 'r');
       await fh.sync().finally(() => fh.close());
       try {
-        await this.blobs.publishVerified(uploadDataKey(id), digest);
+        await this.blobs.publishFile(file, digest);
         await this.driver.write(uploadInfoKey(id), Buffer.from(JSON.stringify({ ...info, committed: digest, size })));
       } catch (e) {
         throw fromFsError(e, `blob ${digest}`);
@@ -330,58 +348,63 @@ export class Uploads {
     this.hashes.delete(id);
     this.unannounce(id);
     this.limits.quota?.close(id);
-    await rm(this.driver.path(uploadDir(id)), { recursive: true, force: true });
+    this.touched.delete(id);
+    await discard(this.dataPath(id));
+    await this.driver.delete(uploadInfoKey(id));
   }
 
   /** Committed sessions still kept (their commit markers), with when each was committed. */
   async committed(): Promise<Array<SessionInfo & { committed: string; atMs: number }>> {
     const out: Array<SessionInfo & { committed: string; atMs: number }> = [];
-    for (const id of await readdir(this.driver.path(uploadsDir())).catch(() => [] as string[])) {
-      if (!ID_RE.test(id)) continue;
-      const key = uploadInfoKey(id);
-      try {
-        const st = await stat(this.driver.path(key));
-        const info = JSON.parse((await this.driver.readAll(key)).toString('utf8')) as SessionInfo;
-        if (typeof info.committed === 'string') out.push({ ...info, committed: info.committed, atMs: st.mtimeMs });
-      } catch {
-        /* gone meanwhile, or not ours to read: no grant */
-      }
+    for (const { id, mtimeMs } of await sessionRecords(this.driver)) {
+      const info = await readSession(this.driver, id); // null: gone meanwhile, or not ours to read: no grant
+      if (typeof info?.committed === 'string') out.push({ ...info, committed: info.committed, atMs: mtimeMs });
     }
     return out;
   }
 
-  /** Remove sessions (and commit markers) untouched for `maxAgeMs`. Returns how many went. */
-  async purge(maxAgeMs: number): Promise<number> {
-    let removed = 0;
-    const root = this.driver.path(uploadsDir());
+  /**
+   * Remove sessions (and commit markers) untouched for `maxAgeMs`, and scratch files without a
+   * record that are older than `orphanMs` (default: `maxAgeMs`). Returns the ids removed.
+   */
+  async purge(maxAgeMs: number, opts: { orphanMs?: number; dryRun?: boolean } = {}): Promise<Array<{ id: string; bytes: number }>> {
+    const removed: Array<{ id: string; bytes: number }> = [];
     const listedMs = Date.now();
-    const names = await readdir(root).catch(() => [] as string[]);
-    this.limits.quota?.keepOnly(new Set(names), listedMs);
-    for (const id of names) {
+    const records = new Map((await sessionRecords(this.driver)).map((r) => [r.id, r.mtimeMs]));
+    const local = await localSessions(this.scratch, AREA);
+    this.limits.quota?.keepOnly(new Set([...records.keys(), ...local]), listedMs);
+    for (const id of new Set([...records.keys(), ...local])) {
       if (this.locks.has(id)) continue;
-      const dir = `${root}/${id}`;
-      let newest = 0;
-      for (const f of await readdir(dir).catch(() => [] as string[])) {
-        const st = await stat(`${dir}/${f}`).catch(() => null);
-        if (st) newest = Math.max(newest, st.mtimeMs);
-      }
-      if (newest === 0) newest = (await stat(dir).catch(() => null))?.mtimeMs ?? 0;
-      if (Date.now() - newest > maxAgeMs) {
+      const data = await stat(this.dataPath(id)).catch(() => null);
+      const recordMs = records.get(id);
+      const newest = Math.max(recordMs ?? 0, data?.mtimeMs ?? 0);
+      const limit = recordMs === undefined ? (opts.orphanMs ?? maxAgeMs) : maxAgeMs;
+      if (Date.now() - newest <= limit) continue;
+      if (!opts.dryRun) {
         this.hashes.delete(id);
         this.unannounce(id);
         this.limits.quota?.close(id);
-        await rm(dir, { recursive: true, force: true });
-        removed++;
+        this.touched.delete(id);
+        await discard(this.dataPath(id));
+        await this.driver.delete(uploadInfoKey(id));
       }
+      removed.push({ id, bytes: data?.size ?? 0 });
     }
     return removed;
+  }
+
+  /** Bytes held by this process's open sessions (they count under the storage cap). */
+  async openBytes(): Promise<number> {
+    let n = 0;
+    for (const id of await localSessions(this.scratch, AREA)) n += (await stat(this.dataPath(id)).catch(() => null))?.size ?? 0;
+    return n;
   }
 
   /** Purge now and then periodically; returns the function that stops it. */
   startSweeper(maxAgeMs: number): () => void {
     const sweep = () => {
       this.purge(maxAgeMs).then(
-        (n) => { if (n > 0) this.log.info({ removed: n, maxAgeHours: maxAgeMs / 3600_000 }, 'removed stale upload sessions'); },
+        (r) => { if (r.length > 0) this.log.info({ removed: r.length, maxAgeHours: maxAgeMs / 3600_000 }, 'removed stale upload sessions'); },
         (e) => this.log.warn({ err: e }, 'could not purge stale upload sessions'),
       );
     };
@@ -393,11 +416,3 @@ export class Uploads {
 }
 
 const announceKey = (repo: UploadRepo, digest: string) => `${repo.namespace}/${repo.model}@${digest}`.toLowerCase();
-
-async function hashPrefix(file: string, bytes: number): Promise<Hash> {
-  const h = createHash('sha256');
-  if (bytes > 0) {
-    for await (const c of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: CHUNK })) h.update(c as Buffer);
-  }
-  return h;
-}

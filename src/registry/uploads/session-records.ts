@@ -1,0 +1,45 @@
+// Where push sessions are kept: a record per session in the store (.ollama-registry/uploads/<id>/info.json)
+// and its bytes in the receiving process's scratch folder (<scratch>/uploads/<id>).
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Driver } from '../../storage/driver.js';
+import { uploadInfoKey, uploadsDir } from '../../storage/layout.js';
+import type { SessionInfo } from './uploads.js';
+
+export const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const CHUNK = 1 << 20;
+
+/** Sessions with a record in the store, with the record's time (its last sign of life). */
+export async function sessionRecords(driver: Driver): Promise<Array<{ id: string; mtimeMs: number }>> {
+  const out: Array<{ id: string; mtimeMs: number }> = [];
+  for await (const e of driver.entries(uploadsDir())) {
+    const [id, file, ...rest] = e.key.slice(uploadsDir().length + 1).split('/');
+    if (ID_RE.test(id ?? '') && file === 'info.json' && rest.length === 0) out.push({ id: id!, mtimeMs: e.mtimeMs });
+  }
+  return out;
+}
+
+/** A session's record, or null when it is gone or does not parse. */
+export async function readSession(driver: Driver, id: string): Promise<SessionInfo | null> {
+  try {
+    return JSON.parse((await driver.readAll(uploadInfoKey(id))).toString('utf8')) as SessionInfo;
+  } catch {
+    return null;
+  }
+}
+
+/** Sessions whose bytes are in this scratch folder's area. */
+export async function localSessions(scratch: string, area: string): Promise<string[]> {
+  return (await readdir(path.join(scratch, area)).catch(() => [] as string[])).filter((n) => ID_RE.test(n));
+}
+
+/** sha256 state of a file's first `bytes` bytes. */
+export async function hashPrefix(file: string, bytes: number): Promise<Hash> {
+  const h = createHash('sha256');
+  if (bytes > 0) {
+    for await (const c of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: CHUNK })) h.update(c as Buffer);
+  }
+  return h;
+}
