@@ -48,7 +48,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   makeDirs(scratch);
   const removed = await driver.cleanStaging();
   if (removed > 0) log.info({ removed }, 'removed staging files left by a stopped process');
-  await discardOrphanFills(driver, log);
+  await discardOrphanFills(driver, scratch, log);
   const space = new DiskSpace(driver, config.storage.minFree);
   const blobs = new BlobStore(driver, space);
   const metrics = createMetrics(driver, blobs);
@@ -61,7 +61,7 @@ export async function openApp(config: Config, log: Logger): Promise<App> {
   });
   manifests.onChange = (key) => access.changed(key);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
-  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space }) : undefined;
+  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space, scratch }) : undefined;
   const app: App = {
     config,
     log,

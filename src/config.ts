@@ -53,6 +53,10 @@ export interface Config {
     minFree: MinFree;
     /** A local folder for work that needs random access (fill staging, pushed parts, hashing); default <data>/.ollama-registry/scratch. */
     scratch?: string;
+    /** A lease (a fill's owner) not renewed for this long is free: another process takes the work over. */
+    leaseSeconds: number;
+    /** The URL other registry processes reach this one at (fills they follow); default: the address `serve` listens on. */
+    advertiseUrl?: string;
   };
   /** Quotas of push sessions: per requester (user, key, or address when anonymous) and in total; 0 = no cap of its own. */
   uploads: { maxSessions: number; maxSessionsPerClient: number; maxBytes: number; maxBytesPerClient: number };
@@ -103,7 +107,7 @@ export function defaults(env: NodeJS.ProcessEnv = process.env): Config {
     offline: false,
     policy: [],
     // 1 GiB free, or 5% of a small file system (a 8 GiB disk keeps 410 MiB).
-    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [], minFree: { bytes: 2 ** 30, percent: 5 } },
+    storage: { maxSize: 0, gcIntervalSeconds: 0, gcGraceSeconds: 3600, cachedHosts: [], minFree: { bytes: 2 ** 30, percent: 5 }, leaseSeconds: 30 },
     uploads: { maxSessions: 1000, maxSessionsPerClient: 100, maxBytes: 0, maxBytesPerClient: 0 },
     pushHost: DEFAULT_PUSH_HOST,
     allowDelete: false,
@@ -148,6 +152,8 @@ const ENV: Array<[string, string]> = [
   ['storage.cachedHosts', 'OLLAMA_REGISTRY_CACHED_HOSTS'],
   ['storage.minFree', 'OLLAMA_REGISTRY_MIN_FREE'],
   ['storage.scratch', 'OLLAMA_REGISTRY_SCRATCH'],
+  ['storage.lease', 'OLLAMA_REGISTRY_LEASE'],
+  ['storage.advertiseUrl', 'OLLAMA_REGISTRY_ADVERTISE_URL'],
   ['uploads.maxSessions', 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS'],
   ['uploads.maxSessionsPerClient', 'OLLAMA_REGISTRY_UPLOAD_MAX_SESSIONS_PER_CLIENT'],
   ['uploads.maxBytes', 'OLLAMA_REGISTRY_UPLOAD_MAX_BYTES'],
@@ -258,6 +264,12 @@ function apply(cfg: Config, flat: Flat, source: string): void {
         break;
       }
       case 'storage.scratch': cfg.storage.scratch = path.resolve(str(raw)); break;
+      case 'storage.advertiseUrl': {
+        const u = URL.canParse(str(raw)) ? new URL(str(raw)) : null;
+        if (!u || !/^https?:$/.test(u.protocol) || u.username || u.password) throw new ConfigError(key, `expected an http(s) URL without credentials, got ${JSON.stringify(raw)} (in ${source})`);
+        cfg.storage.advertiseUrl = u.origin;
+        break;
+      }
       case 'storage.maxSize': {
         const n = parseSize(raw);
         if (n === null) throw new ConfigError(key, `expected a size such as 500GB, 1.5TiB or a number of bytes, got ${JSON.stringify(raw)} (in ${source})`);
@@ -289,10 +301,12 @@ function apply(cfg: Config, flat: Flat, source: string): void {
         break;
       }
       case 'storage.gcInterval':
-      case 'storage.gcGrace': {
+      case 'storage.gcGrace':
+      case 'storage.lease': {
         const n = parseDuration(raw);
-        if (n === null) throw new ConfigError(key, `expected a duration such as 30m, 6h, 1d or a number of seconds, got ${JSON.stringify(raw)} (in ${source})`);
+        if (n === null || (key === 'storage.lease' && n < 1)) throw new ConfigError(key, `expected a duration such as 30m, 6h, 1d or a number of seconds, got ${JSON.stringify(raw)} (in ${source})`);
         if (key === 'storage.gcInterval') cfg.storage.gcIntervalSeconds = n;
+        else if (key === 'storage.lease') cfg.storage.leaseSeconds = n;
         else cfg.storage.gcGraceSeconds = n;
         break;
       }

@@ -8,6 +8,8 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { runGc } from '../src/registry/housekeeping/gc.js';
+import { fillLeaseKey } from '../src/storage/layout.js';
+import { acquireLease } from '../src/storage/lease.js';
 import { verifyStore } from '../src/registry/housekeeping/verify.js';
 import { cli } from './support/cli.js';
 import { waitFor } from './support/eventually.js';
@@ -178,7 +180,7 @@ test('gc under load: pulls over HTTP, pushes and fills landing while gc runs aga
   }
 });
 
-test('gc removes staging files and upload/fill folders whose owner is gone and that sat idle; keeps live and recent ones', async () => {
+test('gc removes staging files, upload folders and fills whose owner is gone (a fill: no live lease) and that sat idle; keeps live and recent ones', async () => {
   const data = await tempDir();
   const reg = await startTestRegistry({ data });
   try {
@@ -201,20 +203,32 @@ test('gc removes staging files and upload/fill folders whose owner is gone and t
     await file('uploads/u-active/data');
     const h1 = 'a'.repeat(64);
     const h2 = 'b'.repeat(64);
-    await file(`fills/sha256-${h1}/data`, undefined, old);
-    await file(`fills/sha256-${h1}/lock`, String(dead), old);
-    await file(`fills/sha256-${h2}/data`, undefined, old);
-    await file(`fills/sha256-${h2}/lock`, String(process.pid), old);
+    await file(`fills/sha256-${h1}/data`, undefined, old); // left in the store by an older version
+    await file(`fills/sha256-${h1}/lock`, String(process.pid), old);
+    // Fills stage in the scratch folder: one nobody holds a lease on, one whose owner renews its lease.
+    const scratchFill = async (hex: string) => {
+      const dir = path.join(reg.app.scratch, 'fills', `sha256-${hex}`);
+      await mkdir(dir, { recursive: true });
+      for (const f of ['data', 'state.json']) {
+        await writeFile(path.join(dir, f), 'y'.repeat(50));
+        await utimes(path.join(dir, f), old, old);
+      }
+      return dir;
+    };
+    const free = await scratchFill(h2);
+    const leased = await scratchFill('c'.repeat(64));
+    assert.ok('lease' in (await acquireLease(reg.app.driver, fillLeaseKey(`sha256:${'c'.repeat(64)}`), { owner: 'alive' }, 3600_000)));
 
     const dry = await runGc(reg.app, { graceMs: 3600_000, dryRun: true });
-    const want = [`.ollama-registry/tmp/${dead}-0a0a`, '.ollama-registry/uploads/u-stale', `.ollama-registry/fills/sha256-${h1}`];
+    const want = [`.ollama-registry/tmp/${dead}-0a0a`, '.ollama-registry/uploads/u-stale', `.ollama-registry/fills/sha256-${h1}`, free];
     assert.deepEqual(dry.staging.removed.sort(), [...want].sort());
     assert.ok(await exists(path.join(st, `tmp/${dead}-0a0a`)));
     const r = await runGc(reg.app, { graceMs: 3600_000 });
     assert.deepEqual(r.staging.removed.sort(), [...want].sort());
-    assert.equal(r.staging.bytes, 300 + String(dead).length);
-    for (const w of want) assert.ok(!(await exists(path.join(data, w))), w);
-    for (const k of [`tmp/${dead}-0b0b`, `tmp/${process.pid}-0c0c`, 'uploads/u-active/data', `fills/sha256-${h2}/data`]) assert.ok(await exists(path.join(st, k)), k);
+    assert.equal(r.staging.bytes, 300 + String(process.pid).length + 100);
+    for (const w of want) assert.ok(!(await exists(path.isAbsolute(w) ? w : path.join(data, w))), w);
+    for (const k of [`tmp/${dead}-0b0b`, `tmp/${process.pid}-0c0c`, 'uploads/u-active/data']) assert.ok(await exists(path.join(st, k)), k);
+    assert.ok(await exists(path.join(leased, 'data')), 'a fill under a live lease stays');
   } finally {
     await reg.close();
   }

@@ -22,6 +22,7 @@ import { serviceRoutes } from './service.js';
 import { uiRoutes } from '../ui/routes.js';
 import { startMirror, type Mirror } from '../mirror/front.js';
 import { mirrorRoutes } from '../mirror/routes.js';
+import { FILL_PEER_PATH, serveFillPeer } from '../registry/pull-through/fill-peer.js';
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type HandlerTable = { [K in V2Route['kind']]: Partial<Record<Method, Handler<Extract<V2Route, { kind: K }>>>> };
@@ -44,7 +45,8 @@ export type PlainHandler = (app: App, req: IncomingMessage, res: ServerResponse,
 
 /** The plain routes served by default. Other features add entries here. */
 export function plainHandlers(): Map<string, PlainHandler> {
-  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), ['/api/pull', postPull]]);
+  return new Map<string, PlainHandler>([[TOKEN_PATH, tokenEndpoint], ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), ['/api/pull', postPull],
+    [FILL_PEER_PATH, (app, req, res, url) => serveFillPeer(req, res, url.pathname, { driver: app.driver, blobs: app.blobs, fills: app.cache?.fills })]]);
 }
 
 export interface RegistryServer {
@@ -89,9 +91,10 @@ export function createHandler(app: App, table: HandlerTable = v2Handlers(), extr
       const route = parseV2Path(rawPath);
       bodies?.watch(req, res, route?.kind === 'uploads');
       if (!route) {
-        const h = plain.get(url.pathname);
+        const key = url.pathname.startsWith(FILL_PEER_PATH) ? FILL_PEER_PATH : url.pathname; // the one route under a prefix
+        const h = plain.get(key);
         if (h) {
-          routeKind = url.pathname;
+          routeKind = key;
           return await h(app, req, res, url);
         }
         // Under /v2/ an OCI client must get an OCI error code (distribution-spec: NAME_UNKNOWN).
@@ -173,6 +176,7 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
+  app.cache?.fills.advertise(app.config.storage.advertiseUrl ?? url);
   return {
     server,
     url,

@@ -14,7 +14,8 @@
 //    without info.json).
 // Blobs published after the listing are never candidates.
 import type { App } from '../../app.js';
-import { alive, lockHolder } from '../../storage/fs.js';
+import { alive } from '../../storage/fs.js';
+import { sweepFills } from '../pull-through/fill-scratch.js';
 import { blobKey, fillsDir, stateKey, tmpDir, tmpKey, uploadDir, uploadsDir } from '../../storage/layout.js';
 import type { Driver } from '../../storage/driver.js';
 import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
@@ -145,6 +146,9 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   opts.onProgress?.(candidates.length, candidates.length);
 
   report.staging = await sweepStaging(app.driver, now, opts.graceMs, opts.staleSessionMs ?? 24 * 3600_000, dry);
+  const fills = await sweepFills(app.driver, app.scratch, now, Math.max(opts.staleSessionMs ?? 24 * 3600_000, opts.graceMs), dry);
+  report.staging.removed.push(...fills.removed);
+  report.staging.bytes += fills.bytes;
   let used = 0;
   for (const b of blobs.values()) used += b.size;
   report.usedBytes = used - report.bytesFreed;
@@ -232,8 +236,8 @@ async function sweepStaging(driver: Driver, now: number, graceMs: number, staleM
       // Activity shows in the files' times (a folder's own time changes only when entries come and go).
       const plain = files.filter((f) => !f.isDir);
       const newest = Math.max(...(plain.length ? plain : files).map((f) => f.mtimeMs));
-      const lock = files.find((f) => f.key === `${key}/lock`);
-      const held = lock ? lockHolder((await driver.readAll(lock.key).catch(() => Buffer.from(''))).toString()) !== null : alive(Number(/^(\d+)-/.exec(name)?.[1]));
+      // Fills in the store are what older versions left (fills stage in the scratch folder now, under a lease).
+      const held = dir === uploadsDir() && alive(Number(/^(\d+)-/.exec(name)?.[1]));
       const idle = orphaned(key, files, dir === uploadsDir()) ? graceMs : Math.max(staleMs, graceMs);
       if (held || now - newest < idle) continue;
       if (!dry) for (const f of files) await driver.delete(f.key); // files first, then their folders
