@@ -50,6 +50,9 @@ export async function leaseHolder(driver: Driver, key: string, now = Date.now())
 export type Holder = Omit<LeaseRecord, 'expires' | 'token'>;
 
 export async function acquireLease(driver: Driver, key: string, who: Holder, ttlMs: number, now = Date.now()): Promise<Acquired> {
+  // A lease held by someone else is the common case for followers: learn it without a write.
+  const held = await leaseHolder(driver, key, now);
+  if (held && held.owner !== who.owner) return { heldBy: held };
   for (let attempt = 0; attempt < 3; attempt++) {
     const fresh: LeaseRecord = { ...who, expires: now + ttlMs, token: 1 };
     const created = await driver.createIfAbsent(key, encode(fresh));

@@ -29,7 +29,7 @@ export function peerSecret(driver: Driver): Promise<Buffer> {
   if (!p) {
     p = (async () => {
       const key = peerSecretKey();
-      await driver.createIfAbsent(key, Buffer.from(randomBytes(32).toString('hex')));
+      if (!(await driver.readVersioned(key))) await driver.createIfAbsent(key, Buffer.from(randomBytes(32).toString('hex')));
       const hex = (await driver.readAll(key)).toString('utf8').trim();
       if (!/^[0-9a-f]{64}$/.test(hex)) throw new RegistryError('INTERNAL', `${key} in ${driver.description} is not 64 hex characters; delete it to make a new one`);
       return Buffer.from(hex, 'hex');
