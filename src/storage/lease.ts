@@ -5,7 +5,7 @@
 import type { Driver } from './driver.js';
 
 export interface LeaseRecord {
-  /** Who holds it: unique per process (e.g. hostname, pid and a random part). */
+  /** Who holds it: unique per process (e.g. its hostname and a random part). */
   owner: string;
   /** Where other processes can reach the holder (e.g. to read a fill's bytes), if anywhere. */
   url?: string;
@@ -91,7 +91,12 @@ export interface KeptLease {
   readonly lease: Lease;
   /** It was taken over (or could not be renewed before it expired): the work must stop, leaving its files. */
   readonly lost: boolean;
-  release(): Promise<void>;
+  /**
+   * Give it up. `remove` deletes the record when the work is finished for good (a published blob):
+   * nobody needs it any more, and a store that ignores If-Match on DELETE can only harm a taker that
+   * would find nothing left to do.
+   */
+  release(remove?: boolean): Promise<void>;
 }
 
 /** Renew `lease` every third of its lifetime; `onLost` runs once when it is lost. */
@@ -117,10 +122,10 @@ export function keepLease(driver: Driver, lease: Lease, ttlMs: number, onLost: (
   return {
     get lease() { return current; },
     get lost() { return lost; },
-    async release() {
+    async release(remove = false) {
       clearInterval(timer);
       while (busy) await new Promise((r) => setTimeout(r, 10));
-      if (!lost) await releaseLease(driver, current).catch(() => false);
+      if (!lost) await (remove ? driver.deleteIf(current.key, current.version) : releaseLease(driver, current)).catch(() => false);
       lost = true;
     },
   };

@@ -332,9 +332,8 @@ export class Fill implements ReadableFill {
       this.verified = true;
       this.recent.clear();
       this.deps.log.info({ digest: this.digest, size: this.size, upstream: up?.name, upstreamBytes: this.received }, 'blob filled from upstream and verified');
-      await this.persistChain;
-      await removeFillScratch(this.deps.scratch, this.digest);
-      await this.lease.release();
+      await this.persistChain.then(() => removeFillScratch(this.deps.scratch, this.digest)).catch(() => {});
+      await this.lease.release(true);
     } catch (e) {
       this.finishing = false;
       this.fail(e as Error);
@@ -368,11 +367,8 @@ export class Fill implements ReadableFill {
         discard = (await stat(fillScratchFile(this.deps.scratch, this.digest, 'state.json')).catch(() => null)) === null;
       }
       // The lease goes last, so no other process takes over a folder being emptied.
-      if (discard && !this.lease.lost) {
-        await this.persistChain;
-        await removeFillScratch(this.deps.scratch, this.digest);
-      }
-      await this.lease.release();
+      if (discard && !this.lease.lost) await this.persistChain.then(() => removeFillScratch(this.deps.scratch, this.digest)).catch(() => {});
+      await this.lease.release(discard);
       this.close();
       this.maybeCloseFile();
     })();

@@ -178,7 +178,7 @@ export class Fills implements OwnedFills {
       return fill;
     } catch (e) {
       await rmdir(fillScratchDir(this.deps.scratch, digest)).catch(() => {}); // only when empty
-      await lease.release();
+      await lease.release(!(await readFillState(this.deps.scratch, digest)));
       throw fromFsError(e, `blob ${digest}`);
     }
   }
