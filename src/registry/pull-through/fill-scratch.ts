@@ -75,10 +75,11 @@ export async function removeFillScratch(scratch: string, digest: string): Promis
  * on the same file system). The only place a fill publishes, so the driver's rename of
  * ingestFile to putFile is a one-line change here.
  */
-export async function publishBlob(driver: FsDriver, scratch: string, digest: string): Promise<void> {
+export async function publishBlob(driver: FsDriver, scratch: string, digest: string): Promise<'linked' | 'copied'> {
   const file = fillScratchFile(scratch, digest, 'data');
-  await driver.ingestFile(file, blobKey(digest));
+  const how = await driver.ingestFile(file, blobKey(digest));
   await unlink(file).catch(() => {});
+  return how;
 }
 
 /**

@@ -328,10 +328,10 @@ export class Fill implements ReadableFill {
       await this.persistChain;
       await this.fh.datasync();
       if (this.lease.lost) throw new RegistryError('UNAVAILABLE', `another process took over the fill of blob ${this.digest}; pull again`);
-      if ((await this.deps.blobs.size(this.digest)) === null) await publishBlob(this.deps.driver, this.deps.scratch, this.digest);
+      const how = (await this.deps.blobs.size(this.digest)) === null ? await publishBlob(this.deps.driver, this.deps.scratch, this.digest) : 'present';
       this.verified = true;
       this.recent.clear();
-      this.deps.log.info({ digest: this.digest, size: this.size, upstream: up?.name, upstreamBytes: this.received }, 'blob filled from upstream and verified');
+      this.deps.log.info({ digest: this.digest, size: this.size, upstream: up?.name, upstreamBytes: this.received, published: how }, 'blob filled from upstream and verified');
       await this.persistChain.then(() => removeFillScratch(this.deps.scratch, this.digest)).catch(() => {});
       await this.lease.release(true);
     } catch (e) {
