@@ -30,6 +30,8 @@ export interface FollowSource {
   state(): Promise<{ size: number; have: Array<[number, number]> } | null>;
   /** Bytes at `pos`; 0 when they cannot be read now. */
   readAt(buf: Buffer, len: number, pos: number): Promise<number>;
+  /** A reader waits for byte `pos`: tell the owner, where it can be told. */
+  want(pos: number): void;
   close(): void;
 }
 
@@ -53,6 +55,8 @@ export class ScratchSource implements FollowSource {
     return this.fh ? (await this.fh.read(buf, 0, len, pos)).bytesRead : 0;
   }
 
+  want(): void {} // the owner decides what it fetches
+
   close(): void {
     this.closed = true;
     const fh = this.fh;
@@ -64,6 +68,7 @@ export class ScratchSource implements FollowSource {
 /** The owner's internal endpoint, on another machine (or another scratch folder). */
 export class PeerSource implements FollowSource {
   readonly local = false;
+  private asked = new Set<number>(); // positions already asked for: each reader's wait is told once
 
   constructor(private readonly peer: PeerFill | null) {}
 
@@ -73,6 +78,12 @@ export class PeerSource implements FollowSource {
 
   async readAt(buf: Buffer, len: number, pos: number): Promise<number> {
     return this.peer ? this.peer.readAt(buf, len, pos).catch(() => 0) : 0;
+  }
+
+  want(pos: number): void {
+    if (!this.peer || this.asked.has(pos) || this.asked.size >= 256) return;
+    this.asked.add(pos);
+    this.peer.want(pos);
   }
 
   close(): void {}
@@ -156,7 +167,8 @@ export class FollowedFill implements ReadableFill {
   }
 
   want(pos: number): void {
-    this.local?.want(pos); // the other process decides what it fetches
+    if (this.local) this.local.want(pos);
+    else this.source.want(pos);
   }
 
   changed(): Promise<void> {

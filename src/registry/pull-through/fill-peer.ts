@@ -89,6 +89,7 @@ export async function serveFillPeer(req: IncomingMessage, res: ServerResponse, p
   const start = r ? Number(r[1]) : NaN;
   const avail = Math.min(fill.readableEnd(start), r ? Number(r[2]) + 1 : 0, fill.size - 1);
   if (!r || !(avail > start)) {
+    if (r && start < fill.size) fill.want(start); // a follower's reader waits there: fetch it next (splits a lane)
     throw new RegistryError('RANGE_INVALID', `bytes from ${r ? start : '?'} of ${digest} are not here yet (ask for bytes=START-END inside what the state says)`,
       { headers: { 'Content-Range': `bytes */${fill.size}` } });
   }
@@ -119,6 +120,12 @@ export class PeerFill {
     const s = JSON.parse(body.toString('utf8')) as Partial<FillState>;
     if (!validState(s, this.digest)) throw new Error(`${this.origin}: not a fill state of ${this.digest}`);
     return s;
+  }
+
+  /** Ask the owner to bring byte `pos` soon (its answer, 416 or one byte, does not matter). */
+  want(pos: number): void {
+    const range = `bytes=${pos}-${pos}`;
+    this.get(range, 1, 206, { pos, buf: Buffer.alloc(1) }).catch(() => {});
   }
 
   /** Up to `len` bytes at `pos` into `buf`; how many came. */
