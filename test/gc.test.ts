@@ -206,29 +206,33 @@ test('gc removes staging files, upload folders and fills whose owner is gone (a 
     await file(`fills/sha256-${h1}/data`, undefined, old); // left in the store by an older version
     await file(`fills/sha256-${h1}/lock`, String(process.pid), old);
     // Fills stage in the scratch folder: one nobody holds a lease on, one whose owner renews its lease.
-    const scratchFill = async (hex: string) => {
+    const scratchFill = async (hex: string, files = ['data', 'state.json'], time = old) => {
       const dir = path.join(reg.app.scratch, 'fills', `sha256-${hex}`);
       await mkdir(dir, { recursive: true });
-      for (const f of ['data', 'state.json']) {
+      for (const f of files) {
         await writeFile(path.join(dir, f), 'y'.repeat(50));
-        await utimes(path.join(dir, f), old, old);
+        await utimes(path.join(dir, f), time, time);
       }
       return dir;
     };
     const free = await scratchFill(h2);
+    // Without a state nobody can resume it: it goes after the grace period, not the 24 h idle time.
+    const torn = await scratchFill('d'.repeat(64), ['data'], new Date(Date.now() - 2 * 3600_000));
+    const resumable = await scratchFill('e'.repeat(64), ['data', 'state.json'], new Date(Date.now() - 2 * 3600_000));
     const leased = await scratchFill('c'.repeat(64));
     assert.ok('lease' in (await acquireLease(reg.app.driver, fillLeaseKey(`sha256:${'c'.repeat(64)}`), { owner: 'alive' }, 3600_000)));
 
     const dry = await runGc(reg.app, { graceMs: 3600_000, dryRun: true });
-    const want = [`.ollama-registry/tmp/${dead}-0a0a`, '.ollama-registry/uploads/u-stale', `.ollama-registry/fills/sha256-${h1}`, free];
+    const want = [`.ollama-registry/tmp/${dead}-0a0a`, '.ollama-registry/uploads/u-stale', `.ollama-registry/fills/sha256-${h1}`, free, torn];
     assert.deepEqual(dry.staging.removed.sort(), [...want].sort());
     assert.ok(await exists(path.join(st, `tmp/${dead}-0a0a`)));
     const r = await runGc(reg.app, { graceMs: 3600_000 });
     assert.deepEqual(r.staging.removed.sort(), [...want].sort());
-    assert.equal(r.staging.bytes, 300 + String(process.pid).length + 100);
+    assert.equal(r.staging.bytes, 300 + String(process.pid).length + 150);
     for (const w of want) assert.ok(!(await exists(path.isAbsolute(w) ? w : path.join(data, w))), w);
     for (const k of [`tmp/${dead}-0b0b`, `tmp/${process.pid}-0c0c`, 'uploads/u-active/data']) assert.ok(await exists(path.join(st, k)), k);
     assert.ok(await exists(path.join(leased, 'data')), 'a fill under a live lease stays');
+    assert.ok(await exists(path.join(resumable, 'state.json')), 'a resumable fill stays for the idle time');
   } finally {
     await reg.close();
   }

@@ -146,7 +146,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   opts.onProgress?.(candidates.length, candidates.length);
 
   report.staging = await sweepStaging(app.driver, now, opts.graceMs, opts.staleSessionMs ?? 24 * 3600_000, dry);
-  const fills = await sweepFills(app.driver, app.scratch, now, Math.max(opts.staleSessionMs ?? 24 * 3600_000, opts.graceMs), dry);
+  const fills = await sweepFills(app.driver, app.scratch, now, { graceMs: opts.graceMs, staleMs: opts.staleSessionMs ?? 24 * 3600_000 }, dry);
   report.staging.removed.push(...fills.removed);
   report.staging.bytes += fills.bytes;
   let used = 0;

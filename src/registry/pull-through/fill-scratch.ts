@@ -98,14 +98,18 @@ export async function discardOrphanFills(driver: FsDriver, scratch: string, log:
   return n;
 }
 
-/** Staging folders with no live lease, untouched for `staleMs` (gc): a fill nobody resumed. */
-export async function sweepFills(driver: FsDriver, scratch: string, now: number, staleMs: number, dry: boolean): Promise<{ removed: string[]; bytes: number }> {
+/**
+ * Staging folders with no live lease that sat idle (gc): a fill nobody resumed, after `staleMs`;
+ * one without a state (nobody can resume it), after `graceMs`.
+ */
+export async function sweepFills(driver: FsDriver, scratch: string, now: number, ms: { graceMs: number; staleMs: number }, dry: boolean): Promise<{ removed: string[]; bytes: number }> {
   const out = { removed: [] as string[], bytes: 0 };
   for (const digest of await scratchFills(scratch)) {
     if ((await leaseHolder(driver, fillLeaseKey(digest), now)) !== null) continue;
-    const files = (await Promise.all((['data', 'state.json'] as const).map((f) => stat(fillScratchFile(scratch, digest, f)).catch(() => null)))).filter((s) => s !== null);
+    const [data, state] = await Promise.all((['data', 'state.json'] as const).map((f) => stat(fillScratchFile(scratch, digest, f)).catch(() => null)));
+    const files = [data, state].filter((s) => !!s);
     const newest = Math.max(0, ...files.map((s) => s.mtimeMs));
-    if (now - newest < staleMs) continue;
+    if (now - newest < (state ? Math.max(ms.staleMs, ms.graceMs) : ms.graceMs)) continue;
     if (!dry) await removeFillScratch(scratch, digest);
     out.removed.push(fillScratchDir(scratch, digest));
     out.bytes += files.reduce((a, s) => a + s.size, 0);
