@@ -15,7 +15,7 @@ import { UsageTracker } from './registry/housekeeping/usage.js';
 import { UploadQuota } from './registry/uploads/upload-quota.js';
 import { Uploads } from './registry/uploads/uploads.js';
 import type { Driver } from './storage/driver.js';
-import { FsDriver, makeDirs } from './storage/fs.js';
+import { makeDirs } from './storage/fs.js';
 import { STATE } from './storage/layout.js';
 import { localSpace } from './storage/local.js';
 import { openDriver, prepareDriver } from './storage/open.js';
@@ -55,11 +55,7 @@ export async function openApp(config: Config, log: Logger, opts: { driver?: Driv
   makeDirs(scratch);
   const { removed } = (await driver.sweep?.({ graceMs: 0, staleMs: 24 * 3600_000 })) ?? { removed: [] };
   if (removed.length > 0) log.info({ removed: removed.length }, 'removed staging files left by a stopped process');
-  const pullThrough = config.upstreams.length > 0 || config.offline;
-  if (pullThrough && !(driver instanceof FsDriver)) {
-    throw new Error(`pull-through caching (upstreams, offline) needs a data folder for now: fills do not run on ${driver.description} yet`);
-  }
-  if (driver instanceof FsDriver) await discardOrphanFills(driver, log);
+  await discardOrphanFills(driver, scratch, log);
   // Where the store cannot tell its free space (S3), the floor guards the scratch folder pushes land in.
   const space = new DiskSpace({ space: async () => (await driver.space?.()) ?? localSpace(scratch) }, config.storage.minFree);
   const blobs = new BlobStore(driver, space);
@@ -73,7 +69,7 @@ export async function openApp(config: Config, log: Logger, opts: { driver?: Driv
   });
   manifests.onChange = (key) => access.changed(key);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
-  const cache = pullThrough && driver instanceof FsDriver ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space }) : undefined;
+  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space, scratch }) : undefined;
   const app: App = {
     config,
     log,

@@ -64,7 +64,7 @@ test('wrong bytes: the whole-blob client gets an error, nothing is published, th
     await assert.rejects(request(s.cache.url, blobUrl(b.digest)));
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(published(b.digest), false);
-    assert.deepEqual(await readdir(path.join(s.cache.data, '.ollama-registry', 'fills')), []);
+    assert.deepEqual(await readdir(path.join(s.cache.data, '.ollama-registry', 'scratch', 'fills')), []);
   } finally {
     s.front.fault = undefined;
   }

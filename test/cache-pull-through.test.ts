@@ -72,7 +72,7 @@ test('one client: a cold whole-blob GET streams the right bytes and fetches each
   assert.ok(r.headers.location, 'a 200 blob answer carries Location (ollama needs it)');
   assert.equal(s.front.blobBytes(), b.size);
   await waitFor(() => existsSync(path.join(s.cache.data, 'blobs', `sha256-${b.digest.slice(7)}`)));
-  assert.deepEqual(await readdir(path.join(s.cache.data, '.ollama-registry', 'fills')), []);
+  assert.deepEqual(await readdir(path.join(s.cache.data, '.ollama-registry', 'scratch', 'fills')), []);
   // Now a plain hit: no upstream traffic.
   s.front.reset();
   const hit = await request(s.cache.url, blobPath(b.digest), { headers: { Range: 'bytes=5-9' } });
@@ -93,7 +93,7 @@ test('HEAD of a blob not yet cached, after a restart (its size no longer in memo
     assert.ok(s.front.requests.some((q) => q.host === 'cdn' && q.method === 'HEAD'), JSON.stringify(s.front.requests));
     assert.ok(s.front.requests.some((q) => q.host === 'cdn' && q.method === 'GET' && q.range === 'bytes=0-0'));
     assert.equal(s.front.blobBytes(), 1);
-    assert.ok(!existsSync(path.join(s.cache.data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`)));
+    assert.ok(!existsSync(path.join(s.cache.data, '.ollama-registry', 'scratch', 'fills', `sha256-${b.digest.slice(7)}`)));
     const miss = await request(again.url, `/v2/library/big/blobs/sha256:${'0'.repeat(64)}`, { method: 'HEAD' });
     assert.equal(miss.status, 404);
   } finally {

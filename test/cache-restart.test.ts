@@ -1,13 +1,16 @@
 // kill -9 of the registry in the middle of a fill, then a restart: the fill resumes by itself,
-// and the ranges already recorded as filled are not fetched from the upstream again.
+// once the dead process's lease expired, and the ranges already recorded as filled are not
+// fetched from the upstream again.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
+import { FsDriver } from '../src/storage/fs.js';
+import { fillLeaseKey } from '../src/storage/layout.js';
+import { acquireLease } from '../src/storage/lease.js';
 import { startFaultUpstream } from './support/fault-upstream.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
@@ -15,6 +18,7 @@ import { spawnRegistry, startTestRegistry, tempDir } from './support/server.js';
 import { waitFor } from './support/eventually.js';
 
 const MiB = 1 << 20;
+const LEASE = { OLLAMA_REGISTRY_LEASE: '2' }; // a killed owner's lease is free after 2 s
 
 test('kill -9 mid-fill, restart: the fill resumes and filled ranges are not fetched again', async () => {
   const upstream = await startTestRegistry();
@@ -22,9 +26,9 @@ test('kill -9 mid-fill, restart: the fill resumes and filled ranges are not fetc
   const b = m.blobs[0]!;
   const front = await startFaultUpstream(upstream.url, { rate: 10 * MiB });
   const data = await tempDir();
-  const statePath = path.join(data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`, 'state.json');
+  const statePath = path.join(data, '.ollama-registry', 'scratch', 'fills', `sha256-${b.digest.slice(7)}`, 'state.json');
   try {
-    const first = await spawnRegistry(['--data', data, '--upstream', front.url]);
+    const first = await spawnRegistry(['--data', data, '--upstream', front.url], LEASE);
     // The manifest first, as ollama asks: blobs are read through a repository that references them.
     assert.equal((await request(first.url, '/v2/library/resume/manifests/v1')).status, 200);
     // A client starts the fill, then the registry dies hard while bytes are flowing.
@@ -45,7 +49,7 @@ test('kill -9 mid-fill, restart: the fill resumes and filled ranges are not fetc
     front.reset();
     front.rate = 0;
 
-    const second = await spawnRegistry(['--data', data, '--upstream', front.url]);
+    const second = await spawnRegistry(['--data', data, '--upstream', front.url], LEASE);
     try {
       // The restarted registry resumes on its own; a client meanwhile gets the right bytes.
       const r = await request(second.url, `/v2/library/resume/blobs/${b.digest}`);
@@ -67,25 +71,23 @@ test('kill -9 mid-fill, restart: the fill resumes and filled ranges are not fetc
   }
 });
 
-test('a fill lock left by a dead process whose pid now belongs to another process is taken over, not followed', { timeout: 30_000 }, async () => {
+test('a fill lease left by a process that is gone (and never answers) expires, and the fill is taken over for the waiting client', { timeout: 30_000 }, async () => {
   const upstream = await startTestRegistry();
   const m = await makeModel(upstream.data, { model: 'reused', tag: 'v1', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 2 * MiB }] });
   const b = m.blobs[0]!;
   const data = await tempDir();
-  // After a container restart the old holder's pid is often some other live process: here a
-  // `sleep`, named in the lock with another start time than its own.
-  const other = spawn('sleep', ['30'], { stdio: 'ignore' });
-  const lock = path.join(data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`, 'lock');
-  await mkdir(path.dirname(lock), { recursive: true });
-  await writeFile(lock, `${other.pid} 1`);
-  const reg = await spawnRegistry(['--data', data, '--upstream', upstream.url]);
+  // The lease of a process on another machine that died: its URL leads nowhere.
+  const taken = await acquireLease(new FsDriver(data), fillLeaseKey(b.digest), { owner: 'gone', host: 'elsewhere', url: 'http://127.0.0.1:9' }, 3000);
+  assert.ok('lease' in taken);
+  const reg = await spawnRegistry(['--data', data, '--upstream', upstream.url], LEASE);
   try {
     assert.equal((await request(reg.url, '/v2/library/reused/manifests/v1')).status, 200);
     const r = await request(reg.url, `/v2/library/reused/blobs/${b.digest}`);
     assert.equal(r.status, 200, r.text());
     assert.equal(`sha256:${createHash('sha256').update(r.body).digest('hex')}`, b.digest);
+    assert.match(reg.output(), /following it/);
+    assert.match(reg.output(), /took over a fill/);
   } finally {
-    other.kill();
     await reg.stop();
     await upstream.close();
   }

@@ -1,6 +1,7 @@
 // Two processes on one data folder: `serve` follows the fill that `ollama-registry pull` runs
 // (serving the bytes already on disk as they grow, then the published blob), takes the fill over
-// when the pull dies, and `pull` waits for a fill that `serve` runs. Each byte crosses the link once.
+// when the pull dies (its lease expires), and `pull` waits for a fill that `serve` runs. Each byte
+// crosses the link once.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -28,10 +29,12 @@ after(async () => {
   await upstream.close();
 });
 
+// Leases expire after 2 s here, so a killed owner is replaced quickly.
+const LEASE = { OLLAMA_REGISTRY_LEASE: '2' };
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 function pull(data: string, name: string) {
-  const child = spawn(process.execPath, [MAIN, 'pull', '--data', data, '--upstream', front.url, name], { env: { ...process.env, OLLAMA_REGISTRY_CONFIG: '' } });
+  const child = spawn(process.execPath, [MAIN, 'pull', '--data', data, '--upstream', front.url, name], { env: { ...process.env, OLLAMA_REGISTRY_CONFIG: '', ...LEASE } });
   let out = '';
   child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
   child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
@@ -42,7 +45,7 @@ function pull(data: string, name: string) {
 /** Bytes the fill of `digest` in `data` has recorded as on disk (0 without a state file). */
 async function recorded(data: string, digest: string): Promise<number> {
   try {
-    const st = JSON.parse(await readFile(path.join(data, '.ollama-registry', 'fills', `sha256-${digest.slice(7)}`, 'state.json'), 'utf8')) as { have: Array<[number, number]> };
+    const st = JSON.parse(await readFile(path.join(data, '.ollama-registry', 'scratch', 'fills', `sha256-${digest.slice(7)}`, 'state.json'), 'utf8')) as { have: Array<[number, number]> };
     return st.have.reduce((n, [a, z]) => n + z - a, 0);
   } catch {
     return 0;
@@ -55,7 +58,7 @@ test('serve answers a blob that `pull` is filling, from the bytes on disk as the
   const data = await tempDir();
   front.reset();
   front.rate = 8 * MiB;
-  const serve = await spawnRegistry(['--data', data, '--upstream', front.url]);
+  const serve = await spawnRegistry(['--data', data, '--upstream', front.url], LEASE);
   try {
     const p = pull(data, 'shared:v1');
     await waitFor(async () => (await recorded(data, b.digest)) >= 2 * MiB);
@@ -78,13 +81,13 @@ test('serve answers a blob that `pull` is filling, from the bytes on disk as the
   }
 });
 
-test('the pull dies (kill -9) while serve follows it: serve takes the fill over where it stopped', async () => {
+test('the pull dies (kill -9) while serve follows it: its lease expires and serve takes the fill over where it stopped', async () => {
   const m = await makeModel(upstream.data, { model: 'shared', tag: 'v2', layers: [{ mediaType: MODEL, size: 24 * MiB, seed: 'takeover' }] });
   const b = m.blobs.find((x) => x.size === 24 * MiB)!;
   const data = await tempDir();
   front.reset();
   front.rate = 4 * MiB;
-  const serve = await spawnRegistry(['--data', data, '--upstream', front.url]);
+  const serve = await spawnRegistry(['--data', data, '--upstream', front.url], LEASE);
   try {
     const p = pull(data, 'shared:v2');
     await waitFor(async () => (await recorded(data, b.digest)) >= 3 * MiB);
@@ -117,7 +120,7 @@ test('pull while serve fills the same blob: pull waits for it instead of failing
   const data = await tempDir();
   front.reset();
   front.rate = 8 * MiB;
-  const serve = await spawnRegistry(['--data', data, '--upstream', front.url]);
+  const serve = await spawnRegistry(['--data', data, '--upstream', front.url], LEASE);
   try {
     // The manifest first, as ollama asks: blobs are read through a repository that references them.
     assert.equal((await request(serve.url, '/v2/library/shared/manifests/v3')).status, 200);

@@ -74,7 +74,7 @@ test('a fill that runs out of disk frees its bytes at once, and the next push fi
     await addUser(stack.cache, 'ci', 'pw', 'team');
     const m = await makeModel(stack.upstream.data, { model: 'big', layers: [{ mediaType: MODEL, size: 10 * MiB }] });
     const b = m.blobs[0]!;
-    const fillDir = path.join(where.data, '.ollama-registry', 'fills', `sha256-${b.digest.slice(7)}`);
+    const fillDir = path.join(where.data, '.ollama-registry', 'scratch', 'fills', `sha256-${b.digest.slice(7)}`);
     assert.equal((await request(stack.cache.url, '/v2/library/big/manifests/latest')).status, 200); // first, as ollama asks
     let got = 0;
     const client = new Promise<void>((resolve) => {
@@ -90,7 +90,7 @@ test('a fill that runs out of disk frees its bytes at once, and the next push fi
     await client;
     assert.ok(got < b.size, 'the client was cut off');
     // The fill's bytes are gone without waiting for gc or a restart.
-    await waitFor(async () => !(await readdir(path.join(where.data, '.ollama-registry', 'fills')).catch(() => [])).length);
+    await waitFor(async () => !(await readdir(path.join(where.data, '.ollama-registry', 'scratch', 'fills')).catch(() => [])).length);
     assert.deepEqual(await readdir(fillDir).catch(() => 'gone'), 'gone');
     assert.ok(!(await readdir(path.join(where.data, 'blobs'))).length);
     // The room the fill had is free again: a push of a blob that fits there works.
@@ -115,7 +115,7 @@ test('a fill larger than the room above storage.minFree is refused with 507 befo
     assert.equal(r.status, 507, r.text());
     assert.equal(r.json().errors[0].code, 'INSUFFICIENT_STORAGE');
     assert.match(r.json().errors[0].message, /^the registry's disk has [\d.]+ [KM]B free and keeps [\d.]+ [KM]?B free \(storage\.minFree\): no room for 2[01](\.\d)? MB for blob sha256:[0-9a-f]{64}; try again after space was freed$/);
-    assert.deepEqual(await readdir(path.join(where.data, '.ollama-registry', 'fills')).catch(() => []), []);
+    assert.deepEqual(await readdir(path.join(where.data, '.ollama-registry', 'scratch', 'fills')).catch(() => []), []);
     assert.equal(await freeBytes(where.disk), before, 'the disk is as it was');
     // At most the 1-byte size probe (the CDN refuses HEAD, as registry.ollama.ai's does).
     assert.ok(stack.front.blobBytes() <= 1, `nothing of the blob was fetched (${stack.front.blobBytes()} B)`);

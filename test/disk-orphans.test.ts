@@ -1,5 +1,5 @@
 // Folders a killed registry (kill -9) leaves that nobody can continue: a fill killed before it
-// recorded any progress (no state.json, its lock's owner dead) and an upload folder without its
+// recorded any progress (no state.json, its owner's lease expired) and an upload folder without its
 // info.json. `gc` removes them without waiting for the 24 h sweep, and keeps what can resume.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -24,18 +24,18 @@ test('kill -9 mid-fill and mid-upload: gc --grace 0 removes what nobody can cont
   const front = await startFaultUpstream(upstream.url);
   front.fault = (r) => (r.method === 'GET' && r.path.includes('/blobs/') ? { kind: 'stall', after: 0 } : undefined);
   const data = await tempDir();
-  const fills = path.join(data, '.ollama-registry', 'fills');
+  const fills = path.join(data, '.ollama-registry', 'scratch', 'fills');
   const uploads = path.join(data, '.ollama-registry', 'uploads');
   const fillDir = path.join(fills, `sha256-${b.digest.slice(7)}`);
   try {
-    const reg = await spawnRegistry(['--data', data, '--upstream', front.url]);
+    const reg = await spawnRegistry(['--data', data, '--upstream', front.url], { OLLAMA_REGISTRY_LEASE: '1' });
     assert.equal((await cli(['users', 'add', 'ci', '--namespace', 'team', '--data', data], { stdin: Buffer.from('password1\n') })).code, 0);
     const auth = { Authorization: `Basic ${Buffer.from('ci:password1').toString('base64')}` };
     // The manifest first, as ollama asks: blobs are read through a repository that references them.
     assert.equal((await request(reg.url, '/v2/library/stuck/manifests/latest')).status, 200);
     const req = http.get(`${reg.url}/v2/library/stuck/blobs/${b.digest}`, { agent: false }, (res) => res.resume());
     req.on('error', () => {});
-    await waitFor(() => existsSync(path.join(fillDir, 'data')) && existsSync(path.join(fillDir, 'lock')));
+    await waitFor(() => existsSync(path.join(fillDir, 'data')));
     // A push session with bytes in it: resumable after a restart, so it must stay.
     const open = await waitFor(async () => {
       const r = await request(reg.url, '/v2/team/m/blobs/uploads/', { method: 'POST', headers: auth });
@@ -51,6 +51,7 @@ test('kill -9 mid-fill and mid-upload: gc --grace 0 removes what nobody can cont
     await writeFile(torn, Buffer.alloc(64 << 10, 1));
     assert.ok(existsSync(path.join(fillDir, 'data')), 'the killed fill left its data');
     assert.ok(!existsSync(path.join(fillDir, 'state.json')), 'and no record of progress');
+    await new Promise((r) => setTimeout(r, 1500)); // its lease (1 s) expires: nobody owns the fill any more
 
     const r = await cli(['gc', '--grace', '0', '--json', '--data', data]);
     assert.equal(r.code, 0, r.stderr);
@@ -84,10 +85,10 @@ test('kill -9 mid-fill and mid-upload: gc --grace 0 removes what nobody can cont
 test('serve removes, at start-up, a fill a killed process left without any record of its progress', { timeout: 30_000 }, async () => {
   const data = await tempDir();
   const hex = sha256Hex('never recorded');
-  const dir = path.join(data, '.ollama-registry', 'fills', `sha256-${hex}`);
+  const dir = path.join(data, '.ollama-registry', 'scratch', 'fills', `sha256-${hex}`);
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, 'data'), Buffer.alloc(1 * MiB, 5));
-  await writeFile(path.join(dir, 'lock'), '999999999 1'); // a pid no process has
+  // No lease names it: whoever wrote it is gone.
   const upstream = await startTestRegistry();
   const reg = await spawnRegistry(['--data', data, '--upstream', upstream.url]);
   try {

@@ -9,6 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { runGc } from '../src/registry/housekeeping/gc.js';
 import { ownerName } from '../src/registry/housekeeping/usage.js';
+import { fillLeaseKey } from '../src/storage/layout.js';
+import { acquireLease } from '../src/storage/lease.js';
 import { verifyStore } from '../src/registry/housekeeping/verify.js';
 import { cli } from './support/cli.js';
 import { waitFor } from './support/eventually.js';
@@ -179,7 +181,7 @@ test('gc under load: pulls over HTTP, pushes and fills landing while gc runs aga
   }
 });
 
-test('gc removes staging files whose writer is gone, upload sessions and fill folders that sat idle; keeps live and recent ones', async () => {
+test('gc removes staging files whose writer is gone, upload sessions and fills nobody owns (no live lease) that sat idle; keeps live and recent ones', async () => {
   const data = await tempDir();
   const reg = await startTestRegistry({ data });
   try {
@@ -208,21 +210,37 @@ test('gc removes staging files whose writer is gone, upload sessions and fill fo
     await file(`scratch/uploads/${torn}`, undefined, old);
     const h1 = 'a'.repeat(64);
     const h2 = 'b'.repeat(64);
-    await file(`fills/sha256-${h1}/data`, undefined, old);
+    await file(`fills/sha256-${h1}/data`, undefined, old); // left in the store by an older version
     await file(`fills/sha256-${h1}/lock`, String(dead), old);
-    await file(`fills/sha256-${h2}/data`); // being written
-    await file(`fills/sha256-${h2}/lock`, String(process.pid), old);
+    // Fills stage in the scratch folder: one nobody holds a lease on, one whose owner renews its lease.
+    const scratchFill = async (hex: string, files = ['data', 'state.json'], time = old) => {
+      const dir = path.join(reg.app.scratch, 'fills', `sha256-${hex}`);
+      await mkdir(dir, { recursive: true });
+      for (const f of files) {
+        await writeFile(path.join(dir, f), 'y'.repeat(50));
+        await utimes(path.join(dir, f), time, time);
+      }
+      return dir;
+    };
+    const free = await scratchFill(h2);
+    // Without a state nobody can resume it: it goes after the grace period, not the 24 h idle time.
+    const tornFill = await scratchFill('d'.repeat(64), ['data'], new Date(Date.now() - 2 * 3600_000));
+    const resumable = await scratchFill('e'.repeat(64), ['data', 'state.json'], new Date(Date.now() - 2 * 3600_000));
+    const leased = await scratchFill('c'.repeat(64));
+    assert.ok('lease' in (await acquireLease(reg.app.driver, fillLeaseKey(`sha256:${'c'.repeat(64)}`), { owner: 'alive' }, 3600_000)));
 
     const dry = await runGc(reg.app, { graceMs: 3600_000, dryRun: true });
-    const want = [`.ollama-registry/tmp/${dead}-0a0a`, `.ollama-registry/uploads/${stale}`, `.ollama-registry/uploads/${torn}`, `.ollama-registry/fills/sha256-${h1}`];
+    const want = [`.ollama-registry/tmp/${dead}-0a0a`, `.ollama-registry/uploads/${stale}`, `.ollama-registry/uploads/${torn}`, `.ollama-registry/fills/sha256-${h1}`, free, tornFill];
     assert.deepEqual(dry.staging.removed.sort(), [...want].sort());
     assert.ok(await exists(path.join(st, `tmp/${dead}-0a0a`)));
     const r = await runGc(reg.app, { graceMs: 3600_000 });
     assert.deepEqual(r.staging.removed.sort(), [...want].sort());
-    assert.equal(r.staging.bytes, 400 + String(dead).length);
-    for (const w of [...want, `.ollama-registry/scratch/uploads/${stale}`, `.ollama-registry/scratch/uploads/${torn}`]) assert.ok(!(await exists(path.join(data, w))), w);
-    const kept = [`tmp/${dead}-0b0b`, `tmp/${process.pid}-0c0c`, `uploads/${active}/info.json`, `scratch/uploads/${active}`, `fills/sha256-${h2}/data`];
+    assert.equal(r.staging.bytes, 300 + String(dead).length + 150);
+    for (const w of [...want, `.ollama-registry/scratch/uploads/${stale}`, `.ollama-registry/scratch/uploads/${torn}`]) assert.ok(!(await exists(path.isAbsolute(w) ? w : path.join(data, w))), w);
+    const kept = [`tmp/${dead}-0b0b`, `tmp/${process.pid}-0c0c`, `uploads/${active}/info.json`, `scratch/uploads/${active}`];
     for (const k of kept) assert.ok(await exists(path.join(st, k)), k);
+    assert.ok(await exists(path.join(leased, 'data')), 'a fill under a live lease stays');
+    assert.ok(await exists(path.join(resumable, 'state.json')), 'a resumable fill stays for the idle time');
   } finally {
     await reg.close();
   }

@@ -26,6 +26,12 @@ test('storage.* from the environment and flags; errors name the key', () => {
   assert.deepEqual(c.storage, {
     maxSize: 2e12, gcIntervalSeconds: 21600, gcGraceSeconds: 600, cachedHosts: ['registry.ollama.ai', 'hf.co'], minFree: { bytes: 2 ** 30, percent: 5 }, leaseSeconds: 30,
   });
+  const l = loadConfig({ env: { OLLAMA_REGISTRY_LEASE: '2', OLLAMA_REGISTRY_ADVERTISE_URL: 'http://replica-1.lan:8080/' } });
+  assert.equal(l.storage.leaseSeconds, 2);
+  assert.equal(l.storage.advertiseUrl, 'http://replica-1.lan:8080');
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_LEASE: '0' } }), /storage\.lease: expected a duration/);
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_ADVERTISE_URL: 'http://user:pw@replica-1.lan' } }), /storage\.advertiseUrl: expected an http\(s\) URL without credentials/);
+  assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_ADVERTISE_URL: 'ftp://replica-1.lan' } }), /storage\.advertiseUrl/);
   assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_GC_INTERVAL: 'hourly' } }), (e: Error) => e instanceof ConfigError && /storage\.gcInterval: expected a duration/.test(e.message));
   assert.throws(() => loadConfig({ env: { OLLAMA_REGISTRY_CACHED_HOSTS: 'bad/host' } }), /storage\.cachedHosts: invalid host folder name/);
 });

@@ -25,7 +25,7 @@ interface Found {
 /** The route of a request, or a NOT_FOUND (under /v2/: NAME_UNKNOWN, the OCI code). */
 function find(index: RouteIndex, method: string, rawPath: string, url: URL): Found {
   const v2: V2Route | null = parseV2Path(rawPath);
-  const def = v2 ? index.v2.get(v2.kind) : index.paths.get(url.pathname);
+  const def = v2 ? index.v2.get(v2.kind) : (index.paths.get(url.pathname) ?? index.prefixes.find((r) => 'path' in r.match && url.pathname.startsWith(r.match.path)));
   if (!def) {
     throw new RegistryError(rawPath.startsWith('/v2/') ? 'NAME_UNKNOWN' : 'NOT_FOUND', `no such endpoint: ${method} ${rawPath.slice(0, 100)}`);
   }

@@ -14,8 +14,11 @@ export type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export interface RouteDef<P = any> {
   /** The route's name in logs and metrics: the /v2 route kind, or the path. */
   name: string;
-  /** A /v2 route kind (its parameters: the parsed route), or an exact path (its parameters from `params`). */
-  match: { v2: V2Route['kind'] } | { path: string; params?: (url: URL) => P };
+  /**
+   * A /v2 route kind (its parameters: the parsed route), or an exact path (its parameters from
+   * `params`); `prefix`: every path under it (one route for a family of paths, e.g. /_internal/fills/).
+   */
+  match: { v2: V2Route['kind'] } | { path: string; prefix?: true; params?: (url: URL) => P };
   handlers: Partial<Record<Method, Handler<P>>>;
   /** What a request needs (checked before the handler runs); none when absent or null. */
   need?: (params: P, method: string) => Need | null;

@@ -4,6 +4,7 @@
 // the gate for its need, and only then the handler.
 import type { App } from '../app.js';
 import { mirrorRoutes } from '../mirror/routes.js';
+import { FILL_PEER_PATH, serveFillPeer } from '../registry/pull-through/fill-peer.js';
 import { uiRoutes } from '../ui/routes.js';
 import { needOf, TOKEN_PATH, tokenEndpoint } from './auth.js';
 import { deleteBlob, getBlob } from './blobs.js';
@@ -21,6 +22,12 @@ function noDelete(allow: string) {
     if (method === 'DELETE' && !app.config.allowDelete) throw deletingOff(allow);
   };
 }
+
+/** Another registry process reading a fill this one owns: no registry sign-in, its own HMAC check (fill-peer.ts). */
+const fillPeerRoute: RouteDef = {
+  name: FILL_PEER_PATH, match: { path: FILL_PEER_PATH, prefix: true },
+  handlers: { GET: ({ app, req, res, url }) => serveFillPeer(req, res, url.pathname, { driver: app.driver, blobs: app.blobs, fills: app.cache?.fills }) },
+};
 
 /** The routes served by default, in a fresh table (tests may replace handlers in it). */
 export function routeTable(): RouteDef[] {
@@ -41,19 +48,21 @@ export function routeTable(): RouteDef[] {
   ];
   const token: RouteDef = { name: TOKEN_PATH, match: { path: TOKEN_PATH }, handlers: { GET: tokenEndpoint }, otherMethod: 'the token endpoint answers GET' };
   // Copies: a test that swaps a handler changes its own table only.
-  return [...v2, token, ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), pullRoute].map((r) => ({ ...r, handlers: { ...r.handlers } }));
+  return [...v2, token, ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), pullRoute, fillPeerRoute].map((r) => ({ ...r, handlers: { ...r.handlers } }));
 }
 
 /** The table indexed for the pipeline: /v2 routes by kind, the others by path. */
 export interface RouteIndex {
   v2: Map<string, RouteDef>;
   paths: Map<string, RouteDef>;
+  prefixes: RouteDef[];
 }
 
 export function indexRoutes(table: RouteDef[]): RouteIndex {
-  const index: RouteIndex = { v2: new Map(), paths: new Map() };
+  const index: RouteIndex = { v2: new Map(), paths: new Map(), prefixes: [] };
   for (const r of table) {
     if ('v2' in r.match) index.v2.set(r.match.v2, r);
+    else if (r.match.prefix) index.prefixes.push(r);
     else index.paths.set(r.match.path, r);
   }
   return index;

@@ -13,7 +13,10 @@
 //     token-secret                                HMAC key of issued tokens and signed URLs (0600)
 //     used-nonces                                 nonces as older versions kept them (migrated once)
 //     id_ed25519                                  the registry's own key for signing in to upstreams (0600)
-//     fills/sha256-<hex>/...                      pull-through fills in progress
+//     leases/fill-sha256-<hex>                    who runs the fill of a blob (src/storage/lease.ts);
+//                                                 the fill's bytes are staged in the scratch folder
+//     peer-secret                                 HMAC key of requests between processes (fill-peer.ts)
+//     fills/sha256-<hex>/...                      fills staged by older versions (gc sweeps them)
 //     quarantine/sha256-<hex>                     blobs `verify` found corrupt (never served)
 //     last-pulled/<host>.json, pins.json          last use of each tag, one record per host (merged
 //                                                 on read; last-pulled.json of older versions is read too); tags kept from eviction
@@ -111,13 +114,14 @@ export function fillsDir(): string {
   return `${STATE}/fills`;
 }
 
-export function fillDir(digest: string): string {
-  return `${fillsDir()}/sha256-${digestHex(digest)}`;
+/** The lease of one blob's fill: who fills it and where it can be read meanwhile. */
+export function fillLeaseKey(digest: string): string {
+  return `${STATE}/leases/fill-sha256-${digestHex(digest)}`;
 }
 
-/** A file of one fill: `data` (the staging bytes), `state.json` (filled intervals), `lock` (owner pid). */
-export function fillKey(digest: string, file: 'data' | 'state.json' | 'lock'): string {
-  return `${fillDir(digest)}/${file}`;
+/** The secret that processes sharing this store sign their requests to each other with. */
+export function peerSecretKey(): string {
+  return stateKey('peer-secret');
 }
 
 export function quarantineKey(digest: string): string {

@@ -5,10 +5,13 @@
 import type { Driver } from './driver.js';
 
 export interface LeaseRecord {
-  /** Who holds it: unique per process (e.g. hostname, pid and a random part). */
+  /** Who holds it: unique per process (e.g. its hostname and a random part). */
   owner: string;
   /** Where other processes can reach the holder (e.g. to read a fill's bytes), if anywhere. */
   url?: string;
+  /** The holder's machine and local scratch folder: a process on the same machine reads its files there. */
+  host?: string;
+  scratch?: string;
   /** Epoch ms after which the lease is free. */
   expires: number;
   /** Grows by one at every change of holder. */
@@ -27,7 +30,8 @@ function parse(body: Buffer): LeaseRecord | null {
   try {
     const r = JSON.parse(body.toString('utf8')) as Partial<LeaseRecord>;
     if (typeof r.owner !== 'string' || typeof r.expires !== 'number' || !Number.isSafeInteger(r.token)) return null;
-    return { owner: r.owner, url: typeof r.url === 'string' ? r.url : undefined, expires: r.expires, token: r.token! };
+    const opt = (v: unknown) => (typeof v === 'string' ? v : undefined);
+    return { owner: r.owner, url: opt(r.url), host: opt(r.host), scratch: opt(r.scratch), expires: r.expires, token: r.token! };
   } catch {
     return null;
   }
@@ -43,9 +47,14 @@ export async function leaseHolder(driver: Driver, key: string, now = Date.now())
 }
 
 /** Take the lease when it is free; otherwise say who holds it. */
-export async function acquireLease(driver: Driver, key: string, who: { owner: string; url?: string }, ttlMs: number, now = Date.now()): Promise<Acquired> {
+export type Holder = Omit<LeaseRecord, 'expires' | 'token'>;
+
+export async function acquireLease(driver: Driver, key: string, who: Holder, ttlMs: number, now = Date.now()): Promise<Acquired> {
+  // A lease held by someone else is the common case for followers: learn it without a write.
+  const held = await leaseHolder(driver, key, now);
+  if (held && held.owner !== who.owner) return { heldBy: held };
   for (let attempt = 0; attempt < 3; attempt++) {
-    const fresh: LeaseRecord = { owner: who.owner, url: who.url, expires: now + ttlMs, token: 1 };
+    const fresh: LeaseRecord = { ...who, expires: now + ttlMs, token: 1 };
     const created = await driver.createIfAbsent(key, encode(fresh));
     if (created) return { lease: { key, record: fresh, version: created } };
     const cur = await driver.readVersioned(key);
@@ -75,4 +84,49 @@ export async function renewLease(driver: Driver, lease: Lease, ttlMs: number, no
  */
 export async function releaseLease(driver: Driver, lease: Lease): Promise<boolean> {
   return (await driver.replaceIf(lease.key, encode({ ...lease.record, expires: 0 }), lease.version)) !== null;
+}
+
+/** A lease this process holds and renews in the background until it releases it or loses it. */
+export interface KeptLease {
+  readonly lease: Lease;
+  /** It was taken over (or could not be renewed before it expired): the work must stop, leaving its files. */
+  readonly lost: boolean;
+  /**
+   * Give it up. `remove` deletes the record when the work is finished for good (a published blob):
+   * nobody needs it any more, and a store that ignores If-Match on DELETE can only harm a taker that
+   * would find nothing left to do.
+   */
+  release(remove?: boolean): Promise<void>;
+}
+
+/** Renew `lease` every third of its lifetime; `onLost` runs once when it is lost. */
+export function keepLease(driver: Driver, lease: Lease, ttlMs: number, onLost: () => void): KeptLease {
+  let current = lease;
+  let lost = false;
+  let busy = false;
+  const lose = () => {
+    if (lost) return;
+    lost = true;
+    clearInterval(timer);
+    onLost();
+  };
+  const timer = setInterval(() => {
+    if (busy || lost) return;
+    busy = true;
+    renewLease(driver, current, ttlMs)
+      .then((next) => (next ? (current = next) : lose()))
+      .catch(() => { if (Date.now() >= current.record.expires) lose(); }) // a store that cannot be reached: retry until it expires
+      .finally(() => { busy = false; });
+  }, Math.max(50, Math.floor(ttlMs / 3)));
+  timer.unref();
+  return {
+    get lease() { return current; },
+    get lost() { return lost; },
+    async release(remove = false) {
+      clearInterval(timer);
+      while (busy) await new Promise((r) => setTimeout(r, 10));
+      if (!lost) await (remove ? driver.deleteIf(current.key, current.version) : releaseLease(driver, current)).catch(() => false);
+      lost = true;
+    },
+  };
 }

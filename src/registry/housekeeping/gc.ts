@@ -17,6 +17,7 @@
 import type { App } from '../../app.js';
 import { digestFromBlobFileName } from '../../names.js';
 import { BLOBS, blobKey, fillsDir, uploadsDir } from '../../storage/layout.js';
+import { sweepFills } from '../pull-through/fill-scratch.js';
 import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
 import { Pins } from './pins.js';
 import { cachedHostRecord, isCachedHost } from './sources.js';
@@ -146,6 +147,9 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   opts.onProgress?.(candidates.length, candidates.length);
 
   report.staging = await sweepStaging(app, now, opts.graceMs, opts.staleSessionMs ?? 24 * 3600_000, dry);
+  const fills = await sweepFills(app.driver, app.scratch, now, { graceMs: opts.graceMs, staleMs: opts.staleSessionMs ?? 24 * 3600_000 }, dry);
+  report.staging.removed.push(...fills.removed);
+  report.staging.bytes += fills.bytes;
   let used = 0;
   for (const b of blobs.values()) used += b.size;
   report.usedBytes = used - report.bytesFreed;

@@ -11,7 +11,7 @@ import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
 import type { Policy } from '../../auth/rules.js';
 import { isDigest } from '../../names.js';
-import type { FsDriver } from '../../storage/fs.js';
+import type { Driver } from '../../storage/driver.js';
 import { routeFor } from '../../upstream/config.js';
 import { Upstream, UpstreamError } from '../../upstream/client.js';
 import { printable } from '../../upstream/common.js';
@@ -62,13 +62,13 @@ export class PullThrough {
 
   constructor(
     private readonly config: Config,
-    private readonly deps: { driver: FsDriver; blobs: BlobStore; manifests: ManifestStore; log: Logger; metrics?: Metrics; policy?: Policy; space?: DiskSpace },
+    private readonly deps: { driver: Driver; blobs: BlobStore; manifests: ManifestStore; log: Logger; metrics?: Metrics; policy?: Policy; space?: DiskSpace; scratch: string },
   ) {
     const onCreate = (k: OwnKey) => deps.log.info({ key: k.line, fingerprint: k.fingerprint, file: k.file },
       "made the registry's own key for signing in to upstreams; register it there to pull what needs sign-in");
     this.upstreams = config.upstreams.map((u) => new Upstream(u, (reason) => deps.metrics?.upstreamErrors.inc({ upstream: u.name, reason }), { ...keySourceFor(deps.driver, config, u), onCreate }));
     for (const u of this.upstreams) this.byName.set(u.name, u);
-    this.fills = new Fills(deps);
+    this.fills = new Fills(deps, config.storage.leaseSeconds * 1000);
   }
 
   get offline(): boolean {

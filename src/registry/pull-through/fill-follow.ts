@@ -1,36 +1,92 @@
-// Following a fill that another process runs on the same data folder (`ollama-registry pull`
-// while `serve` runs, or the reverse). Its bytes are served as its state.json says they are on
-// disk (that file is written after a datasync), the published blob once it lands; and when the
-// other process goes away without publishing (its lock file says so), this process takes the
-// fill over, resuming from the same state, and the readers carry on with it.
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+// Following a fill that another process runs (`ollama-registry pull` while `serve` runs, or
+// another replica on the same store). Its bytes are served as the owner says they are there: on
+// the same machine (same scratch folder) from its staging files, whose state.json is written after
+// a datasync; elsewhere from its internal endpoint (fill-peer.ts); and the published blob once it
+// lands. When the owner's lease goes (expired: the owner died; or released without publishing),
+// this process takes the fill over, on the same machine resuming from the same staging files,
+// and the readers carry on with it.
+import { open, type FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { RegistryError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { lockHolder, type FsDriver } from '../../storage/fs.js';
-import { fillKey } from '../../storage/layout.js';
+import type { Driver } from '../../storage/driver.js';
+import { fillLeaseKey } from '../../storage/layout.js';
+import { leaseHolder, type LeaseRecord } from '../../storage/lease.js';
 import type { BlobStore } from '../blobs/blobs.js';
-import type { Fill, FillState } from './fill.js';
+import { Fill } from './fill.js';
+import type { PeerFill } from './fill-peer.js';
 import { copyFill, type ReadableFill } from './fill-reader.js';
+import { fillScratchFile, readFillState } from './fill-scratch.js';
 import { IntervalSet } from './intervals.js';
 
 const POLL_MS = 250;
+const LEASE_CHECK_MS = 1000; // the lease is read at most this often (a store request on S3)
 
-export async function readFillState(driver: FsDriver, digest: string): Promise<FillState | null> {
-  try {
-    const s = JSON.parse(await readFile(driver.path(fillKey(digest, 'state.json')), 'utf8')) as FillState;
-    const ok = s.version === 1 && s.digest === digest && Number.isSafeInteger(s.size) && s.size >= 0 && Array.isArray(s.have) &&
-      s.have.every((r) => Array.isArray(r) && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0]! >= 0 && r[0]! <= r[1]! && r[1]! <= s.size);
-    return ok ? s : null;
-  } catch {
-    return null;
+/** Where a follower reads the owner's bytes. */
+export interface FollowSource {
+  /** The same staging files a take-over resumes from (same machine), rather than a copy elsewhere. */
+  readonly local: boolean;
+  /** The owner's recorded progress, or null when it cannot tell now. */
+  state(): Promise<{ size: number; have: Array<[number, number]> } | null>;
+  /** Bytes at `pos`; 0 when they cannot be read now. */
+  readAt(buf: Buffer, len: number, pos: number): Promise<number>;
+  /** A reader waits for byte `pos`: tell the owner, where it can be told. */
+  want(pos: number): void;
+  close(): void;
+}
+
+/** The owner's staging files in the scratch folder this process shares with it. */
+export class ScratchSource implements FollowSource {
+  readonly local = true;
+  private fh?: FileHandle;
+  private closed = false;
+
+  constructor(private readonly scratch: string, private readonly digest: string) {}
+
+  async state(): Promise<{ size: number; have: Array<[number, number]> } | null> {
+    const st = await readFillState(this.scratch, this.digest);
+    if (!st) return null;
+    this.fh ??= await open(fillScratchFile(this.scratch, this.digest, 'data'), 'r').catch(() => undefined);
+    if (this.closed) this.close();
+    return this.fh ? st : null;
+  }
+
+  async readAt(buf: Buffer, len: number, pos: number): Promise<number> {
+    return this.fh ? (await this.fh.read(buf, 0, len, pos)).bytesRead : 0;
+  }
+
+  want(): void {} // the owner decides what it fetches
+
+  close(): void {
+    this.closed = true;
+    const fh = this.fh;
+    this.fh = undefined;
+    void fh?.close().catch(() => {});
   }
 }
 
-/** The live process (not this one) holding a fill's lock, or null. */
-export async function lockOwner(driver: FsDriver, digest: string): Promise<number | null> {
-  const pid = lockHolder(await readFile(driver.path(fillKey(digest, 'lock')), 'utf8').catch(() => ''));
-  return pid !== null && pid !== process.pid ? pid : null;
+/** The owner's internal endpoint, on another machine (or another scratch folder). */
+export class PeerSource implements FollowSource {
+  readonly local = false;
+  private asked = new Set<number>(); // positions already asked for: each reader's wait is told once
+
+  constructor(private readonly peer: PeerFill | null) {}
+
+  async state(): Promise<{ size: number; have: Array<[number, number]> } | null> {
+    return this.peer ? this.peer.state().catch(() => null) : null;
+  }
+
+  async readAt(buf: Buffer, len: number, pos: number): Promise<number> {
+    return this.peer ? this.peer.readAt(buf, len, pos).catch(() => 0) : 0;
+  }
+
+  want(pos: number): void {
+    if (!this.peer || this.asked.has(pos) || this.asked.size >= 256) return;
+    this.asked.add(pos);
+    this.peer.want(pos);
+  }
+
+  close(): void {}
 }
 
 /** Every byte of `b` is in `a`. */
@@ -38,7 +94,7 @@ function covers(a: IntervalSet, b: IntervalSet): boolean {
   return b.toJSON().every(([s, e]) => a.runEnd(s) >= e);
 }
 
-export interface FollowDeps { driver: FsDriver; blobs: BlobStore; log: Logger }
+export interface FollowDeps { driver: Driver; blobs: BlobStore; log: Logger }
 
 export class FollowedFill implements ReadableFill {
   readonly settled: Promise<void>;
@@ -48,16 +104,16 @@ export class FollowedFill implements ReadableFill {
   private err?: Error;
   private published = false;
   private have = new IntervalSet();
-  private local?: Fill;
-  private fh?: FileHandle;
+  private local?: Fill | FollowedFill;
   private readers = 0;
+  private leaseCheckedAt = 0;
   private waiters: Array<() => void> = [];
   private polling = false;
   private lanes = 0;
   private timer: NodeJS.Timeout;
 
-  constructor(readonly digest: string, readonly size: number, readonly owner: number, private readonly deps: FollowDeps,
-    private readonly takeOver: () => Promise<Fill | FollowedFill | null>) {
+  constructor(readonly digest: string, readonly size: number, readonly owner: LeaseRecord, private readonly source: FollowSource,
+    private readonly deps: FollowDeps, private readonly takeOver: () => Promise<Fill | FollowedFill | null>) {
     this.settled = new Promise((r) => (this.settle = r));
     this.closed = new Promise((r) => (this.close = r));
     // Not unref'd: a `pull` waiting on this must stay alive.
@@ -92,8 +148,7 @@ export class FollowedFill implements ReadableFill {
   }
 
   readableEnd(pos: number): number {
-    if (this.local) return this.local.readableEnd(pos);
-    return this.fh ? this.have.runEnd(pos) : pos;
+    return this.local ? this.local.readableEnd(pos) : this.have.runEnd(pos);
   }
 
   memory(pos: number, end: number, max: number): Buffer[] {
@@ -102,11 +157,18 @@ export class FollowedFill implements ReadableFill {
 
   async readAt(buf: Buffer, len: number, pos: number): Promise<number> {
     if (this.local) return this.local.readAt(buf, len, pos);
-    return (await this.fh!.read(buf, 0, len, pos)).bytesRead;
+    const n = await this.source.readAt(buf, len, pos);
+    if (n <= 0 && this.have.total() > 0) {
+      // The owner cannot give what it said it had (gone?): nothing is readable until it answers again or the fill is taken over.
+      this.have = new IntervalSet();
+      this.notify();
+    }
+    return n;
   }
 
   want(pos: number): void {
-    this.local?.want(pos); // the other process decides what it fetches
+    if (this.local) this.local.want(pos);
+    else this.source.want(pos);
   }
 
   changed(): Promise<void> {
@@ -136,20 +198,26 @@ export class FollowedFill implements ReadableFill {
     this.polling = true;
     try {
       if ((await this.deps.blobs.size(this.digest)) !== null) return this.finish();
-      const st = await readFillState(this.deps.driver, this.digest);
+      const st = await this.source.state();
       if (st && st.size === this.size) {
         const next = new IntervalSet(st.have);
-        if (!covers(next, this.have)) throw new RegistryError('UNAVAILABLE', `the other ollama-registry process filling blob ${this.digest} started it over; pull again`);
-        const opened = !this.fh;
-        this.fh ??= await open(this.deps.driver.path(fillKey(this.digest, 'data')), 'r').catch(() => undefined);
-        if (next.total() !== this.have.total() || (opened && this.fh)) {
+        if (this.source.local && !covers(next, this.have)) {
+          throw new RegistryError('UNAVAILABLE', `the other ollama-registry process filling blob ${this.digest} started it over; pull again`);
+        }
+        if (next.total() !== this.have.total() || !covers(next, this.have)) {
           this.have = next;
           this.notify();
         }
+      } else if (!st && !this.source.local && this.have.total() > 0) {
+        this.have = new IntervalSet(); // the owner does not answer: nothing is readable from it now
+        this.notify();
       }
-      if ((await lockOwner(this.deps.driver, this.digest)) !== null) return;
+      if (Date.now() - this.leaseCheckedAt < LEASE_CHECK_MS) return;
+      this.leaseCheckedAt = Date.now();
+      const holder = await leaseHolder(this.deps.driver, fillLeaseKey(this.digest));
+      if (holder?.owner === this.owner.owner) return;
       // The owner is gone without publishing (crashed, failed, or discarded bad bytes): the
-      // blob may have landed just before its lock went; else this process carries on.
+      // blob may have landed just before its lease went; else this process carries on.
       if ((await this.deps.blobs.size(this.digest)) !== null) return this.finish();
       await this.takeOverNow();
     } catch (e) {
@@ -163,11 +231,13 @@ export class FollowedFill implements ReadableFill {
     clearInterval(this.timer);
     const f = await this.takeOver();
     if (f === null) return this.finish();
-    if (f instanceof FollowedFill || !covers(f.have, this.have)) {
-      // Our readers got bytes that the new fill does not vouch for.
+    if (this.source.local && (!(f instanceof Fill) || !covers(f.have, this.have))) {
+      // Our readers got bytes from staging files that the new fill does not vouch for. (Bytes
+      // read from a peer came from its own copy: the new fill brings them again, and a reader
+      // gets the blob's last byte only once the new fill has checked the digest.)
       throw new RegistryError('UNAVAILABLE', `the other ollama-registry process filling blob ${this.digest} stopped and its partial data could not be reused; pull again`);
     }
-    this.deps.log.info({ digest: this.digest, owner: this.owner, filled: f.filled() }, 'took over a fill that another process left');
+    this.deps.log.info({ digest: this.digest, owner: this.owner.owner, filled: f.filled() }, 'took over a fill that another process left');
     this.local = f;
     for (let i = 0; i < this.readers; i++) f.acquire();
     this.readers = 0;
@@ -200,9 +270,7 @@ export class FollowedFill implements ReadableFill {
   }
 
   private maybeCloseFile(): void {
-    if (this.readers > 0 || !this.fh || !(this.err || this.published || this.local)) return;
-    const fh = this.fh;
-    this.fh = undefined;
-    void fh.close().catch(() => {});
+    if (this.readers > 0 || !(this.err || this.published || this.local)) return;
+    this.source.close();
   }
 }

@@ -148,7 +148,10 @@ export async function copyFill(fill: ReadableFill, blobs: BlobStore, out: Writab
         if (f) await wait(f); // this buffer is free again once the socket took its last bytes
         const buf = (bufs[i] ??= Buffer.allocUnsafeSlow(CHUNK));
         const n = await fill.readAt(buf, Math.min(CHUNK, avail - pos), pos);
-        if (n <= 0) throw new Error(`short read at ${pos} from the staging file of ${fill.digest}`);
+        if (n <= 0) {
+          if (fill.readableEnd(pos) > pos) throw new Error(`short read at ${pos} from the staging file of ${fill.digest}`);
+          continue; // the bytes are no longer readable (a followed owner stopped answering): wait for them again
+        }
         const w = written(buf.subarray(0, n));
         w.catch(() => {}); // awaited before reuse; the close check reports a lost client
         flushed[i] = w;

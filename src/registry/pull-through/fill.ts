@@ -1,27 +1,29 @@
 // Pull-through fills: the one place a missing blob comes in from an upstream.
 //
 // One Fill per digest, shared by every client and range request, detached from whoever started
-// it. Bytes land in a sparse staging file (.ollama-registry/fills/sha256-<hex>/data) at their
-// offsets; `have` records which intervals are on disk and is persisted to state.json (after a
-// datasync) so a restart resumes without fetching them again. Upstream traffic is organised in
+// it, run under the fill's lease (fills.ts). Bytes land in a sparse staging file in the scratch
+// folder (fill-scratch.ts) at their offsets; `have` records which intervals are on disk and is
+// persisted to state.json (after a datasync) so a restart or a take-over resumes without
+// fetching them again. Upstream traffic is organised in
 // lanes: a lane owns [next, end) and fetches it with bounded, growing ranged requests, so that
 // a reader whose bytes are far ahead of a lane can split it and get its own lane at once (all of
 // ollama's 16 parts progress in parallel) while no byte is ever requested twice. The contiguous
 // prefix is hashed as it grows (fill-hash.ts); when every byte is in, the digest is checked and
-// the file is renamed into blobs/ (or discarded, loudly). Clients are served by fill-reader.ts.
+// the file is published into the store (or discarded, loudly). Clients are served by fill-reader.ts.
 import { setMaxListeners } from 'node:events';
-import { unlink, type FileHandle } from 'node:fs/promises';
+import { stat, type FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { fromFsError, RegistryError, isRegistryError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Metrics } from '../../metrics.js';
-import type { FsDriver } from '../../storage/fs.js';
-import { blobKey, fillDir, fillKey } from '../../storage/layout.js';
+import type { Driver } from '../../storage/driver.js';
+import type { KeptLease } from '../../storage/lease.js';
 import { UpstreamError, type Upstream } from '../../upstream/client.js';
 import type { BlobStore } from '../blobs/blobs.js';
 import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { PrefixHash } from './fill-hash.js';
 import { copyFill, RecentBytes, type ReadableFill } from './fill-reader.js';
+import { fillScratchFile, publishBlob, removeFillScratch, writeFillState, type FillState } from './fill-scratch.js';
 import { receive, type Fetch } from './fill-receive.js';
 import { IntervalSet } from './intervals.js';
 
@@ -34,7 +36,7 @@ const RECENT_BYTES = 32 * MiB; // the last batches written, kept for readers nea
 const MAX_ATTEMPTS = 4; // per upstream, without progress, before the fill fails
 const PERSIST_MS = 1000;
 
-export interface FillDeps { driver: FsDriver; blobs: BlobStore; log: Logger; metrics?: Metrics; space?: DiskSpace }
+export interface FillDeps { driver: Driver; blobs: BlobStore; log: Logger; metrics?: Metrics; space?: DiskSpace; scratch: string }
 
 export interface FillSource {
   /** Upstreams to fetch from, in order (later ones are fallbacks). */
@@ -45,7 +47,7 @@ export interface FillSource {
 
 interface Lane { next: number; end: number; chunk: number }
 
-export interface FillState { version: 1; digest: string; size: number; namespace: string; model: string; upstream: string; have: Array<[number, number]> }
+export type { FillState } from './fill-scratch.js';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
@@ -84,7 +86,7 @@ export class Fill implements ReadableFill {
   private direct: { url?: string } = {};
 
   constructor(readonly digest: string, readonly size: number, private readonly fh: FileHandle, have: Array<[number, number]>,
-    readonly src: FillSource, upIdx: number, private readonly deps: FillDeps) {
+    readonly src: FillSource, upIdx: number, private readonly deps: FillDeps, private readonly lease: KeptLease) {
     this.have = new IntervalSet(have);
     this.hash = new PrefixHash(fh, digest);
     this.upIdx = upIdx;
@@ -325,11 +327,13 @@ export class Fill implements ReadableFill {
       clearInterval(this.timer);
       await this.persistChain;
       await this.fh.datasync();
-      if ((await this.deps.blobs.size(this.digest)) === null) await this.deps.driver.move(fillKey(this.digest, 'data'), blobKey(this.digest));
+      if (this.lease.lost) throw new RegistryError('UNAVAILABLE', `another process took over the fill of blob ${this.digest}; pull again`);
+      const how = (await this.deps.blobs.size(this.digest)) === null ? await publishBlob(this.deps.driver, this.deps.scratch, this.digest) : 'present';
       this.verified = true;
       this.recent.clear();
-      this.deps.log.info({ digest: this.digest, size: this.size, upstream: up?.name, upstreamBytes: this.received }, 'blob filled from upstream and verified');
-      await this.removeDir(false);
+      this.deps.log.info({ digest: this.digest, size: this.size, upstream: up?.name, upstreamBytes: this.received, published: how }, 'blob filled from upstream and verified');
+      await this.persistChain.then(() => removeFillScratch(this.deps.scratch, this.digest)).catch(() => {});
+      await this.lease.release(true);
     } catch (e) {
       this.finishing = false;
       this.fail(e as Error);
@@ -356,25 +360,18 @@ export class Fill implements ReadableFill {
     void (async () => {
       await this.until(() => this.fetches.size === 0);
       clearInterval(this.timer);
-      if (!discard) {
+      // A lost lease: the files are the new owner's now, untouched.
+      if (!discard && !this.lease.lost) {
         await this.persist();
         await this.persistChain;
-        discard = (await this.deps.driver.stat(fillKey(this.digest, 'state.json')).catch(() => null)) === null;
+        discard = (await stat(fillScratchFile(this.deps.scratch, this.digest, 'state.json')).catch(() => null)) === null;
       }
-      // The lock goes last, so no other process takes over a folder being emptied.
-      if (discard) await this.removeDir(true);
-      else await unlink(this.deps.driver.path(fillKey(this.digest, 'lock'))).catch(() => {});
+      // The lease goes last, so no other process takes over a folder being emptied.
+      if (discard && !this.lease.lost) await this.persistChain.then(() => removeFillScratch(this.deps.scratch, this.digest)).catch(() => {});
+      await this.lease.release(discard);
       this.close();
       this.maybeCloseFile();
     })();
-  }
-
-  private async removeDir(withData: boolean): Promise<void> {
-    await this.persistChain;
-    const keys = withData ? ['state.json', 'data', 'lock'] as const : ['state.json', 'lock'] as const;
-    for (const k of keys) await this.deps.driver.delete(fillKey(this.digest, k)).catch(() => {});
-    await this.deps.driver.delete(fillKey(this.digest, 'data')).catch(() => {}); // a blob that was already there
-    await this.deps.driver.delete(fillDir(this.digest)).catch(() => {});
   }
 
   private maybeCloseFile(): void {
@@ -383,15 +380,19 @@ export class Fill implements ReadableFill {
     void this.closed.then(() => this.fh.close()).catch(() => {});
   }
 
+  /** What is on disk now, as state.json and the internal endpoint (fill-peer.ts) tell it. */
+  state(): FillState {
+    return { version: 1, digest: this.digest, size: this.size, namespace: this.src.namespace, model: this.src.model, upstream: this.upstream?.name ?? '', have: this.have.toJSON() };
+  }
+
   /** Record the filled intervals; the data is synced first so the record never claims more than the disk has. */
   persist(): Promise<void> {
     this.persistChain = this.persistChain.then(async () => {
-      if (!this.dirty || this.verified || this.finishing) return;
+      if (!this.dirty || this.verified || this.finishing || this.lease.lost) return;
       this.dirty = false;
-      const have = this.have.toJSON();
+      const state = this.state();
       await this.fh.datasync();
-      const state: FillState = { version: 1, digest: this.digest, size: this.size, namespace: this.src.namespace, model: this.src.model, upstream: this.upstream?.name ?? '', have };
-      await this.deps.driver.write(fillKey(this.digest, 'state.json'), Buffer.from(JSON.stringify(state)));
+      await writeFillState(this.deps.scratch, state);
     }).catch((e) => this.deps.log.warn({ err: (e as Error).message, digest: this.digest }, 'could not record fill progress'));
     return this.persistChain;
   }

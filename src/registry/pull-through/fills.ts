@@ -1,51 +1,53 @@
 // The registry of fills in this process: one per digest (opened on first use, or resumed from
-// the state a previous run left), a lock file against a second process on the same data folder
-// (whose fill is then followed, fill-follow.ts), and blob sizes from upstream HEADs or from
-// manifests that passed through. See fill.ts for how one fill brings a blob in.
-import { mkdir, open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+// the state a previous run left in the scratch folder), a lease in the store against a second
+// process or replica (whose fill is then followed, fill-follow.ts), and blob sizes from upstream
+// HEADs or from manifests that passed through. See fill.ts for how one fill brings a blob in.
+import { open, rmdir, type FileHandle } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import { fromFsError, RegistryError } from '../../errors.js';
 import { digestHex } from '../../names.js';
-import type { Logger } from '../../log.js';
-import { lockHolder, lockText, type FsDriver } from '../../storage/fs.js';
-import { fillDir, fillKey, fillsDir } from '../../storage/layout.js';
+import { fillLeaseKey } from '../../storage/layout.js';
+import { acquireLease, keepLease, type Holder, type LeaseRecord } from '../../storage/lease.js';
 import { MAX_MANIFEST_BYTES, referencedDigests } from '../manifests/manifest-format.js';
 import { readBlobManifest } from '../manifests/manifest-tree.js';
 import { Fill, upstreamToRegistryError, type FillDeps, type FillSource } from './fill.js';
-import { FollowedFill, lockOwner, readFillState } from './fill-follow.js';
+import { FollowedFill, PeerSource, ScratchSource } from './fill-follow.js';
+import { PeerFill, peerOrigin, peerSecret, type OwnedFills } from './fill-peer.js';
+import { fillScratchDir, fillScratchFile, makeFillScratch, readFillState, scratchFills } from './fill-scratch.js';
 import { IntervalSet } from './intervals.js';
 
 export { FILL_TUNING, Fill, upstreamToRegistryError, type FillSource } from './fill.js';
 export { FollowedFill } from './fill-follow.js';
-
-/**
- * At start-up, before this process fills anything: fill folders with no state and no live owner
- * (a process killed before it recorded any progress) can never be resumed, so their bytes go.
- */
-export async function discardOrphanFills(driver: FsDriver, log: Logger): Promise<number> {
-  let n = 0;
-  for (const name of await driver.list(fillsDir())) {
-    const m = /^sha256-([0-9a-f]{64})$/.exec(name);
-    if (!m) continue;
-    const digest = `sha256:${m[1]}`;
-    if ((await readFillState(driver, digest)) || (await lockOwner(driver, digest)) !== null) continue;
-    for (const f of ['data', 'state.json', 'lock'] as const) await driver.delete(fillKey(digest, f)).catch(() => {});
-    await driver.delete(fillDir(digest)).catch(() => {});
-    n++;
-  }
-  if (n > 0) log.info({ fills: n }, 'removed fills a stopped process left without any record of their progress');
-  return n;
-}
+export { discardOrphanFills } from './fill-scratch.js';
 
 /** A fill run by this process, or one another process runs on the same data folder. */
 export type BlobFill = Fill | FollowedFill;
 
-export class Fills {
+export class Fills implements OwnedFills {
+  /** This process in the leases it takes: a process on the same machine and scratch folder reads its files, others its URL. */
+  private readonly self: Holder;
   private fills = new Map<string, BlobFill>();
   private opening = new Map<string, Promise<BlobFill | null>>();
   private sizes = new Map<string, { size: number; index: number }>();
 
-  constructor(private readonly deps: FillDeps) {}
+  constructor(private readonly deps: FillDeps, private readonly leaseMs: number) {
+    this.self = { owner: `${os.hostname()}/${randomUUID()}`, host: os.hostname(), scratch: path.resolve(deps.scratch) };
+  }
+
+  /** Where other processes reach this one (its internal endpoint), named in the leases taken from now on. */
+  advertise(url: string): void {
+    const u = new URL(url);
+    if (u.hostname === '0.0.0.0' || u.hostname === '[::]') u.hostname = os.hostname(); // a wildcard address is no place to reach
+    this.self.url = u.origin;
+  }
+
+  /** A fill this process runs now under its lease (for the internal endpoint). */
+  owned(digest: string): Fill | undefined {
+    const f = this.fills.get(digest);
+    return f instanceof Fill && !f.error && !f.verified ? f : undefined;
+  }
 
   /** Sizes learned from manifests that came through the cache: HEAD then needs no upstream round trip. */
   learnSizes(layers: Array<{ digest: string; size: number }>): void {
@@ -102,31 +104,15 @@ export class Fills {
     }
   }
 
-  /** Take a fill's lock; the pid of the live process that holds it instead, if any. */
-  private async lock(digest: string): Promise<number | null> {
-    const p = this.deps.driver.path(fillKey(digest, 'lock'));
-    await mkdir(path.dirname(p), { recursive: true });
-    for (let i = 0; i < 2; i++) {
-      try {
-        await writeFile(p, lockText(), { flag: 'wx' });
-        return null;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const text = await readFile(p, 'utf8').catch(() => '');
-        if (text.trim() === lockText()) return null;
-        const pid = lockHolder(text);
-        if (pid !== null && pid !== process.pid) return pid;
-        await unlink(p).catch(() => {});
-      }
-    }
-    return null;
-  }
-
   /** Serve (or wait for) the fill another process runs; take it over if that process goes. */
-  private async follow(digest: string, src: FillSource, owner: number): Promise<FollowedFill> {
-    const state = await readFillState(this.deps.driver, digest);
+  private async follow(digest: string, src: FillSource, owner: LeaseRecord): Promise<FollowedFill> {
+    // Same machine and scratch folder: its files (this process's own path, never one read from the store).
+    const local = owner.host === this.self.host && owner.scratch === this.self.scratch;
+    const origin = peerOrigin(owner.url);
+    const source = local ? new ScratchSource(this.deps.scratch, digest) : new PeerSource(origin ? new PeerFill(origin, digest, await peerSecret(this.deps.driver)) : null);
+    const state = await source.state();
     const size = state?.size ?? (await this.size(digest, src)).size;
-    const f = new FollowedFill(digest, size, owner, this.deps, async () => {
+    const f = new FollowedFill(digest, size, owner, source, this.deps, async () => {
       if (this.fills.get(digest) === f) this.fills.delete(digest);
       return this.get(digest, src);
     });
@@ -134,15 +120,20 @@ export class Fills {
     void f.settled.then(() => {
       if (f.verified && this.fills.get(digest) === f) this.fills.delete(digest);
     });
-    this.deps.log.info({ digest, owner }, 'another process is filling this blob; following it');
+    this.deps.log.info({ digest, owner: owner.owner, via: local ? 'scratch' : origin ?? 'none (waiting for the blob)' }, 'another process is filling this blob; following it');
     return f;
   }
 
   private async open(digest: string, src: FillSource): Promise<BlobFill> {
-    const owner = await this.lock(digest);
-    if (owner !== null) return this.follow(digest, src, owner);
+    const taken = await acquireLease(this.deps.driver, fillLeaseKey(digest), this.self, this.leaseMs);
+    if ('heldBy' in taken) return this.follow(digest, src, taken.heldBy);
+    let running: Fill | undefined;
+    const lease = keepLease(this.deps.driver, taken.lease, this.leaseMs, () => {
+      this.deps.log.warn({ digest }, 'lost the lease of a fill (another process took it over): stopping it');
+      running?.fail(new RegistryError('UNAVAILABLE', `another process took over the fill of blob ${digest}; pull again`));
+    });
     try {
-      const state = await readFillState(this.deps.driver, digest);
+      const state = await readFillState(this.deps.scratch, digest);
       let size: number;
       let index = 0;
       if (state) {
@@ -151,7 +142,8 @@ export class Fills {
       } else ({ size, index } = await this.size(digest, src));
       // A blob that cannot fit above the free-space floor is refused before a byte is written.
       await this.deps.space?.check(`blob ${digest}`, size - new IntervalSet(state?.have ?? []).total());
-      const dataPath = this.deps.driver.path(fillKey(digest, 'data'));
+      await makeFillScratch(this.deps.scratch, digest);
+      const dataPath = fillScratchFile(this.deps.scratch, digest, 'data');
       let fh: FileHandle;
       let have = state?.have ?? [];
       try {
@@ -166,7 +158,8 @@ export class Fills {
         await fh.truncate(size);
         have = [];
       }
-      const fill = new Fill(digest, size, fh, have, src, index, this.deps);
+      const fill = new Fill(digest, size, fh, have, src, index, this.deps, lease);
+      running = fill;
       this.fills.set(digest, fill);
       // A list's child manifest fetched as a blob: its layers' sizes need no upstream round trip then.
       if (size <= MAX_MANIFEST_BYTES) {
@@ -184,8 +177,8 @@ export class Fills {
       fill.start();
       return fill;
     } catch (e) {
-      await unlink(this.deps.driver.path(fillKey(digest, 'lock'))).catch(() => {});
-      await this.deps.driver.delete(fillDir(digest)).catch(() => {}); // only when empty
+      await rmdir(fillScratchDir(this.deps.scratch, digest)).catch(() => {}); // only when empty
+      await lease.release(!(await readFillState(this.deps.scratch, digest)));
       throw fromFsError(e, `blob ${digest}`);
     }
   }
@@ -193,10 +186,8 @@ export class Fills {
   /** Fills left by a previous run, with where they came from. */
   async pending(): Promise<Array<{ digest: string; namespace: string; model: string }>> {
     const out: Array<{ digest: string; namespace: string; model: string }> = [];
-    for (const name of await this.deps.driver.list(fillsDir())) {
-      const m = /^sha256-([0-9a-f]{64})$/.exec(name);
-      if (!m) continue;
-      const s = await readFillState(this.deps.driver, `sha256:${m[1]}`);
+    for (const digest of await scratchFills(this.deps.scratch)) {
+      const s = await readFillState(this.deps.scratch, digest);
       if (s) out.push({ digest: s.digest, namespace: s.namespace, model: s.model });
     }
     return out;
