@@ -235,7 +235,7 @@ test('gc removes staging files whose writer is gone, upload sessions and fills n
     assert.ok(await exists(path.join(st, `tmp/${dead}-0a0a`)));
     const r = await runGc(reg.app, { graceMs: 3600_000 });
     assert.deepEqual(r.staging.removed.sort(), [...want].sort());
-    assert.equal(r.staging.bytes, 300 + String(dead).length + 150);
+    assert.equal(r.staging.bytes, 400 + String(dead).length + 150);
     for (const w of [...want, `.ollama-registry/scratch/uploads/${stale}`, `.ollama-registry/scratch/uploads/${torn}`]) assert.ok(!(await exists(path.isAbsolute(w) ? w : path.join(data, w))), w);
     const kept = [`tmp/${dead}-0b0b`, `tmp/${process.pid}-0c0c`, `uploads/${active}/info.json`, `scratch/uploads/${active}`];
     for (const k of kept) assert.ok(await exists(path.join(st, k)), k);
