@@ -27,6 +27,9 @@ export interface S3ClientOptions {
 }
 
 export function s3Client(o: S3ClientOptions, endpoint: string | undefined): S3Client {
+  // The SDK warns on every command that its releases after January 2027 need node 22; the versions
+  // pinned here run on node 20, so the warning only adds noise to every CLI run on S3.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const t = o.timeouts ?? {};
   const config: S3ClientConfig = {
     endpoint,
