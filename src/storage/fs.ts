@@ -1,6 +1,6 @@
 // Filesystem driver: keys are paths under the data folder. Atomic writes go to a staging file
 // under .ollama-registry/tmp on the same filesystem, are fsynced, then renamed into place.
-import { constants, createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { constants, createReadStream, mkdirSync, statSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -167,14 +167,6 @@ export class FsDriver implements Driver {
     }
   }
 
-  /**
-   * Rename between two keys. Not part of the Driver interface (an object store cannot rename):
-   * only the filesystem fill code uses it, until fills stage in the scratch area.
-   */
-  async move(from: string, to: string): Promise<void> {
-    await this.place(this.path(from), to);
-  }
-
   async delete(key: string): Promise<void> {
     try {
       await unlink(this.path(key));
@@ -330,35 +322,5 @@ export function isMissing(e: unknown): boolean {
 
 export function fileStream(p: string): Readable {
   return createReadStream(p, { highWaterMark: CHUNK });
-}
-
-/** A process's start time in clock ticks since boot (Linux /proc), or null where unknown. */
-function processStart(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null; // field 22, starttime
-  } catch {
-    return null;
-  }
-}
-
-/** What a lock file holds: this process's id and start time, so a reused pid is not taken for it. */
-export function lockText(): string {
-  return `${process.pid} ${processStart(process.pid) ?? ''}`.trim();
-}
-
-/**
- * The pid a lock file names, when that process is still running and is the one that wrote it
- * (after a container restart another process often has the same pid); else null.
- */
-export function lockHolder(text: string): number | null {
-  const [p, start] = text.trim().split(/\s+/);
-  const pid = Number(p);
-  if (!alive(pid)) return null;
-  if (start) {
-    const now = processStart(pid);
-    if (now !== null && now !== start) return null;
-  }
-  return pid;
 }
 
