@@ -76,11 +76,12 @@ test('a fill lease left by a process that is gone (and never answers) expires, a
   const m = await makeModel(upstream.data, { model: 'reused', tag: 'v1', layers: [{ mediaType: 'application/vnd.ollama.image.model', size: 2 * MiB }] });
   const b = m.blobs[0]!;
   const data = await tempDir();
-  // The lease of a process on another machine that died: its URL leads nowhere.
-  const taken = await acquireLease(new FsDriver(data), fillLeaseKey(b.digest), { owner: 'gone', host: 'elsewhere', url: 'http://127.0.0.1:9' }, 3000);
-  assert.ok('lease' in taken);
   const reg = await spawnRegistry(['--data', data, '--upstream', upstream.url], LEASE);
   try {
+    // The lease of a process on another machine that died: its URL leads nowhere. Taken once the
+    // registry is up, so a slow start cannot outlast it.
+    const taken = await acquireLease(new FsDriver(data), fillLeaseKey(b.digest), { owner: 'gone', host: 'elsewhere', url: 'http://127.0.0.1:9' }, 3000);
+    assert.ok('lease' in taken);
     assert.equal((await request(reg.url, '/v2/library/reused/manifests/v1')).status, 200);
     const r = await request(reg.url, `/v2/library/reused/blobs/${b.digest}`);
     assert.equal(r.status, 200, r.text());

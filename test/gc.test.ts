@@ -71,8 +71,9 @@ test('gc racing a push and a fill: blobs published during the run, young blobs a
   const oldGarbage = await writeBlob(data, { content: 'old garbage' });
   const oldReused = await writeBlob(data, { content: 'old, then pushed again' });
   await sleep(1100); // older than the 1 s grace period
-  const young = await writeBlob(data, { content: 'young: a push committed me, its manifest comes next' });
   const reg = await startTestRegistry({ data });
+  // Written once the registry is up, so a slow start cannot age it past the grace period.
+  const young = await writeBlob(data, { content: 'young: a push committed me, its manifest comes next' });
   try {
     const { app } = reg;
     const fill = Buffer.from('published by a fill during the gc run');
