@@ -113,7 +113,7 @@ mon data = $DIR/mon.a
 [osd.0]
 osd data = $DIR/osd.0
 osd objectstore = ${CEPH_STORE:-memstore}
-memstore device bytes = 4294967296
+memstore device bytes = 8589934592
 bluestore block create = true
 bluestore block size = 8589934592
 bluestore block db create = false
