@@ -52,7 +52,11 @@ export interface ReplicaOptions {
 /** N replicas on a new bucket of the test Ceph, or null (skipped, or failed under CI) where there is no Ceph. */
 export async function startReplicas(t: TestContext, opts: ReplicaOptions): Promise<ReplicaSet | null> {
   const endpoint = await s3Endpoint(t);
-  if (!endpoint) return null;
+  return endpoint ? replicasOn(endpoint, opts) : null;
+}
+
+/** N replicas on a new bucket of the S3 at `endpoint` (the bench's Ceph). */
+export async function replicasOn(endpoint: string, opts: ReplicaOptions): Promise<ReplicaSet> {
   const bucket = await newBucket(endpoint);
   const prefix = opts.prefix ?? 'models';
   const env: NodeJS.ProcessEnv = {
