@@ -14,9 +14,10 @@ import { makeModel } from '../test/support/models.js';
 import { makeOllamaKey, ollamaPush, type OllamaKey } from '../test/support/ollama-client.js';
 import { replicasOn } from '../test/support/replicas.js';
 import { spawnRegistry, tempDir, type SpawnedRegistry } from '../test/support/server.js';
-import { makeFixture } from './lib/fixture.js';
+import { startFaultUpstream } from '../test/support/fault-upstream.js';
+import { makeFixture, type Fixture } from './lib/fixture.js';
 import { ollamaParts, partsDownload, timed } from './lib/load.js';
-import { installCleanupHandlers } from './lib/procs.js';
+import { installCleanupHandlers, run } from './lib/procs.js';
 import { median, type Row } from './lib/table.js';
 import { cephEndpoint } from './s3.js';
 
@@ -47,6 +48,22 @@ async function pushOnce(reg: SpawnedRegistry, key: OllamaKey, size: number, seed
   return size / ((performance.now() - t0) / 1000) / 1e6;
 }
 
+/** A cold pull by CLIENTS clients spread over two new replicas whose upstream is `upstreamUrl` behind a byte counter: MB/s, and upstream bytes / blob size. */
+async function coldPull(endpoint: string, upstreamUrl: string, f: Fixture): Promise<{ mbps: number; upstream: number }> {
+  const front = await startFaultUpstream(upstreamUrl);
+  const set = await replicasOn(endpoint, { n: 2, args: ['--upstream', front.url] });
+  try {
+    // The manifest first, as ollama asks; then the blob from every client at once.
+    for (const r of set.list) await run('curl', ['-sSf', '-o', '/dev/null', '--noproxy', '*', r.url + f.manifestPath]);
+    front.reset();
+    const mbps = await pullAll(set.list.map((r) => r.url), f.blobPath, f.size);
+    return { mbps, upstream: front.blobBytes() / f.size };
+  } finally {
+    await set.stop();
+    await front.close();
+  }
+}
+
 function row(metric: string, ours: number[], fs: number[]): Row {
   const [a, b] = [median(ours), median(fs)];
   return { metric, unit: 'MB/s', ours: a, oursRuns: ours, baseline: b, baselineRuns: fs, baselineName: '1 replica on fs', ratio: a / b, goal: 'report (Ceph / fs)' };
@@ -67,6 +84,7 @@ export async function benchReplicas(o: ReplicasBenchOptions = {}): Promise<Row[]
   const set = await replicasOn(ceph.endpoint, { n: 3, keys: [{ key, namespace: 'bench' }] });
   const pulls: Record<string, number[]> = { fs: [], 1: [], 2: [], 3: [] };
   const push = { s3: [] as number[], fs: [] as number[] };
+  const cold: Array<{ mbps: number; upstream: number }> = [];
   try {
     // The same blob and manifest in the bucket, as `import` puts them there.
     const imported = await cli(['import', fixture.dir, '--data', await tempDir('oreg-bench-import-')], { env: set.env, timeoutMs: 600_000 });
@@ -77,6 +95,7 @@ export async function benchReplicas(o: ReplicasBenchOptions = {}): Promise<Row[]
       for (const n of [1, 2, 3]) pulls[n]!.push(await pullAll(urls.slice(0, n), fixture.blobPath, size));
       push.fs.push(await pushOnce(fs, key, size, `fs-${r}`));
       push.s3.push(await pushOnce(set.list[r % 3]!.reg, key, size, `s3-${r}`));
+      cold.push(await coldPull(ceph.endpoint, fs.url, fixture));
     }
   } finally {
     await Promise.all([set.stop(), fs.stop()]);
@@ -87,6 +106,8 @@ export async function benchReplicas(o: ReplicasBenchOptions = {}): Promise<Row[]
     row(`${CLIENTS} clients pull one ${mib} MiB blob: 1 replica on Ceph`, pulls[1]!, pulls.fs!),
     row(`${CLIENTS} clients pull one ${mib} MiB blob: 2 replicas on Ceph`, pulls[2]!, pulls.fs!),
     row(`${CLIENTS} clients pull one ${mib} MiB blob: 3 replicas on Ceph`, pulls[3]!, pulls.fs!),
+    row(`cold pull of the ${mib} MiB blob by ${CLIENTS} clients through 2 replicas on Ceph (upstream: the fs replica; ` +
+      `upstream bytes ${cold.map((c) => `${c.upstream.toFixed(2)}x`).join(', ')} the blob)`, cold.map((c) => c.mbps), pulls.fs!),
     row(`push of a ${mib} MiB model (ollama client) to a replica on Ceph`, push.s3, push.fs),
   ];
 }
