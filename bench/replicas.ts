@@ -17,7 +17,7 @@ import { spawnRegistry, tempDir, type SpawnedRegistry } from '../test/support/se
 import { startFaultUpstream } from '../test/support/fault-upstream.js';
 import { makeFixture, type Fixture } from './lib/fixture.js';
 import { ollamaParts, partsDownload, timed } from './lib/load.js';
-import { installCleanupHandlers, run } from './lib/procs.js';
+import { installCleanupHandlers, run, track } from './lib/procs.js';
 import { median, type Row } from './lib/table.js';
 import { cephEndpoint } from './s3.js';
 
@@ -52,6 +52,7 @@ async function pushOnce(reg: SpawnedRegistry, key: OllamaKey, size: number, seed
 async function coldPull(endpoint: string, upstreamUrl: string, f: Fixture): Promise<{ mbps: number; upstream: number }> {
   const front = await startFaultUpstream(upstreamUrl);
   const set = await replicasOn(endpoint, { n: 2, args: ['--upstream', front.url] });
+  for (const r of set.list) track(r.reg.child); // killed with the bench if it is interrupted
   try {
     // The manifest first, as ollama asks; then the blob from every client at once.
     for (const r of set.list) await run('curl', ['-sSf', '-o', '/dev/null', '--noproxy', '*', r.url + f.manifestPath]);
@@ -81,7 +82,9 @@ export async function benchReplicas(o: ReplicasBenchOptions = {}): Promise<Row[]
   };
   await keyEnv({}, fixture.dir);
   const fs = await spawnRegistry(['--data', fixture.dir]);
+  track(fs.child);
   const set = await replicasOn(ceph.endpoint, { n: 3, keys: [{ key, namespace: 'bench' }] });
+  for (const r of set.list) track(r.reg.child);
   const pulls: Record<string, number[]> = { fs: [], 1: [], 2: [], 3: [] };
   const push = { s3: [] as number[], fs: [] as number[] };
   const cold: Array<{ mbps: number; upstream: number }> = [];
