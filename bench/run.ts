@@ -7,6 +7,7 @@ import { benchAbuse } from './abuse.js';
 import { benchCache } from './cache.js';
 import { benchCore } from './core.js';
 import { benchPush } from './push.js';
+import { benchReplicas } from './replicas.js';
 import { benchS3 } from './s3.js';
 import { benchTransfer } from './transfer.js';
 import { benchUi } from './ui.js';
@@ -37,6 +38,10 @@ const BENCHES: Record<string, { title: string; run: (o: Common) => Promise<Row[]
   },
   ui: { title: 'ui: the web catalog with 500 models in Chromium', run: (o) => benchUi({ rounds: o.rounds }) },
   s3: { title: 's3: a 512 MiB blob pushed and served through the S3 driver on Ceph RGW (one node, memstore) vs the fs driver', run: (o) => benchS3({ rounds: o.rounds }) },
+  replicas: {
+    title: 'replicas: 6 clients pull one 256 MiB blob through 1, 2 and 3 replicas on Ceph RGW, and a push to Ceph, vs one replica on the filesystem',
+    run: (o) => benchReplicas({ rounds: o.rounds, ...(o.quick ? { mib: 64 } : {}) }),
+  },
   transfer: { title: "transfer: a safetensors model (1000 small tensors + 4 x 64 MiB) by ollama's transfer client, emulated", run: () => benchTransfer() },
 };
 

@@ -34,7 +34,7 @@ export interface S3BenchOptions {
   mib?: number;
 }
 
-async function cephEndpoint(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
+export async function cephEndpoint(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
   if (process.env.OREG_S3_ENDPOINT) return { endpoint: process.env.OREG_S3_ENDPOINT, stop: async () => {} };
   const dir = trackFolder(mkdtempSync(path.join(os.tmpdir(), 'oreg-bench-ceph-')));
   const base = 43000 + 100 * Math.floor(Math.random() * 50);

@@ -20,6 +20,7 @@ export function gcSummary(r: GcReport, graceSeconds: number, maxSize: number): s
   if (r.staging.removed.length) lines.push(`${would} ${r.staging.removed.length} leftover staging file(s)/folder(s), ${formatBytes(r.staging.bytes)}`);
   lines.push(`blobs ${r.dryRun ? 'would take' : 'take'} ${formatBytes(r.usedBytes)}${maxSize ? ` of the ${formatBytes(maxSize)} cap` : ''}`);
   if (r.overCap) lines.push(`still ${formatBytes(r.overCap)} over the cap: the rest is pushed/local, pinned or pulled within ${formatSeconds(graceSeconds)}`);
+  if (r.listCalls !== undefined) lines.push(`${r.listCalls} listing request(s) to the store`);
   for (const w of r.warnings) lines.push(`warning: ${w}`);
   return lines;
 }

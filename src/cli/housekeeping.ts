@@ -1,7 +1,7 @@
 // What `serve` runs besides requests: last-pull times flushed every minute, and gc (with the
 // size cap) every `storage.gcInterval` when configured.
 import type { App } from '../app.js';
-import { scheduleGc } from '../registry/housekeeping/gc.js';
+import { GcRunning, scheduleGc } from '../registry/housekeeping/gc.js';
 import { formatBytes } from './format.js';
 
 export function startHousekeeping(app: App): { stop(): Promise<void> } {
@@ -12,10 +12,10 @@ export function startHousekeeping(app: App): { stop(): Promise<void> } {
     ? scheduleGc(app, s.gcIntervalSeconds * 1000, { graceMs: s.gcGraceSeconds * 1000, maxSize: s.maxSize, usage: app.usage }, (r) => {
       log.info({
         removedBlobs: r.removed.length, freed: formatBytes(r.bytesFreed), evicted: r.evicted.map((e) => e.name),
-        staging: r.staging.removed.length, used: formatBytes(r.usedBytes), overCap: r.overCap || undefined,
+        staging: r.staging.removed.length, used: formatBytes(r.usedBytes), overCap: r.overCap || undefined, listCalls: r.listCalls,
       }, 'gc done');
       for (const w of r.warnings) log.warn(w);
-    }, (e) => log.error({ err: e }, 'gc failed'))
+    }, (e) => (e instanceof GcRunning ? log.info({ holder: e.holder.owner }, 'gc skipped: another process is running it') : log.error({ err: e }, 'gc failed')))
     : async () => {};
   if (s.gcIntervalSeconds > 0) log.info({ everySeconds: s.gcIntervalSeconds, maxSize: s.maxSize || undefined }, 'gc scheduled');
   return {

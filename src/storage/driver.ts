@@ -39,6 +39,8 @@ export interface Versioned {
 export interface Driver {
   /** Where this driver keeps its bytes, for messages. */
   readonly description: string;
+  /** How many listing requests it has made so far (stores that bill or throttle them: S3's LIST), for gc's report. */
+  readonly listCalls?: number;
   stat(key: string): Promise<Stat | null>;
   /** Stream a file (or one byte range of it). Rejects with ENOENT when absent. */
   read(key: string, range?: ByteRange): Promise<Readable>;

@@ -13,6 +13,7 @@
 //     token-secret                                HMAC key of issued tokens and signed URLs (0600)
 //     used-nonces                                 nonces as older versions kept them (migrated once)
 //     id_ed25519                                  the registry's own key for signing in to upstreams (0600)
+//     leases/gc                                   who runs gc now (one at a time)
 //     leases/fill-sha256-<hex>                    who runs the fill of a blob (src/storage/lease.ts);
 //                                                 the fill's bytes are staged in the scratch folder
 //     peer-secret                                 HMAC key of requests between processes (fill-peer.ts)
@@ -117,6 +118,11 @@ export function fillsDir(): string {
 /** The lease of one blob's fill: who fills it and where it can be read meanwhile. */
 export function fillLeaseKey(digest: string): string {
   return `${STATE}/leases/fill-sha256-${digestHex(digest)}`;
+}
+
+/** The lease of gc: one gc at a time among the processes sharing the store. */
+export function gcLeaseKey(): string {
+  return `${STATE}/leases/gc`;
 }
 
 /** The secret that processes sharing this store sign their requests to each other with. */

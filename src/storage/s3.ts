@@ -52,6 +52,8 @@ const bare = (etag: string | undefined): string => (etag ?? '').replace(/^"|"$/g
 
 export class S3Driver implements Driver {
   readonly description: string;
+  /** ListObjectsV2 requests made (each page counts): what gc costs on a store that bills LISTs. */
+  listCalls = 0;
   private readonly s3: S3Client;
   private readonly signer: S3Client;
   private readonly bucket: string;
@@ -148,6 +150,7 @@ export class S3Driver implements Driver {
     const names = new Set<string>();
     let token: string | undefined;
     do {
+      this.listCalls++;
       const r = await this.send((o) => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, Delimiter: '/', ContinuationToken: token }), o));
       for (const c of r.CommonPrefixes ?? []) names.add(c.Prefix!.slice(base.length).replace(/\/$/, ''));
       for (const o of r.Contents ?? []) names.add(o.Key!.slice(base.length));
@@ -185,6 +188,7 @@ export class S3Driver implements Driver {
     const base = prefix === '' ? this.prefix : `${this.k(prefix)}/`;
     let token: string | undefined;
     do {
+      this.listCalls++;
       const r = await this.send((o) => this.s3.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ContinuationToken: token }), o));
       for (const o of r.Contents ?? []) {
         yield { key: o.Key!.slice(this.prefix.length), size: o.Size ?? 0, mtimeMs: o.LastModified?.getTime() ?? 0 };

@@ -91,7 +91,8 @@ export async function newBucket(endpoint: string): Promise<string> {
     endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_CREDENTIALS, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
   });
   try {
-    await c.send(new CreateBucketCommand({ Bucket: bucket }));
+    // A gateway that accepts the connection and never answers must not hang the test.
+    await c.send(new CreateBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(60_000) });
   } finally {
     c.destroy();
   }

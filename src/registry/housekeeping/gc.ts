@@ -13,10 +13,15 @@
 //    arrive) or, after the grace period, scratch bytes without a record, and fill folders of older
 //    versions idle for a day, or after the grace period when they hold no state.json. Nothing here
 //    asks whether a process is alive: the store's records and their times decide.
-// Blobs published after the listing are never candidates.
+// Blobs published after the listing are never candidates. One gc at a time among the processes
+// sharing the store: it holds a lease (leases/gc) while it deletes, and stops if it loses it.
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 import type { App } from '../../app.js';
+import { RegistryError } from '../../errors.js';
 import { digestFromBlobFileName } from '../../names.js';
-import { BLOBS, blobKey, fillsDir, uploadsDir } from '../../storage/layout.js';
+import { BLOBS, blobKey, fillsDir, gcLeaseKey, uploadsDir } from '../../storage/layout.js';
+import { acquireLease, keepLease, type KeptLease, type LeaseRecord } from '../../storage/lease.js';
 import { sweepFills } from '../pull-through/fill-scratch.js';
 import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
 import { Pins } from './pins.js';
@@ -55,6 +60,15 @@ export interface GcReport {
   /** Bytes still above the cap after eviction (what is left is pinned, local or in use). */
   overCap: number;
   warnings: string[];
+  /** Listing requests the run made (S3: ListObjectsV2 pages), where the driver counts them. */
+  listCalls?: number;
+}
+
+/** Another process runs gc now (it holds the gc lease). */
+export class GcRunning extends RegistryError {
+  constructor(readonly holder: LeaseRecord) {
+    super('UNAVAILABLE', `gc is already running in another process (${holder.owner}); try again later`);
+  }
 }
 
 interface BlobStat {
@@ -64,6 +78,25 @@ interface BlobStat {
 }
 
 export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
+  const lists = app.driver.listCalls;
+  const counted = (r: GcReport) => (lists === undefined ? r : { ...r, listCalls: app.driver.listCalls! - lists });
+  if (opts.dryRun) return counted(await collect(app, opts, null));
+  const ttl = app.config.storage.leaseSeconds * 1000;
+  const taken = await acquireLease(app.driver, gcLeaseKey(), { owner: `${os.hostname()}/gc-${randomUUID()}`, host: os.hostname() }, ttl);
+  if ('heldBy' in taken) throw new GcRunning(taken.heldBy);
+  const lease = keepLease(app.driver, taken.lease, ttl, () => {});
+  try {
+    return counted(await collect(app, opts, lease));
+  } finally {
+    await lease.release(true);
+  }
+}
+
+async function collect(app: App, opts: GcOptions, lease: KeptLease | null): Promise<GcReport> {
+  // Before every change: a gc that lost its lease (a store it could not reach for a lease's life) stops.
+  const owns = () => {
+    if (lease?.lost) throw new RegistryError('UNAVAILABLE', 'gc lost its lease (the store did not answer for too long, or another process took it over); stopped');
+  };
   const now = Date.now();
   const dry = opts.dryRun === true;
   const usage = opts.usage ?? new UsageTracker(app.driver);
@@ -95,6 +128,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
         // A pull since the plan was made keeps the tag.
         const again = (await usage.all()).get(p.entry.name) ?? 0;
         if (now - again < opts.graceMs) continue;
+        owns();
         await app.manifests.delete(p.entry.ref!);
       }
       excluded.add(p.entry.key);
@@ -108,6 +142,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
     if (!dry) {
       const st = await app.driver.stat(u.key);
       if (!st || now - st.mtimeMs < opts.graceMs) continue; // pushed again meanwhile
+      owns();
       await app.driver.delete(u.key);
     }
     report.untaggedRemoved.push(u.name);
@@ -139,6 +174,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
         report.blobs.rescued++;
         continue;
       }
+      owns();
       await app.blobs.delete(digest);
     }
     report.removed.push({ digest, size: b.size });
@@ -146,6 +182,7 @@ export async function runGc(app: App, opts: GcOptions): Promise<GcReport> {
   }
   opts.onProgress?.(candidates.length, candidates.length);
 
+  if (!dry) owns();
   report.staging = await sweepStaging(app, now, opts.graceMs, opts.staleSessionMs ?? 24 * 3600_000, dry);
   const fills = await sweepFills(app.driver, app.scratch, now, { graceMs: opts.graceMs, staleMs: opts.staleSessionMs ?? 24 * 3600_000 }, dry);
   report.staging.removed.push(...fills.removed);

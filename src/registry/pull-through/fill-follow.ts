@@ -237,7 +237,8 @@ export class FollowedFill implements ReadableFill {
       // gets the blob's last byte only once the new fill has checked the digest.)
       throw new RegistryError('UNAVAILABLE', `the other ollama-registry process filling blob ${this.digest} stopped and its partial data could not be reused; pull again`);
     }
-    this.deps.log.info({ digest: this.digest, owner: this.owner.owner, filled: f.filled() }, 'took over a fill that another process left');
+    // Another follower may have taken it over first: this process then follows that one (fills.ts logs it).
+    if (f instanceof Fill) this.deps.log.info({ digest: this.digest, owner: this.owner.owner, filled: f.filled() }, 'took over a fill that another process left');
     this.local = f;
     for (let i = 0; i < this.readers; i++) f.acquire();
     this.readers = 0;
