@@ -71,7 +71,9 @@ export async function forwardUpload(ctx: Ctx<{ namespace: string; model: string 
     });
     const fail = (e: Error) => {
       clearTimeout(answerTimer);
-      if (answered) return reject(e); // cut mid-answer: the connection ends (the client retries)
+      // Once the owner answers, the answer's own pipeline decides (an owner that refuses a part
+      // before reading it all closes the request side; its answer still goes back whole).
+      if (answered) return;
       const code = (e as NodeJS.ErrnoException).code;
       reject(lost(id, owner, code === 'ECONNREFUSED' ? 'refuses connections' : `does not answer (${e.message.split('\n')[0]!.slice(0, 120)})`));
     };
