@@ -89,7 +89,7 @@ const CORE_SETTINGS: Setting[] = [
   setting({ key: 'storage.lease', env: 'OLLAMA_REGISTRY_LEASE', default: '30s', schema: duration('a duration of at least 1s such as 30s', { min: 1 }),
     set: (c, v) => { c.storage.leaseSeconds = v; }, doc: 'a lease (the owner of a fill) not renewed for this long is free: another process takes the work over' }),
   setting({ key: 'storage.advertiseUrl', env: 'OLLAMA_REGISTRY_ADVERTISE_URL', defaultDoc: 'the address `serve` listens on', schema: httpOrigin,
-    set: (c, v) => { c.storage.advertiseUrl = v; }, doc: 'the URL other registry processes reach this one at (the fills they follow)' }),
+    set: (c, v) => { c.storage.advertiseUrl = v; }, doc: 'the URL other registry processes reach this one at (the fills they follow, the upload sessions they forward)' }),
   setting({ key: 'storage.s3.bucket', env: 'OLLAMA_REGISTRY_S3_BUCKET', defaultDoc: 'none (the data folder holds everything)', schema: bucket,
     set: (c, v) => { s3Of(c).bucket = v; },
     doc: 'keep blobs and manifests in this S3 bucket; credentials only from the AWS SDK\'s usual places (`AWS_ACCESS_KEY_ID`…, `~/.aws/`)' }),

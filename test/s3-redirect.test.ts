@@ -95,11 +95,10 @@ test('redirect rules: what ollama clients follow', async () => {
   assert.equal(await allowed('https://cdn.example.com/b?sig=1', 'https://registry.example.com'), true);
   assert.equal(await allowed('http://cdn.example.com/b', 'http://registry.example.com'), true);
   assert.equal(await allowed('https://93.184.216.34/b', 'http://10.0.0.5:5000'), true);
-  // The registry's own host is exempt from the address checks (any port).
-  assert.equal(await allowed('http://127.0.0.1:9000/b', 'http://127.0.0.1:5000'), true);
-  assert.equal(await allowed('http://ceph.lan:7480/b', 'http://ceph.lan:5000'), true);
-  // --insecure relaxes the address checks.
+  // --insecure relaxes the address checks; a client that reaches a registry over plain http uses it.
   assert.equal(await allowed('http://127.0.0.2:7480/b', 'http://127.0.0.1:5000', true), true);
+  assert.equal((await redirectAllowed('http://127.0.0.2:7480/b', 'http://127.0.0.1:5000', { lookup })).ok, true);
+  assert.equal((await redirectAllowed('https://ceph.lan/b', 'https://registry.lan', { lookup })).ok, false);
 });
 
 test('redirect rules: what ollama clients refuse', async () => {
@@ -112,6 +111,9 @@ test('redirect rules: what ollama clients refuse', async () => {
   await refused('http://cdn.example.com/b', 'https://registry.example.com', true, /https to http/);
   await refused('http://registry.example.com:8080/b', 'https://registry.example.com', false, /https to http/);
   await refused('ftp://cdn.example.com/b', 'http://registry.example.com');
+  // The registry's own hostname (any port): ollama's downloader probe follows it, then needs a Location on the store's 200.
+  await refused('http://127.0.0.1:9000/b', 'http://127.0.0.1:5000', false, /own hostname/);
+  await refused('http://ceph.lan:7480/b', 'http://ceph.lan:5000', true, /own hostname/);
   await refused('file:///etc/passwd', 'http://registry.example.com');
   // Loopback, private, link-local, CGNAT, unspecified: by literal or by name, unless it is the registry's host.
   for (const host of ['127.0.0.2', '10.0.0.7', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '[::1]', '[fe80::1]', '[fd00::2]', '[::ffff:127.0.0.1]']) {
@@ -125,12 +127,12 @@ test('redirect rules: what ollama clients refuse', async () => {
   await refused('http://v6local.example.com/b', 'http://registry.example.com', false, /local/);
   await refused('http://nowhere.example.com/b', 'http://registry.example.com', false, /does not resolve/);
   // A lookup that never answers counts as unresolvable, after its timeout.
-  const v = await redirectAllowed('http://slow.example.com/b', 'http://registry.example.com', { lookup: () => new Promise(() => {}), lookupTimeoutMs: 50 });
+  const v = await redirectAllowed('https://slow.example.com/b', 'https://registry.example.com', { lookup: () => new Promise(() => {}), lookupTimeoutMs: 50 });
   assert.equal(v.ok, false);
   await refused('not a url', 'http://registry.example.com');
 });
 
-test('redirectUrl: only in redirect mode, and only where ollama clients follow (Ceph on 127.0.0.2)', async (t) => {
+test('redirectUrl: only in redirect mode, and only where ollama clients follow (Ceph on 127.0.0.2, the registry on 127.0.0.1)', async (t) => {
   const endpoint = await s3Endpoint(t);
   if (!endpoint) return;
   const bucket = await newBucket(endpoint);
@@ -144,12 +146,12 @@ test('redirectUrl: only in redirect mode, and only where ollama clients follow (
   const port = new URL(endpoint).port;
   // Off by default: stream.
   assert.equal(await off.redirectUrl('blobs/sha256-r', `http://127.0.0.2:${port}`), null);
-  // A registry on 127.0.0.1 sending clients to a loopback store on another host: refused, stream.
-  assert.equal(await on.redirectUrl('blobs/sha256-r', 'http://127.0.0.1:5000'), null);
+  // The store on the registry's own hostname: the downloader's probe would follow it and fail; stream.
+  assert.equal(await on.redirectUrl('blobs/sha256-r', `http://127.0.0.2:5000`), null);
   // https registry, http store: refused.
-  assert.equal(await on.redirectUrl('blobs/sha256-r', 'https://127.0.0.2'), null);
-  // The store on the registry's own host: followed, and the URL gives the bytes.
-  const url = await on.redirectUrl('blobs/sha256-r', 'http://127.0.0.2:5000');
+  assert.equal(await on.redirectUrl('blobs/sha256-r', 'https://127.0.0.1'), null);
+  // A registry on 127.0.0.1 over http (so its clients use --insecure), the store on 127.0.0.2: followed, and the URL gives the bytes.
+  const url = await on.redirectUrl('blobs/sha256-r', 'http://127.0.0.1:5000');
   assert.ok(url);
   assert.equal(await (await fetch(url)).text(), 'redirected bytes');
 });

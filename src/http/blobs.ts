@@ -2,7 +2,7 @@
 // HEAD answers directly with the exact size; a GET without Range answers 200 *with* a Location
 // header (ollama's probe reads only the headers and hangs up); a ranged GET answers 206.
 import { RegistryError } from '../errors.js';
-import type { Ctx, Handler } from './context.js';
+import { origin, type Ctx, type Handler } from './context.js';
 import { blobLocation, challenge, needOf } from './auth.js';
 import { blobUnknown, mountOnHead, reachableThrough } from './blob-access.js';
 import { openBlob } from '../registry/blobs/open.js';
@@ -37,7 +37,7 @@ export const getBlob: Handler<BlobRoute> = async (ctx) => {
   const reachable = (await reachableThrough(app, ctx.principal, digest, route))
     || (req.method === 'HEAD' && (await mountOnHead(app, ctx.principal, digest, route)));
   if (!reachable) throw hiddenOrUnknown(ctx);
-  const blob = await openBlob(app, route, { sizeOnly: req.method === 'HEAD', upstreams: siteUpstreams(ctx.site) });
+  const blob = await openBlob(app, route, { sizeOnly: req.method === 'HEAD', upstreams: siteUpstreams(ctx.site), registryUrl: origin(req) });
   if (!blob) throw blobUnknown(app, digest, route);
   if ('redirect' in blob) {
     res.writeHead(307, { Location: blob.redirect, 'Content-Length': 0 });

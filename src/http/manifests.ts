@@ -119,7 +119,9 @@ async function checkReferences(ctx: Ctx<ManifestRoute>, manifest: Manifest): Pro
   const { app, route } = ctx;
   // Only blobs the pusher may read, or put into this repository: else it could link a private
   // digest into its own repository and read it there. Both cases get one answer.
-  const linkable = async (digest: string) => (await reachableThrough(app, ctx.principal, digest, route)) || (await readableAnywhere(app, ctx.principal, digest));
+  const reachable = async (digest: string) => (await reachableThrough(app, ctx.principal, digest, route)) || (await readableAnywhere(app, ctx.principal, digest));
+  // A blob this pusher committed through another replica is granted there: its commit marker in the store says so.
+  const linkable = async (digest: string) => (await reachable(digest)) || (await app.access.reloadSaved().then(() => reachable(digest)));
   for (const d of referencedDigests(manifest)) {
     const child = manifest.manifests.includes(d);
     let size = (await linkable(d.digest)) ? await app.blobs.size(d.digest) : null;

@@ -66,6 +66,7 @@ export async function startServer(app: App, opts: ListenOptions): Promise<Regist
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`;
   app.cache?.fills.advertise(app.config.storage.advertiseUrl ?? url);
+  app.uploads.advertise(app.config.storage.advertiseUrl ?? url);
   return {
     server,
     url,

@@ -14,7 +14,8 @@ import { pullRoute } from './pull.js';
 import { referrers } from './referrers.js';
 import { readOnly, type RouteDef } from './route-def.js';
 import { serviceRoutes } from './service.js';
-import { deleteUpload, getUpload, patchUpload, postUpload, putUpload } from './uploads.js';
+import { UPLOAD_PEER_PATH } from './upload-forward.js';
+import { deleteUpload, getUpload, patchUpload, peerUpload, postUpload, putUpload } from './uploads.js';
 
 /** No sign-in only to learn that nothing can be deleted here. */
 function noDelete(allow: string) {
@@ -27,6 +28,12 @@ function noDelete(allow: string) {
 const fillPeerRoute: RouteDef = {
   name: FILL_PEER_PATH, match: { path: FILL_PEER_PATH, prefix: true },
   handlers: { GET: ({ app, req, res, url }) => serveFillPeer(req, res, url.pathname, { driver: app.driver, blobs: app.blobs, fills: app.cache?.fills }) },
+};
+
+/** Another registry process forwarding a request on an upload session this one holds: its own HMAC check (upload-forward.ts). */
+const uploadPeerRoute: RouteDef = {
+  name: UPLOAD_PEER_PATH, match: { path: UPLOAD_PEER_PATH, prefix: true },
+  handlers: { PATCH: peerUpload, PUT: peerUpload, GET: peerUpload, DELETE: peerUpload },
 };
 
 /** The routes served by default, in a fresh table (tests may replace handlers in it). */
@@ -48,7 +55,7 @@ export function routeTable(): RouteDef[] {
   ];
   const token: RouteDef = { name: TOKEN_PATH, match: { path: TOKEN_PATH }, handlers: { GET: tokenEndpoint }, otherMethod: 'the token endpoint answers GET' };
   // Copies: a test that swaps a handler changes its own table only.
-  return [...v2, token, ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), pullRoute, fillPeerRoute].map((r) => ({ ...r, handlers: { ...r.handlers } }));
+  return [...v2, token, ...serviceRoutes(), ...uiRoutes(), ...mirrorRoutes(), pullRoute, fillPeerRoute, uploadPeerRoute].map((r) => ({ ...r, handlers: { ...r.handlers } }));
 }
 
 /** The table indexed for the pipeline: /v2 routes by kind, the others by path. */

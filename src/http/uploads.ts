@@ -8,8 +8,10 @@ import { uploadRange } from '../registry/uploads/uploads.js';
 import { notePut, readableAnywhere } from './blob-access.js';
 import type { Ctx, Handler } from './context.js';
 import { absoluteUrl } from './context.js';
+import { forwardedUpload, forwardUpload } from './upload-forward.js';
 
-type UploadRoute = { kind: 'uploads'; namespace: string; model: string; id?: string };
+/** `forwarded`: sent by another replica for the session this process holds (upload-forward.ts). */
+type UploadRoute = { kind: 'uploads'; namespace: string; model: string; id?: string; forwarded?: true };
 
 function sessionPath(route: UploadRoute, id: string): string {
   return `/v2/${route.namespace}/${route.model}/blobs/uploads/${id}`;
@@ -106,9 +108,28 @@ function needId(route: UploadRoute): string {
   return route.id;
 }
 
+/** A session another replica holds: its request is sent there (true), else handled here (false). */
+async function forwarded(ctx: Ctx<UploadRoute>, id: string): Promise<boolean> {
+  if (ctx.route.forwarded) return false;
+  const owner = await ctx.app.uploads.ownerElsewhere(id, ctx.route);
+  if (owner === undefined) return false;
+  await forwardUpload(ctx, owner, id);
+  return true;
+}
+
+/** A request another replica forwarded to this one, the owner of its session: checked, then handled as it would be here. */
+export const peerUpload: Handler = async (ctx) => {
+  const s = await forwardedUpload(ctx);
+  const route: UploadRoute = { kind: 'uploads', namespace: s.namespace, model: s.model, id: s.id, forwarded: true };
+  const handler = { PATCH: patchUpload, PUT: putUpload, GET: getUpload, DELETE: deleteUpload }[ctx.req.method as 'PATCH' | 'PUT' | 'GET' | 'DELETE'];
+  await handler({ ...ctx, route });
+};
+
 /** PATCH <session>: one part, at its Content-Range start (or at the end). */
-export const patchUpload: Handler<UploadRoute> = async ({ app, req, res, route }) => {
+export const patchUpload: Handler<UploadRoute> = async (ctx) => {
+  const { app, req, res, route } = ctx;
   const id = needId(route);
+  if (await forwarded(ctx, id)) return;
   const range = parseContentRange(req);
   const size = await app.uploads.append(id, route, range?.start, req, range?.length);
   accepted(req, res, route, id, size);
@@ -121,6 +142,10 @@ export const putUpload: Handler<UploadRoute> = async (ctx) => {
   const digest = url.searchParams.get('digest');
   if (digest === null) throw new RegistryError('DIGEST_INVALID', 'a commit needs ?digest=sha256:<hex> naming the uploaded blob');
   digestHex(digest);
+  if (await forwarded(ctx, id)) {
+    if (res.statusCode === 201) notePut(app, ctx.principal, route, digest);
+    return;
+  }
   // `etag` (ollama's S3-style multipart ETag) is accepted and not checked: the sha256 is.
   const range = parseContentRange(req);
   const last = hasBody(req) || range ? { start: range?.start, body: req, length: range?.length } : undefined;
@@ -131,8 +156,10 @@ export const putUpload: Handler<UploadRoute> = async (ctx) => {
 };
 
 /** GET <session>: how much has arrived. */
-export const getUpload: Handler<UploadRoute> = async ({ app, req, res, route }) => {
+export const getUpload: Handler<UploadRoute> = async (ctx) => {
+  const { app, req, res, route } = ctx;
   const id = needId(route);
+  if (await forwarded(ctx, id)) return;
   const s = await app.uploads.status(id, route);
   accepted(req, res, route, id, s.size, 204);
 };
@@ -141,6 +168,7 @@ export const getUpload: Handler<UploadRoute> = async ({ app, req, res, route }) 
 export const deleteUpload: Handler<UploadRoute> = async (ctx) => {
   const { app, res, route } = ctx;
   const id = needId(route);
+  if (await forwarded(ctx, id)) return;
   await app.uploads.cancel(id, route);
   audit(ctx, 'upload-cancelled', { upload: id });
   res.writeHead(204);

@@ -78,6 +78,11 @@ export interface Driver {
   /** A URL that reads the object without credentials for `ttlSeconds` (object stores only). */
   presign?(key: string, ttlSeconds: number): Promise<string>;
   /**
+   * Where a client that asked the registry at `registryUrl` (its origin, as the client used it) may
+   * read the object itself: a presigned URL in redirect mode where ollama's clients follow it, else null.
+   */
+  redirectUrl?(key: string, registryUrl: string): Promise<string | null>;
+  /**
    * Remove the driver's own leftovers of writers that stopped (staging files, abandoned multipart
    * uploads): older than `graceMs` when their writer is known to be gone, else older than `staleMs`.
    */

@@ -4,6 +4,12 @@
 // never a host that is or resolves to a loopback, private, link-local or CGNAT address, unless
 // --insecure; the registry's own host is exempt. A registry that sends such a 307 breaks those
 // pulls outright, so it redirects only when the target passes, and streams the bytes otherwise.
+// Two more facts of ollama's clients shape the answer (protocol §2.3 row 2c):
+// - the (legacy) downloader's probe follows a redirect to the registry's own hostname, whatever
+//   the port, and then needs a Location header on the final 200, which a store never sends: a
+//   store on the registry's hostname breaks every pull, so that target is refused;
+// - ollama talks plain http to a registry only with --insecure, so a client that reached us over
+//   http has the address checks relaxed.
 // Our address test is the upstream guard's (a superset of ollama's ranges): when in doubt, stream.
 import dns from 'node:dns/promises';
 import net from 'node:net';
@@ -12,7 +18,7 @@ import { isLocalAddress } from '../upstream/guard.js';
 export type RedirectVerdict = { ok: true } | { ok: false; reason: string };
 
 export interface RedirectRuleOptions {
-  /** The clients pull with --insecure: address checks are relaxed (https → http still is not). */
+  /** The clients pull with --insecure: address checks are relaxed (https → http still is not). Default: the registry URL is http. */
   insecure?: boolean;
   /** Name → addresses; the system resolver by default. */
   lookup?: (host: string) => Promise<string[]>;
@@ -57,8 +63,8 @@ export async function redirectAllowed(target: string | URL, registryUrl: string 
   const host = bare(to.hostname);
   if (host === '') return { ok: false, reason: 'no host' };
   if (from.protocol === 'https:' && to.protocol === 'http:') return { ok: false, reason: 'https to http is refused' };
-  if (host === bare(from.hostname)) return { ok: true };
-  if (o.insecure) return { ok: true };
+  if (host === bare(from.hostname)) return { ok: false, reason: `${host} is the registry's own hostname (ollama's downloader follows such a redirect and then fails)` };
+  if (o.insecure ?? from.protocol === 'http:') return { ok: true };
   if (host === 'localhost' || host.endsWith('.localhost')) return { ok: false, reason: `${host} is a local host` };
   let addresses: string[];
   try {

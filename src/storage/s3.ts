@@ -30,6 +30,8 @@ export interface S3Options extends S3ClientOptions {
   redirectEndpoint?: string;
   /** Opt-in: blob GETs may be answered with a redirect to a presigned URL (redirectUrl), where ollama's clients follow it. */
   redirect?: boolean;
+  /** How long a redirect's presigned URL lives (default PRESIGN_TTL_SECONDS). */
+  redirectTtlSeconds?: number;
 }
 
 /** The largest object readAll/readVersioned take whole (manifests and the registry's own records). */
@@ -60,6 +62,7 @@ export class S3Driver implements Driver {
   private readonly prefix: string;
   private readonly multipart: MultipartContext;
   private readonly redirect: boolean;
+  private readonly redirectTtlSeconds: number;
   private readonly deadlineMs: number;
   /** redirectAllowed's verdicts by registry origin and store origin, for a minute (they change only with DNS). */
   private readonly verdicts = new Map<string, { at: number; ok: boolean }>();
@@ -72,6 +75,7 @@ export class S3Driver implements Driver {
     this.signer = o.redirectEndpoint ? s3Client(o, o.redirectEndpoint) : this.s3;
     this.description = `s3 bucket ${o.bucket}${o.prefix ? `/${o.prefix}` : ''}${o.endpoint ? ` at ${o.endpoint}` : ''}`;
     this.redirect = o.redirect ?? false;
+    this.redirectTtlSeconds = o.redirectTtlSeconds ?? PRESIGN_TTL_SECONDS;
     this.deadlineMs = o.timeouts?.deadlineMs ?? 30_000;
     this.multipart = { s3: this.s3, bucket: this.bucket, description: this.description, prefix: this.prefix, objectKey: (k) => this.k(k), driver: this };
   }
@@ -267,7 +271,7 @@ export class S3Driver implements Driver {
    * redirect mode is on and ollama's clients would follow it there, else null (stream the bytes).
    * `registryUrl` must be the registry's address as the client used it (scheme and host).
    */
-  async redirectUrl(key: string, registryUrl: string, ttlSeconds = PRESIGN_TTL_SECONDS): Promise<string | null> {
+  async redirectUrl(key: string, registryUrl: string, ttlSeconds = this.redirectTtlSeconds): Promise<string | null> {
     if (!this.redirect) return null;
     const url = await this.presign(key, ttlSeconds);
     const cacheKey = `${new URL(registryUrl).origin} ${new URL(url).origin}`;

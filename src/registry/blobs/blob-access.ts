@@ -51,6 +51,8 @@ export class BlobAccess {
   private walkedAt = -Infinity;
   /** Repository key → the last re-read of its manifest files after a miss. */
   private rechecks = new Map<string, { at: number; done: Promise<void> }>();
+  /** The last re-read of the saved grants. */
+  private reloaded?: { at: number; done: Promise<void> };
   /** repository key → child manifest digest (a list's child, a subject) → how many manifests name it. */
   private childrenOf = new Map<string, Map<string, number>>();
   /** child manifest digest → what it names (content-addressed, so never stale). */
@@ -115,12 +117,28 @@ export class BlobAccess {
     return this.walking;
   }
 
+  /** Take the saved grants in (commit markers in the store; another replica's pushes among them). */
+  private async loadSaved(): Promise<void> {
+    // Without them a pusher uploads again after a restart: worth a log line, not a failed read.
+    const saved = await this.opts.saved?.().catch((e: unknown) => { this.opts.onError?.(e as Error); return []; });
+    for (const g of saved ?? []) this.grant(g.subject, g.repo, [g.digest], g.sinceMs);
+  }
+
+  /**
+   * Read the saved grants again, at most once a second (shared by the callers meanwhile): a push
+   * whose blobs another replica committed finds them before its manifest is refused.
+   */
+  reloadSaved(): Promise<void> {
+    if (this.reloaded && Date.now() - this.reloaded.at < RECHECK_MS) return this.reloaded.done;
+    const done = this.loadSaved();
+    this.reloaded = { at: Date.now(), done };
+    return done;
+  }
+
   /** Load the index (the first call walks the tree; later calls return at once). */
   start(): Promise<void> {
     this.started ??= (async () => {
-      // Without them a pusher uploads again after a restart: worth a log line, not a failed read.
-      const saved = await this.opts.saved?.().catch((e: unknown) => { this.opts.onError?.(e as Error); return []; });
-      for (const g of saved ?? []) this.grant(g.subject, g.repo, [g.digest], g.sinceMs);
+      await this.loadSaved();
       await this.walk();
     })().catch((e: unknown) => {
       this.started = null;

@@ -5,6 +5,7 @@ import type { Writable } from 'node:stream';
 import type { App } from '../../app.js';
 import { RegistryError } from '../../errors.js';
 import type { ByteRange } from '../../storage/driver.js';
+import { blobKey } from '../../storage/layout.js';
 import type { Upstream } from '../../upstream/client.js';
 import type { ReadableFill } from '../pull-through/fill-reader.js';
 import type { RepoName } from './blob-access.js';
@@ -34,6 +35,8 @@ export interface OpenOptions {
   sizeOnly?: boolean;
   /** The upstreams that may fill it (a site's own); default: routed by the namespace. */
   upstreams?: Upstream[];
+  /** The registry's origin as the client used it: a stored blob may then be answered with a redirect (redirect mode). */
+  registryUrl?: string;
 }
 
 /**
@@ -45,6 +48,9 @@ export async function openBlob(app: App, name: BlobName, opts: OpenOptions = {})
   const size = await app.blobs.size(name.digest);
   if (size !== null) {
     if (app.cache) app.metrics.cacheLookups.inc({ result: 'hit' });
+    // Only stored (verified) bytes are redirected to; HEAD is always answered here.
+    const to = opts.registryUrl && !opts.sizeOnly ? await app.driver.redirectUrl?.(blobKey(name.digest), opts.registryUrl) : null;
+    if (to) return { redirect: to };
     return stored(app, name.digest, size);
   }
   const cache = app.cache;

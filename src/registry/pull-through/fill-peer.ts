@@ -40,17 +40,21 @@ export function peerSecret(driver: Driver): Promise<Buffer> {
   return p;
 }
 
-function mac(secret: Buffer, pathname: string, range: string, expires: number): Buffer {
-  return createHmac('sha256', secret).update(`GET\n${pathname}\n${range}\n${expires}`).digest();
+function mac(secret: Buffer, method: string, pathname: string, range: string, expires: number): Buffer {
+  return createHmac('sha256', secret).update(`${method}\n${pathname}\n${range}\n${expires}`).digest();
 }
 
-/** The header value that signs one GET of `pathname` (with that Range header, or none). */
-export function signPeerRequest(secret: Buffer, pathname: string, range = '', now = Date.now()): string {
+/**
+ * The header value that signs one request for `pathname` (with that Range header, or none; an
+ * upload forwarded to its owner signs its path with the query, and its Content-Range).
+ */
+export function signPeerRequest(secret: Buffer, pathname: string, range = '', now = Date.now(), method = 'GET'): string {
   const expires = Math.floor(now / 1000) + SIGNATURE_TTL_S;
-  return `${expires}.${mac(secret, pathname, range, expires).toString('hex')}`;
+  return `${expires}.${mac(secret, method, pathname, range, expires).toString('hex')}`;
 }
 
-function checkSignature(secret: Buffer, req: IncomingMessage, pathname: string): void {
+/** UNAUTHORIZED unless the request carries signPeerRequest's signature of its method, `pathname` and `range`. */
+export function checkPeerSignature(secret: Buffer, req: IncomingMessage, pathname: string, range = req.headers.range ?? ''): void {
   const value = req.headers[PEER_HEADER];
   const m = typeof value === 'string' ? /^(\d{1,12})\.([0-9a-f]{64})$/.exec(value) : null;
   const refuse = (why: string) => new RegistryError('UNAUTHORIZED', `internal endpoint: ${why}`);
@@ -58,7 +62,7 @@ function checkSignature(secret: Buffer, req: IncomingMessage, pathname: string):
   const expires = Number(m[1]);
   const now = Date.now() / 1000;
   if (expires < now || expires > now + 2 * SIGNATURE_TTL_S) throw refuse('the signature has expired (or its clock is far off)');
-  const want = mac(secret, pathname, req.headers.range ?? '', expires);
+  const want = mac(secret, req.method ?? '', pathname, range, expires);
   if (!timingSafeEqual(want, Buffer.from(m[2]!, 'hex'))) throw refuse('the signature does not match');
 }
 
@@ -71,7 +75,7 @@ export interface OwnedFills {
 /** Answer one peer request (registered in src/http/server.ts under FILL_PEER_PATH). */
 export async function serveFillPeer(req: IncomingMessage, res: ServerResponse, pathname: string, deps: { driver: Driver; blobs: BlobStore; fills?: OwnedFills }): Promise<void> {
   if (req.method !== 'GET') throw new RegistryError('UNSUPPORTED', `${req.method} is not supported on this endpoint (allowed: GET)`, { headers: { Allow: 'GET' } });
-  checkSignature(await peerSecret(deps.driver), req, pathname);
+  checkPeerSignature(await peerSecret(deps.driver), req, pathname);
   const m = /^sha256-([0-9a-f]{64})$/.exec(pathname.slice(FILL_PEER_PATH.length));
   if (!m) throw new RegistryError('NOT_FOUND', `no such endpoint: ${pathname.slice(0, 100)}`);
   const digest = `sha256:${m[1]}`;

@@ -2,8 +2,9 @@
 // (rewritten now and then while parts arrive, so its time shows the session is alive), and its bytes
 // in this process's scratch folder, <scratch>/uploads/<id>: parts are written there with O_DIRECT and
 // the verified file is published with putFile (a rename on one filesystem). Both survive a restart;
-// stale ones are purged. The bytes are local: a session continues on the replica that received its
-// first part (replicas behind a load balancer must route an upload URL to that replica).
+// stale ones are purged. The bytes are local to the replica that opened the session; its record
+// names that replica (`at`, its advertised URL), and another replica forwards the session's
+// requests there (src/http/upload-forward.ts).
 //
 // Bytes arrive in order (PATCH with Content-Range S-E, or docker-style chunks without a range)
 // and are hashed while they are written, so the commit needs no second pass over the data. A part
@@ -47,6 +48,8 @@ export interface SessionInfo extends UploadRepo {
   /** Set once committed: the digest the bytes were published as. */
   committed?: string;
   size?: number;
+  /** The URL of the registry process that holds the bytes (storage.advertiseUrl, or its listen address). */
+  at?: string;
 }
 
 interface HashState {
@@ -78,11 +81,27 @@ export class Uploads {
   private announced = new Map<string, Set<string>>();
   private announcedAs = new Map<string, string>();
   private touched = new Map<string, number>();
+  private self?: string;
 
   /** `scratch`: this process's local folder (App.scratch) that holds the sessions' bytes. */
   constructor(private readonly driver: Driver, private readonly scratch: string, private readonly blobs: BlobStore, private readonly log: Logger,
     private readonly limits: { quota?: UploadQuota; space?: DiskSpace } = {}) {
     onDirectIoRefused((e) => this.log.warn({ err: e }, 'the data folder refuses O_DIRECT writes; uploads are written through the page cache (more CPU per pushed GiB)'));
+  }
+
+  /** The URL other replicas reach this process at: new sessions name it as their owner. */
+  advertise(url: string): void {
+    this.self = url;
+  }
+
+  /**
+   * Where a request on session `id` must go when another process holds its bytes: that process's
+   * URL; undefined when this one handles it (its bytes are here, it is committed, or it names no owner).
+   */
+  async ownerElsewhere(id: string, repo: UploadRepo): Promise<string | undefined> {
+    const info = await this.info(id, repo);
+    if (info.committed || !info.at || info.at === this.self) return undefined;
+    return (await stat(this.dataPath(id)).catch(() => null)) ? undefined : info.at;
   }
 
   private dataPath(id: string): string {
@@ -130,7 +149,8 @@ export class Uploads {
 
   /** Open a session for `owner`, within the session quotas and the free-space floor. */
   async create(repo: UploadRepo, digest?: string, owner = 'anonymous', by?: string): Promise<SessionInfo> {
-    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), owner, ...(digest ? { digest } : {}), ...(by ? { by } : {}) };
+    const info: SessionInfo = { id: randomUUID(), namespace: repo.namespace, model: repo.model, createdMs: Date.now(), owner, ...(digest ? { digest } : {}), ...(by ? { by } : {}),
+      ...(this.self ? { at: this.self } : {}) };
     await this.countOnDisk();
     await this.limits.space?.check('a new upload');
     this.limits.quota?.open(info.id, owner);
