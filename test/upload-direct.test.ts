@@ -115,3 +115,31 @@ test('a chunked part longer than its Content-Range is refused and leaves nothing
   assert.match(answer, /^HTTP\/1\.1 400 /);
   await rangeBecomes(loc, '0-5000000');
 });
+
+test('six uploads at once (more than the aligned slots serve, so some go buffered): each blob byte-exact, a wrong digest refused', async () => {
+  // Hash states of concurrent uploads share the hashing threads and slots are reused while parts
+  // arrive: every blob must still hash to its own bytes.
+  const blobs = Array.from({ length: 6 }, (_, i) => bytes.subarray(i * 1_000_003, i * 1_000_003 + 19_000_001));
+  const done = await Promise.all(blobs.map(async (b, i) => {
+    const post = await call(`/v2/team/many${i}/blobs/uploads/`, 'POST');
+    const loc = new URL(String(post.headers.location)).pathname;
+    for (const [s, e] of [[0, 9_500_000], [9_500_000, b.length]] as const) {
+      const r = await call(loc, 'PATCH', { 'Content-Range': `${s}-${e - 1}`, 'Content-Type': 'application/octet-stream' }, b.subarray(s, e));
+      assert.equal(r.status, 202, r.text());
+    }
+    // The last one claims the digest of another upload's bytes.
+    const digest = `sha256:${sha256Hex(i === 5 ? blobs[0]! : b)}`;
+    const put = await call(`${loc}?digest=${encodeURIComponent(digest)}`, 'PUT', { 'Content-Length': 0 });
+    return { put, digest };
+  }));
+  for (const [i, { put, digest }] of done.entries()) {
+    if (i === 5) {
+      assert.equal(put.status, 400, put.text());
+      assert.match(put.text(), /DIGEST_INVALID/);
+      continue;
+    }
+    assert.equal(put.status, 201, put.text());
+    const blob = await call(`/v2/team/many${i}/blobs/${digest}`, 'GET');
+    assert.ok(blob.body.equals(blobs[i]!), `blob ${i} differs from what was pushed`);
+  }
+});

@@ -110,7 +110,8 @@ export class BodyWatch {
     const now = Date.now();
     for (const w of this.watched) {
       const { req, res } = w;
-      if (req.complete || req.socket.destroyed) {
+      // Node drops req.socket (null) once the exchange is over, e.g. an answered upload part.
+      if (req.complete || !req.socket || req.socket.destroyed) {
         this.watched.delete(w);
         continue;
       }
