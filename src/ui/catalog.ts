@@ -1,5 +1,6 @@
 // The catalog the web page shows: every tag of every host folder, summarised from its manifest
 // and config blob. Blob bytes never change for a digest, so parsed config blobs are cached.
+import { Coalesce } from '../coalesce.js';
 import type { App } from '../app.js';
 import type { Descriptor, Manifest } from '../registry/manifests/manifest-format.js';
 import { parseManifest } from '../registry/manifests/manifest-format.js';
@@ -199,16 +200,11 @@ async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map
   return [...models.values()].map(({ digests: _d, ...m }) => ({ ...m, tags: m.tags.sort(order) }));
 }
 
-const building = new WeakMap<App, Promise<Catalog>>();
+const building = new Coalesce<App, Catalog>();
 
 /** Everything the catalog page lists; requests that arrive while it is being built share it. */
 export function buildCatalog(app: App): Promise<Catalog> {
-  let p = building.get(app);
-  if (!p) {
-    p = build(app).finally(() => building.delete(app));
-    building.set(app, p);
-  }
-  return p;
+  return building.run(app, () => build(app));
 }
 
 /** Every tag file name, host folders in lookup order; folders are listed in parallel (what all() yields, faster). */
