@@ -13,9 +13,8 @@
 // rewrites (rm, gc) are found by a walk of the whole tree, in the background every few seconds
 // while requests come.
 import type { Driver } from '../../storage/driver.js';
-import { childManifests, referencedDigests } from '../manifests/manifest-format.js';
 import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
-import { readBlobManifest } from '../manifests/manifest-tree.js';
+import { TreeWalk } from '../manifests/manifest-tree.js';
 
 const RECHECK_MS = 1000;
 const RECHECKS_MAX = 10_000;
@@ -53,13 +52,11 @@ export class BlobAccess {
   private rechecks = new Map<string, { at: number; done: Promise<void> }>();
   /** repository key → child manifest digest (a list's child, a subject) → how many manifests name it. */
   private childrenOf = new Map<string, Map<string, number>>();
-  /** child manifest digest → what it names (content-addressed, so never stale). */
-  private treeCache = new Map<string, { digests: string[]; children: string[] } | null>();
   /** Index updates run one at a time, so a walk and a single-file update never interleave. */
   private queue: Promise<void> = Promise.resolve();
 
   /** `keysOf`: the storage keys of a repository's manifest files (every host folder, every tag). */
-  constructor(private readonly driver: Driver, private readonly opts: {
+  constructor(driver: Driver, private readonly opts: {
     grantTtlMs: number;
     keysOf: (repo: RepoName) => Promise<string[]>;
     /** Grants that outlive a restart (blobs committed by pushes still in progress), loaded once at start. */
@@ -165,26 +162,14 @@ export class BlobAccess {
    * index's children pushed by digest) names the blob, at any depth. Read only on a miss.
    */
   private async inTree(digest: string, repo: string): Promise<boolean> {
-    const queue = [...(this.childrenOf.get(repo)?.keys() ?? [])];
-    const seen = new Set<string>();
-    while (queue.length && seen.size < TREE_READS_MAX) {
-      const child = queue.shift()!;
-      if (seen.has(child)) continue;
-      seen.add(child);
+    const walk = new TreeWalk(this.childrenOf.get(repo)?.keys());
+    for (let child = walk.next(); child && walk.visited <= TREE_READS_MAX; child = walk.next()) {
       if (child === digest) return true;
-      let names = this.treeCache.get(child);
-      if (names === undefined) {
-        const m = await readBlobManifest(this.driver, child);
-        // Absent yet (a cache fetches children later): not remembered, so it is read again when it lands.
-        names = m && { digests: referencedDigests(m.manifest).map((d) => d.digest), children: childManifests(m.manifest).map((d) => d.digest) };
-        if (names) {
-          if (this.treeCache.size > 10_000) this.treeCache.clear();
-          this.treeCache.set(child, names);
-        }
-      }
+      // The index's reading (its walk read most already). Its subject is not followed: it may name any digest unchecked.
+      const names = await this.index.blobNames(child);
       if (!names) continue;
-      if (names.digests.includes(digest)) return true;
-      queue.push(...names.children);
+      if (names.refs.includes(digest)) return true;
+      walk.add(names.lists);
     }
     return false;
   }
