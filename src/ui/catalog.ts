@@ -7,8 +7,8 @@ import { parseManifest } from '../registry/manifests/manifest-format.js';
 import type { ManifestRef, StoredManifest } from '../registry/manifests/manifests.js';
 import { isValidPart } from '../names.js';
 import { manifestDir, manifestKey } from '../storage/layout.js';
-import type { ModelSummary, TagSummary } from './client/api.js';
-import { sourceOf } from './hooks.js';
+import type { ModelSummary, Source, TagSummary } from './client/api.js';
+import { sourceOf } from '../registry/housekeeping/sources.js';
 import { artifactKind, configFacts } from './artifact.js';
 import { treeDigests } from '../registry/manifests/manifest-tree.js';
 
@@ -182,7 +182,7 @@ async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map
     let m = models.get(key);
     if (!m) {
       const { host, namespace, model } = row.ref;
-      m = { host, namespace, model, source: sourceOf(app, host), tags: [], size: 0, modified: row.summary.modified, digests: new Set() };
+      m = { host, namespace, model, source: pageSource(app, host), tags: [], size: 0, modified: row.summary.modified, digests: new Set() };
       models.set(key, m);
     }
     m.tags.push(row.summary);
@@ -198,6 +198,11 @@ async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map
   const order = (a: TagSummary, b: TagSummary) => (b.tag === 'latest' ? 1 : 0) - (a.tag === 'latest' ? 1 : 0)
     || a.tag.localeCompare(b.tag, 'en', { numeric: true, sensitivity: 'base' }) || (a.tag < b.tag ? -1 : 1);
   return [...models.values()].map(({ digests: _d, ...m }) => ({ ...m, tags: m.tags.sort(order) }));
+}
+
+/** The page's source of a host folder: pushed here, or named after the registry its models came from. */
+function pageSource(app: App, host: string): Source {
+  return sourceOf(app.config, host) === 'pushed' ? { kind: 'pushed', label: 'pushed' } : { kind: 'upstream', label: host };
 }
 
 const building = new Coalesce<App, Catalog>();
