@@ -3,7 +3,7 @@
 import { Coalesce } from '../coalesce.js';
 import type { App } from '../app.js';
 import type { Descriptor, Manifest } from '../registry/manifests/manifest-format.js';
-import { parseManifest } from '../registry/manifests/manifest-format.js';
+import { MAX_CONFIG_BYTES, parseManifest } from '../registry/manifests/manifest-format.js';
 import type { ManifestRef, StoredManifest } from '../registry/manifests/manifests.js';
 import { isValidPart } from '../names.js';
 import { manifestDir, manifestKey } from '../storage/layout.js';
@@ -29,7 +29,6 @@ export interface ConfigInfo {
   platform: string | null;
 }
 
-const CONFIG_MAX = 1 << 20;
 const CACHE_MAX = 50_000;
 
 /** What one manifest file says, kept while the file's mtime and size stay the same. */
@@ -80,8 +79,8 @@ export async function readConfig(app: App, desc: Descriptor | undefined): Promis
   const configs = cacheOf(app).configs;
   const hit = configs.get(desc.digest);
   if (hit) return hit;
-  const head = await readBlobHead(app, desc.digest, CONFIG_MAX);
-  if (!head || head.size > CONFIG_MAX) return null;
+  const head = await readBlobHead(app, desc.digest, MAX_CONFIG_BYTES);
+  if (!head || head.size > MAX_CONFIG_BYTES) return null;
   let values: unknown;
   try {
     values = JSON.parse(head.bytes.toString('utf8'));

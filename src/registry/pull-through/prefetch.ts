@@ -6,6 +6,7 @@ import { DEFAULT_HOST, formatName, parseModelName, type ModelName } from '../../
 import type { Upstream } from '../../upstream/client.js';
 import { referencedDigests, parseManifest } from '../manifests/manifest-format.js';
 import { treeDigests } from '../manifests/manifest-tree.js';
+import { MiB } from '../../units.js';
 
 export type PullEvent =
   | { status: string; digest?: string; total?: number; completed?: number; name?: string }
@@ -22,7 +23,6 @@ export interface PrefetchResult {
   stale: boolean;
 }
 
-const MiB = 1 << 20;
 
 /** Upstreams for a name as typed: its host picks the upstream (hf.co/…); the default host routes by namespace. */
 export function upstreamsForName(app: App, name: ModelName): Upstream[] {
