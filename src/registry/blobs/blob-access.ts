@@ -12,6 +12,7 @@
 // per tag, like a manifest lookup; at most once a second per repository). Their deletes and
 // rewrites (rm, gc) are found by a walk of the whole tree, in the background every few seconds
 // while requests come.
+import { Coalesce } from '../../coalesce.js';
 import type { Driver } from '../../storage/driver.js';
 import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
 import { TreeWalk } from '../manifests/manifest-tree.js';
@@ -45,7 +46,7 @@ export class BlobAccess {
   private grants = new Map<string, Map<string, number>>();
   private grantCount = 0;
   private started: Promise<void> | null = null;
-  private walking: Promise<void> | null = null;
+  private walking = new Coalesce<'walk', void>();
   /** When the last finished walk began. */
   private walkedAt = -Infinity;
   /** Repository key → the last re-read of its manifest files after a miss. */
@@ -103,13 +104,10 @@ export class BlobAccess {
 
   /** Walk the whole manifests tree (one walk at a time, shared by whoever waits for it). */
   private walk(): Promise<void> {
-    if (!this.walking) {
+    return this.walking.run('walk', () => {
       const at = Date.now();
-      this.walking = this.serial(() => this.index.refresh())
-        .then(() => { this.walkedAt = at; })
-        .finally(() => { this.walking = null; });
-    }
-    return this.walking;
+      return this.serial(() => this.index.refresh()).then(() => { this.walkedAt = at; });
+    });
   }
 
   /** Load the index (the first call walks the tree; later calls return at once). */
@@ -128,7 +126,7 @@ export class BlobAccess {
 
   private async current(): Promise<void> {
     await this.start();
-    if (Date.now() - this.walkedAt > BACKGROUND_WALK_MS && !this.walking) {
+    if (Date.now() - this.walkedAt > BACKGROUND_WALK_MS && this.walking.size === 0) {
       this.walk().catch((e: unknown) => this.opts.onError?.(e as Error));
     }
   }
