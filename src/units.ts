@@ -1,5 +1,7 @@
 // Sizes and durations as people write them in flags and config: `50GB`, `1.5TiB`, `90m`, `1h`.
 
+export const MiB = 2 ** 20;
+
 const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1,
   k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12,

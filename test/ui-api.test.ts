@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { defaults } from '../src/config.js';
 import { parsePolicy } from '../src/auth/rules.js';
+import { cli } from './support/cli.js';
 import { request } from './support/http.js';
 import { makeModel, type MadeModel } from './support/models.js';
 import { basicToken, addUser } from './support/registry-auth.js';
@@ -342,5 +343,22 @@ test('the catalog lists only what the requester may pull (rights, then policy ru
   } finally {
     await open?.close();
     await priv.close().catch(() => {});
+  }
+});
+
+test('the page and ls agree on the push host folder: its name compares without case, and it is never a cache', async () => {
+  // Once the page said "from pushed.example" (an upstream) for a folder ls and gc took for the push host.
+  const pushHost = 'Pushed.Example';
+  const own = await startTestRegistry({ config: { pushHost, storage: { ...defaults().storage, cachedHosts: ['pushed.example'] } } });
+  try {
+    await makeModel(own.data, { host: 'pushed.example', namespace: 'team', model: 'mine', tag: 'v1' });
+    const page = find((await request(own.url, '/api/ui/models')).json().models, 'pushed.example', 'team', 'mine');
+    assert.deepEqual(page.source, { kind: 'pushed', label: 'pushed' });
+    const env = { ...process.env, OLLAMA_REGISTRY_PUSH_HOST: pushHost, OLLAMA_REGISTRY_CACHED_HOSTS: 'pushed.example' };
+    const ls = await cli(['ls', '--json', '--data', own.data], { env });
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.deepEqual(JSON.parse(ls.stdout).models.map((m: any) => [m.name, m.source]), [['pushed.example/team/mine:v1', 'local']]);
+  } finally {
+    await own.close();
   }
 });

@@ -6,6 +6,7 @@
 // rewritten: records are only created, and removed once expired (their time says when).
 // A memory map answers repeats in this process without a store request.
 import { createHash } from 'node:crypto';
+import { Coalesce } from '../coalesce.js';
 import { fromFsError } from '../errors.js';
 import type { Driver } from '../storage/driver.js';
 import { noncesKey, usedNonceDir, usedNonceKey } from '../storage/layout.js';
@@ -19,7 +20,7 @@ export class UsedNonces {
   private seen = new Map<string, number>();
   private loading?: Promise<void>;
   private uses = 0;
-  private sweeping?: Promise<void>;
+  private sweeping = new Coalesce<'sweep', void>();
 
   /** `driver`: where to keep them (none: memory only). */
   constructor(private readonly windowMs: number, private readonly driver?: Driver, private readonly max = 200_000) {}
@@ -71,13 +72,14 @@ export class UsedNonces {
 
   /** Remove expired records (by their time: a record is written when its nonce is used). */
   private sweepSoon(now: number): void {
-    if (this.sweeping || !this.driver) return;
+    if (!this.driver) return;
     const d = this.driver;
-    this.sweeping = (async () => {
+    // One sweep at a time: a call while one runs joins it.
+    this.sweeping.run('sweep', async () => {
       for await (const e of d.entries(usedNonceDir())) {
         if (e.mtimeMs + 2 * this.windowMs + 60_000 < now) await d.delete(e.key);
       }
-    })().catch(() => {}).finally(() => { this.sweeping = undefined; });
+    }).catch(() => {});
   }
 
   private prune(now: number): void {

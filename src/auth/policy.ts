@@ -2,6 +2,7 @@
 // namespace. Pulls are anonymous unless `auth.anonymousRead` is off; pushes and deletes always
 // need a registered key or user with the right in that namespace. Grants are looked up live on
 // every decision, so removing a key or a right also ends the tokens already issued for it.
+import { Coalesce } from '../coalesce.js';
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -29,7 +30,7 @@ export const TS_WINDOW_MS = 5 * 60_000;
 export class Auth {
   readonly nonces: UsedNonces;
   private passwordCache = new Map<string, number>();
-  private verifying = new Map<string, Promise<boolean>>();
+  private verifying = new Coalesce<string, boolean>();
   readonly passwords: PasswordPool;
   private readonly userFailures: FailureThrottle;
   private readonly addressFailures: FailureThrottle;
@@ -100,12 +101,8 @@ export class Auth {
       throw new RegistryError('TOOMANYREQUESTS', `too many failed sign-ins for this user name or from this address; try again in ${s} s`, { headers: { 'Retry-After': String(s) } });
     }
     // The same check already running (a client's parallel requests) is awaited, not repeated.
-    let pending = this.verifying.get(key);
-    if (!pending) {
-      pending = verifyPassword(password, stored, this.passwords.derive).finally(() => this.verifying.delete(key));
-      this.verifying.set(key, pending);
-    }
-    if (!(await pending) || !principal) {
+    const verified = await this.verifying.run(key, () => verifyPassword(password, stored, this.passwords.derive));
+    if (!verified || !principal) {
       const lockedName = this.userFailures.fail(name);
       const lockedAddress = this.addressFailures.fail(ip);
       if (lockedName || lockedAddress) {

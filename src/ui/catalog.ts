@@ -1,13 +1,14 @@
 // The catalog the web page shows: every tag of every host folder, summarised from its manifest
 // and config blob. Blob bytes never change for a digest, so parsed config blobs are cached.
+import { Coalesce } from '../coalesce.js';
 import type { App } from '../app.js';
 import type { Descriptor, Manifest } from '../registry/manifests/manifest-format.js';
-import { parseManifest } from '../registry/manifests/manifest-format.js';
+import { MAX_CONFIG_BYTES, parseManifest } from '../registry/manifests/manifest-format.js';
 import type { ManifestRef, StoredManifest } from '../registry/manifests/manifests.js';
 import { isValidPart } from '../names.js';
 import { manifestDir, manifestKey } from '../storage/layout.js';
-import type { ModelSummary, TagSummary } from './client/api.js';
-import { sourceOf } from './hooks.js';
+import type { ModelSummary, Source, TagSummary } from './client/api.js';
+import { sourceOf } from '../registry/housekeeping/sources.js';
 import { artifactKind, configFacts } from './artifact.js';
 import { treeDigests } from '../registry/manifests/manifest-tree.js';
 
@@ -28,7 +29,6 @@ export interface ConfigInfo {
   platform: string | null;
 }
 
-const CONFIG_MAX = 1 << 20;
 const CACHE_MAX = 50_000;
 
 /** What one manifest file says, kept while the file's mtime and size stay the same. */
@@ -79,8 +79,8 @@ export async function readConfig(app: App, desc: Descriptor | undefined): Promis
   const configs = cacheOf(app).configs;
   const hit = configs.get(desc.digest);
   if (hit) return hit;
-  const head = await readBlobHead(app, desc.digest, CONFIG_MAX);
-  if (!head || head.size > CONFIG_MAX) return null;
+  const head = await readBlobHead(app, desc.digest, MAX_CONFIG_BYTES);
+  if (!head || head.size > MAX_CONFIG_BYTES) return null;
   let values: unknown;
   try {
     values = JSON.parse(head.bytes.toString('utf8'));
@@ -181,7 +181,7 @@ async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map
     let m = models.get(key);
     if (!m) {
       const { host, namespace, model } = row.ref;
-      m = { host, namespace, model, source: sourceOf(app, host), tags: [], size: 0, modified: row.summary.modified, digests: new Set() };
+      m = { host, namespace, model, source: pageSource(app, host), tags: [], size: 0, modified: row.summary.modified, digests: new Set() };
       models.set(key, m);
     }
     m.tags.push(row.summary);
@@ -199,16 +199,16 @@ async function collect(app: App, refs: ManifestRef[], shadow: Shadow, sizes: Map
   return [...models.values()].map(({ digests: _d, ...m }) => ({ ...m, tags: m.tags.sort(order) }));
 }
 
-const building = new WeakMap<App, Promise<Catalog>>();
+/** The page's source of a host folder: pushed here, or named after the registry its models came from. */
+function pageSource(app: App, host: string): Source {
+  return sourceOf(app.config, host) === 'pushed' ? { kind: 'pushed', label: 'pushed' } : { kind: 'upstream', label: host };
+}
+
+const building = new Coalesce<App, Catalog>();
 
 /** Everything the catalog page lists; requests that arrive while it is being built share it. */
 export function buildCatalog(app: App): Promise<Catalog> {
-  let p = building.get(app);
-  if (!p) {
-    p = build(app).finally(() => building.delete(app));
-    building.set(app, p);
-  }
-  return p;
+  return building.run(app, () => build(app));
 }
 
 /** Every tag file name, host folders in lookup order; folders are listed in parallel (what all() yields, faster). */

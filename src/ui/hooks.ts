@@ -2,7 +2,6 @@
 // their controls as soon as `features()` says they exist (contracts in README, "The web catalog").
 import type { App } from '../app.js';
 import { TOKEN_PATH } from '../http/auth.js';
-import type { Source } from './client/api.js';
 
 export interface UiFeatures {
   /** Prefetch: POST {"name": "<as users type it>"} to url; NDJSON progress in ollama's /api/pull shape. */
@@ -25,13 +24,4 @@ export function features(app: App): UiFeatures {
   const hasUsers = app.auth.store.users().length > 0;
   const signIn = hasUsers && (del || prefetch || !app.config.auth.anonymousRead) ? { tokenUrl: TOKEN_PATH } : false;
   return { prefetch, delete: del, signIn, ...(app.config.mirror ? { mirror: { setupUrl: '/mirror/setup' } } : {}) };
-}
-
-
-/**
- * Where a host folder's models came from. A folder is named after the registry its models were
- * pulled from (ollama's own layout); the push feature will name the folder it writes to here.
- */
-export function sourceOf(app: App, host: string): Source {
-  return host === app.config.pushHost ? { kind: 'pushed', label: 'pushed' } : { kind: 'upstream', label: host };
 }

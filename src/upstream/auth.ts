@@ -6,6 +6,7 @@
 // else an anonymous request: the key's signature is sent to the upstream's own host only, as
 // ollama does since CVE-2025-51471. A Basic challenge (htpasswd) is answered with the configured
 // user and password on every later request. Tokens are cached per repository scope until expiry.
+import { Coalesce } from '../coalesce.js';
 import { randomBytes } from 'node:crypto';
 import { request, type Dispatcher } from 'undici';
 import { printable, readSmall, UpstreamError, USER_AGENT, withReason } from './common.js';
@@ -33,7 +34,7 @@ const KEY_HINT = '; to allow this registry there, register its public key (print
 
 export class UpstreamAuth {
   private tokens = new Map<string, { token: string; expires: number }>();
-  private pending = new Map<string, Promise<SignIn>>();
+  private signingIn = new Coalesce<string, SignIn>();
   /** The upstream asked for Basic on its API itself (htpasswd): send it with every request. */
   private basicEverywhere = false;
   private key?: OwnKey;
@@ -86,12 +87,7 @@ export class UpstreamAuth {
    */
   answer(challenge: string | undefined, pathname: string): Promise<SignIn> {
     const scope = this.scopeOf(pathname);
-    let p = this.pending.get(scope);
-    if (!p) {
-      p = this.signIn(challenge, scope).finally(() => this.pending.delete(scope));
-      this.pending.set(scope, p);
-    }
-    return p;
+    return this.signingIn.run(scope, () => this.signIn(challenge, scope));
   }
 
   private async signIn(challenge: string | undefined, pathScope: string): Promise<SignIn> {

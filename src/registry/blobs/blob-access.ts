@@ -12,10 +12,10 @@
 // per tag, like a manifest lookup; at most once a second per repository). Their deletes and
 // rewrites (rm, gc) are found by a walk of the whole tree, in the background every few seconds
 // while requests come.
+import { Coalesce } from '../../coalesce.js';
 import type { Driver } from '../../storage/driver.js';
-import { childManifests, referencedDigests } from '../manifests/manifest-format.js';
 import { ManifestIndex, type ManifestEntry } from '../manifests/manifest-index.js';
-import { readBlobManifest } from '../manifests/manifest-tree.js';
+import { TreeWalk } from '../manifests/manifest-tree.js';
 
 const RECHECK_MS = 1000;
 const RECHECKS_MAX = 10_000;
@@ -46,7 +46,7 @@ export class BlobAccess {
   private grants = new Map<string, Map<string, number>>();
   private grantCount = 0;
   private started: Promise<void> | null = null;
-  private walking: Promise<void> | null = null;
+  private walking = new Coalesce<'walk', void>();
   /** When the last finished walk began. */
   private walkedAt = -Infinity;
   /** Repository key → the last re-read of its manifest files after a miss. */
@@ -55,13 +55,11 @@ export class BlobAccess {
   private reloaded?: { at: number; done: Promise<void> };
   /** repository key → child manifest digest (a list's child, a subject) → how many manifests name it. */
   private childrenOf = new Map<string, Map<string, number>>();
-  /** child manifest digest → what it names (content-addressed, so never stale). */
-  private treeCache = new Map<string, { digests: string[]; children: string[] } | null>();
   /** Index updates run one at a time, so a walk and a single-file update never interleave. */
   private queue: Promise<void> = Promise.resolve();
 
   /** `keysOf`: the storage keys of a repository's manifest files (every host folder, every tag). */
-  constructor(private readonly driver: Driver, private readonly opts: {
+  constructor(driver: Driver, private readonly opts: {
     grantTtlMs: number;
     keysOf: (repo: RepoName) => Promise<string[]>;
     /** Grants that outlive a restart (blobs committed by pushes still in progress), loaded once at start. */
@@ -108,13 +106,10 @@ export class BlobAccess {
 
   /** Walk the whole manifests tree (one walk at a time, shared by whoever waits for it). */
   private walk(): Promise<void> {
-    if (!this.walking) {
+    return this.walking.run('walk', () => {
       const at = Date.now();
-      this.walking = this.serial(() => this.index.refresh())
-        .then(() => { this.walkedAt = at; })
-        .finally(() => { this.walking = null; });
-    }
-    return this.walking;
+      return this.serial(() => this.index.refresh()).then(() => { this.walkedAt = at; });
+    });
   }
 
   /** Take the saved grants in (commit markers in the store; another replica's pushes among them). */
@@ -149,7 +144,7 @@ export class BlobAccess {
 
   private async current(): Promise<void> {
     await this.start();
-    if (Date.now() - this.walkedAt > BACKGROUND_WALK_MS && !this.walking) {
+    if (Date.now() - this.walkedAt > BACKGROUND_WALK_MS && this.walking.size === 0) {
       this.walk().catch((e: unknown) => this.opts.onError?.(e as Error));
     }
   }
@@ -183,26 +178,14 @@ export class BlobAccess {
    * index's children pushed by digest) names the blob, at any depth. Read only on a miss.
    */
   private async inTree(digest: string, repo: string): Promise<boolean> {
-    const queue = [...(this.childrenOf.get(repo)?.keys() ?? [])];
-    const seen = new Set<string>();
-    while (queue.length && seen.size < TREE_READS_MAX) {
-      const child = queue.shift()!;
-      if (seen.has(child)) continue;
-      seen.add(child);
+    const walk = new TreeWalk(this.childrenOf.get(repo)?.keys());
+    for (let child = walk.next(); child && walk.visited <= TREE_READS_MAX; child = walk.next()) {
       if (child === digest) return true;
-      let names = this.treeCache.get(child);
-      if (names === undefined) {
-        const m = await readBlobManifest(this.driver, child);
-        // Absent yet (a cache fetches children later): not remembered, so it is read again when it lands.
-        names = m && { digests: referencedDigests(m.manifest).map((d) => d.digest), children: childManifests(m.manifest).map((d) => d.digest) };
-        if (names) {
-          if (this.treeCache.size > 10_000) this.treeCache.clear();
-          this.treeCache.set(child, names);
-        }
-      }
+      // The index's reading (its walk read most already). Its subject is not followed: it may name any digest unchecked.
+      const names = await this.index.blobNames(child);
       if (!names) continue;
-      if (names.digests.includes(digest)) return true;
-      queue.push(...names.children);
+      if (names.refs.includes(digest)) return true;
+      walk.add(names.lists);
     }
     return false;
   }

@@ -5,6 +5,7 @@
 // statfs is cheap but not free: the figures are cached for a second, and streams count what they
 // write against them between reads, so a fast writer cannot overshoot by much. A refusal is
 // decided on fresh figures only (space freed a moment ago counts).
+import { Coalesce } from '../../coalesce.js';
 import { formatBytes } from '../../cli/format.js';
 import type { MinFree } from '../../config.js';
 import { RegistryError } from '../../errors.js';
@@ -15,7 +16,7 @@ interface Space { total: number; free: number }
 
 export class DiskSpace {
   private last?: Space & { at: number };
-  private pending?: Promise<void>;
+  private reading = new Coalesce<'space', void>();
 
   constructor(private readonly fs: { space(): Promise<Space> }, private readonly minFree: MinFree) {}
 
@@ -30,11 +31,10 @@ export class DiskSpace {
   /** Read the file system's figures again when they are older than a second (or now, with `force`). */
   refresh(force = false): Promise<void> {
     if (!force && this.last && Date.now() - this.last.at < REFRESH_MS) return Promise.resolve();
-    this.pending ??= this.fs.space().then(
+    return this.reading.run('space', () => this.fs.space().then(
       (s) => { this.last = { ...s, at: Date.now() }; },
       () => { /* no figures: writes meet the disk's own ENOSPC instead */ },
-    ).finally(() => { this.pending = undefined; });
-    return this.pending;
+    ));
   }
 
   /** Why a write of `bytes` more would be refused, or null. */

@@ -14,15 +14,19 @@ export function cachedHostRecord(driver: Driver): StateList {
   return new StateList(driver, 'cached-hosts.json');
 }
 
-export function isCachedHost(config: WithFeatures, host: string, recorded: ReadonlySet<string> = new Set()): boolean {
+/**
+ * Where a host folder's models come from: `pushed` (the `pushHost` folder), `cache` (copies of
+ * an upstream's, evictable) or `local` (imported or copied in). Host folder names compare without
+ * case, as lookups do. `ls` and gc tell only cache from the rest; the web page tells pushed ones.
+ */
+export function sourceOf(config: WithFeatures, host: string, recorded: ReadonlySet<string> = new Set()): 'pushed' | 'cache' | 'local' {
   const h = host.toLowerCase();
-  if (config.pushHost?.toLowerCase() === h) return false;
-  if (recorded.has(h)) return true;
+  if (config.pushHost?.toLowerCase() === h) return 'pushed';
+  if (recorded.has(h)) return 'cache';
   const cached = [...(config.upstreams ?? []).map((u) => u.host), ...config.storage.cachedHosts];
-  return cached.some((x) => x.toLowerCase() === h);
+  return cached.some((x) => x.toLowerCase() === h) ? 'cache' : 'local';
 }
 
-/** What `ls` shows as the source of a host folder's models. */
-export function sourceOf(config: WithFeatures, host: string, recorded?: ReadonlySet<string>): 'cache' | 'local' {
-  return isCachedHost(config, host, recorded) ? 'cache' : 'local';
+export function isCachedHost(config: WithFeatures, host: string, recorded?: ReadonlySet<string>): boolean {
+  return sourceOf(config, host, recorded) === 'cache';
 }

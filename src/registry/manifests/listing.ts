@@ -2,7 +2,7 @@
 import type { App } from '../../app.js';
 import { ManifestIndex } from './manifest-index.js';
 import { Pins } from '../housekeeping/pins.js';
-import { cachedHostRecord, sourceOf } from '../housekeeping/sources.js';
+import { cachedHostRecord, isCachedHost } from '../housekeeping/sources.js';
 
 export interface ModelRow {
   name: string;
@@ -42,7 +42,7 @@ export async function listModels(app: App): Promise<Listing> {
     for (const b of e.blobs) seen.set(b.digest, b.size);
     const pulled = pulls.get(e.name);
     models.push({
-      name: e.name, ...e.ref, digest: e.digest, size: e.size, source: sourceOf(app.config, e.ref.host, recorded), pinned: pins.has(e.name),
+      name: e.name, ...e.ref, digest: e.digest, size: e.size, source: isCachedHost(app.config, e.ref.host, recorded) ? 'cache' : 'local', pinned: pins.has(e.name),
       lastPulled: pulled ? new Date(pulled).toISOString() : null, modified: new Date(e.mtimeMs).toISOString(),
       blobs: e.blobs.map((b) => ({ digest: b.digest, size: b.size, mediaType: b.mediaType })),
       ...(e.error ? { error: e.error } : {}),

@@ -17,6 +17,8 @@ export const MANIFEST_TYPES = [...IMAGE_TYPES, ...LIST_TYPES];
 
 /** Manifests larger than this are refused, wherever they come from (ollama's are a few KB). */
 export const MAX_MANIFEST_BYTES = 4 << 20;
+/** A config blob larger than this is not read for its fields. */
+export const MAX_CONFIG_BYTES = 1 << 20;
 
 export interface Descriptor {
   mediaType?: string;

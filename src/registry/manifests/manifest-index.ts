@@ -10,8 +10,8 @@ import { digestFromBlobFileName, isValidPart } from '../../names.js';
 import { readAllIfExists, type Driver } from '../../storage/driver.js';
 import { blobKey, MANIFESTS, UNTAGGED } from '../../storage/layout.js';
 import { sha256Digest } from '../blobs/hashing.js';
-import { childManifests, MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from './manifest-format.js';
-import { readBlobManifest } from './manifest-tree.js';
+import { childManifests, MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor, type Manifest } from './manifest-format.js';
+import { readBlobManifest, TreeWalk } from './manifest-tree.js';
 import type { ManifestRef } from './manifests.js';
 
 const DIGEST_SCAN = /sha256:[0-9a-f]{64}/g;
@@ -58,20 +58,34 @@ interface Cached extends ManifestEntry {
 /** Told of every entry that appears, changes (both set) or goes (next undefined). */
 export type IndexListener = (prev: ManifestEntry | undefined, next: ManifestEntry | undefined) => void;
 
+/** What a manifest names, apart: its references (a list's children among them), its list children, its subject. */
+export interface ManifestNames {
+  refs: string[];
+  lists: string[];
+  subject?: string;
+}
+
+function shapeOf(m: Manifest): ManifestNames {
+  return { refs: referencedDigests(m).map((d) => d.digest), lists: childManifests(m).map((d) => d.digest), subject: m.subject?.digest };
+}
+
 /** What a manifest names: blobs (its own references and subject) and manifests to read further. */
 function namesOf(bytes: Buffer): { digests: string[]; children: string[]; subject?: string } {
-  const m = parseManifest(bytes);
-  const subject = m.subject?.digest;
-  const digests = referencedDigests(m).map((d) => d.digest);
+  const { refs: digests, lists, subject } = shapeOf(parseManifest(bytes));
   if (subject && !digests.includes(subject)) digests.push(subject);
-  return { digests, children: [...childManifests(m).map((d) => d.digest), ...(subject ? [subject] : [])], subject };
+  return { digests, children: [...lists, ...(subject ? [subject] : [])], subject };
+}
+
+/** The manifests a manifest's names lead to: its list children and its subject. */
+function followed(n: ManifestNames): string[] {
+  return n.subject ? [...n.lists, n.subject] : n.lists;
 }
 
 export class ManifestIndex {
   private entries = new Map<string, Cached>();
   private untaggedEntries = new Map<string, UntaggedEntry>();
   /** Manifests read from blobs, by digest (content-addressed: never stale). */
-  private blobManifests = new Map<string, { digests: string[]; children: string[] }>();
+  private blobManifests = new Map<string, ManifestNames>();
 
   constructor(private readonly driver: Driver, private readonly onChange?: IndexListener) {}
 
@@ -146,23 +160,31 @@ export class ManifestIndex {
     for (const key of this.untaggedEntries.keys()) if (!seen.has(key)) this.untaggedEntries.delete(key);
   }
 
-  /** Read every child manifest (and theirs) that is stored as a blob. */
+  /** Read every child manifest (and theirs) that is stored as a blob; forget those no manifest names now. */
   private async readChildren(): Promise<void> {
-    const queue = [...this.entries.values(), ...this.untaggedEntries.values()].flatMap((e) => e.children);
-    const tried = new Set<string>();
-    while (queue.length) {
-      const digest = queue.pop()!;
-      if (tried.has(digest)) continue;
-      tried.add(digest);
-      let known = this.blobManifests.get(digest);
-      if (!known) {
-        const child = await readBlobManifest(this.driver, digest);
-        if (!child) continue; // absent, or not a manifest: the blob itself is referenced, nothing more
-        known = namesOf(child.bytes);
-        this.blobManifests.set(digest, known);
-      }
-      queue.push(...known.children);
+    const walk = new TreeWalk([...this.entries.values(), ...this.untaggedEntries.values()].flatMap((e) => e.children));
+    const named = new Set<string>();
+    for (let digest = walk.next(); digest; digest = walk.next()) {
+      named.add(digest);
+      const known = await this.blobNames(digest);
+      // absent, or not a manifest: the blob itself is referenced, nothing more
+      if (known) walk.add(followed(known));
     }
+    for (const digest of this.blobManifests.keys()) if (!named.has(digest)) this.blobManifests.delete(digest);
+  }
+
+  /**
+   * What the manifest kept as blob `digest` names; null when it is absent or not a manifest
+   * (not remembered: a cache fetches children later, so it is read again once it lands).
+   */
+  async blobNames(digest: string): Promise<ManifestNames | null> {
+    const known = this.blobManifests.get(digest);
+    if (known) return known;
+    const child = await readBlobManifest(this.driver, digest);
+    if (!child) return null;
+    const names = shapeOf(child.manifest);
+    this.blobManifests.set(digest, names);
+    return names;
   }
 
   untagged(): UntaggedEntry[] {
@@ -213,16 +235,17 @@ export class ManifestIndex {
   private closure(exclude: Set<string> | undefined, graceMs: number, now: number): { digests: Set<string>; untagged: Set<string> } {
     const out = new Set<string>();
     const live = new Set<string>();
+    // One walk for all roots: each child manifest's names are added once.
+    const walk = new TreeWalk<string>();
     const add = (digests: string[], children: string[]) => {
-      const queue = [...children];
       for (const d of digests) out.add(d);
-      while (queue.length) {
-        const c = queue.pop()!;
+      walk.add(children);
+      for (let c = walk.next(); c; c = walk.next()) {
         const m = this.blobManifests.get(c);
-        if (!m || live.has(`blob:${c}`)) continue;
-        live.add(`blob:${c}`);
-        for (const d of m.digests) out.add(d);
-        queue.push(...m.children);
+        if (!m) continue;
+        for (const d of m.refs) out.add(d);
+        if (m.subject) out.add(m.subject);
+        walk.add(followed(m));
       }
     };
     for (const e of this.entries.values()) {

@@ -7,6 +7,7 @@
 // folder every push is stored in, so a pushed model wins over a cached or imported one of the same
 // name; then `hosts` (default registry.ollama.ai). Names match case-insensitively; spelling is
 // preserved, and a push to an existing name in the push host keeps that name's first spelling.
+import { Coalesce } from '../../coalesce.js';
 import { RegistryError } from '../../errors.js';
 import { digestFromBlobFileName, isDigest, isValidPart } from '../../names.js';
 import { readAllIfExists, type Driver, type Stat } from '../../storage/driver.js';
@@ -185,15 +186,10 @@ export class ManifestStore {
   }
 
   /** Concurrent requests for one tag share the stat in flight (under load most requests do). */
-  private stats = new Map<string, Promise<Stat | null>>();
+  private stats = new Coalesce<string, Stat | null>();
 
   private statShared(key: string): Promise<Stat | null> {
-    let p = this.stats.get(key);
-    if (!p) {
-      p = this.driver.stat(key).finally(() => this.stats.delete(key));
-      this.stats.set(key, p);
-    }
-    return p;
+    return this.stats.run(key, () => this.driver.stat(key));
   }
 
   async get(namespace: string, model: string, reference: string, host?: string): Promise<StoredManifest> {

@@ -5,6 +5,7 @@
 // imported under another host) is served as it is; otherwise the cached copy in the first
 // routed upstream's host folder is served while fresh, re-checked upstream when older than the
 // upstream's freshness, and served stale (saying so) when every routed upstream fails.
+import { Coalesce } from '../../coalesce.js';
 import type { Config } from '../../config.js';
 import { RegistryError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -57,7 +58,7 @@ export class PullThrough {
   readonly upstreams: Upstream[];
   readonly fills: Fills;
   private byName = new Map<string, Upstream>();
-  private inflight = new Map<string, Promise<ManifestAnswer>>();
+  private inflight = new Coalesce<string, ManifestAnswer>();
   private readonly recorded = new Set<string>();
 
   constructor(
@@ -148,12 +149,7 @@ export class PullThrough {
   }
 
   private singleflight(key: string, fn: () => Promise<ManifestAnswer>): Promise<ManifestAnswer> {
-    let p = this.inflight.get(key);
-    if (!p) {
-      p = fn().finally(() => this.inflight.delete(key));
-      this.inflight.set(key, p);
-    }
-    return p;
+    return this.inflight.run(key, fn);
   }
 
   private async fetch(ups: Upstream[], namespace: string, model: string, reference: string, cached: StoredManifest | null, userAgent?: string): Promise<ManifestAnswer> {

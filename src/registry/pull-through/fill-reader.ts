@@ -6,8 +6,8 @@
 // after the digest matched; then the rest comes from the published blob.
 import type { Writable } from 'node:stream';
 import type { BlobStore } from '../blobs/blobs.js';
+import { MiB } from '../../units.js';
 
-const MiB = 1 << 20;
 const CHUNK = 1 * MiB;
 const MAX_CORKED = 8 * MiB; // memory bytes handed to one socket write at most
 

@@ -2,8 +2,8 @@
 // gathered into batches, written at their offsets with up to two writes in flight (a slow disk
 // round trip does not stall the socket), and reported once on disk.
 import type { Readable } from 'node:stream';
+import { MiB } from '../../units.js';
 
-const MiB = 1 << 20;
 const FLUSH_BYTES = 1 * MiB; // write (and wake readers) at least every MiB…
 const FLUSH_MS = 50; // …or every 50 ms
 

@@ -26,8 +26,8 @@ import { copyFill, RecentBytes, type ReadableFill } from './fill-reader.js';
 import { fillScratchFile, publishBlob, removeFillScratch, writeFillState, type FillState } from './fill-scratch.js';
 import { receive, type Fetch } from './fill-receive.js';
 import { IntervalSet } from './intervals.js';
+import { MiB } from '../../units.js';
 
-const MiB = 1 << 20;
 /** A lane's first request size, doubled per request up to maxChunk. Tests shrink these. */
 export const FILL_TUNING = { firstChunk: 8 * MiB, maxChunk: 64 * MiB, minSplit: 2 * MiB };
 const MAX_LANES = 32; // upstream connections per fill at most

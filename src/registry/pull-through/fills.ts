@@ -2,6 +2,7 @@
 // the state a previous run left in the scratch folder), a lease in the store against a second
 // process or replica (whose fill is then followed, fill-follow.ts), and blob sizes from upstream
 // HEADs or from manifests that passed through. See fill.ts for how one fill brings a blob in.
+import { Coalesce } from '../../coalesce.js';
 import { open, rmdir, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
@@ -29,7 +30,7 @@ export class Fills implements OwnedFills {
   /** This process in the leases it takes: a process on the same machine and scratch folder reads its files, others its URL. */
   private readonly self: Holder;
   private fills = new Map<string, BlobFill>();
-  private opening = new Map<string, Promise<BlobFill | null>>();
+  private opening = new Coalesce<string, BlobFill | null>();
   private sizes = new Map<string, { size: number; index: number }>();
 
   constructor(private readonly deps: FillDeps, private readonly leaseMs: number) {
@@ -94,13 +95,7 @@ export class Fills implements OwnedFills {
         continue;
       }
       // Check and claim in one step (no await in between), so two requests never open two fills.
-      let p = this.opening.get(digest);
-      if (!p) {
-        p = (async () => ((await this.deps.blobs.size(digest)) !== null ? null : this.open(digest, src)))()
-          .finally(() => this.opening.delete(digest));
-        this.opening.set(digest, p);
-      }
-      return await p;
+      return await this.opening.run(digest, async () => ((await this.deps.blobs.size(digest)) !== null ? null : this.open(digest, src)));
     }
   }
 

@@ -3,7 +3,7 @@
 // `User-Agent: ollama/<version>` are gated; other tools, and ollama dev builds (version 0.0.0,
 // which could be any commit), are not.
 import type { BlobStore } from '../blobs/blobs.js';
-import { childManifests, parseManifest, type Manifest } from '../manifests/manifest-format.js';
+import { childManifests, MAX_CONFIG_BYTES, parseManifest, type Manifest } from '../manifests/manifest-format.js';
 import { readBlobManifest } from '../manifests/manifest-tree.js';
 
 /** registry.ollama.ai's body, byte for byte: the stock client prints it after "412: ". */
@@ -11,7 +11,6 @@ export const GATED_BODY =
   '\nThe model you are attempting to pull requires a newer version of Ollama.\n\nPlease download the latest version at:\n\n\thttps://ollama.com/download\n';
 
 // Config blobs are a few hundred bytes; anything much bigger is not an ollama config.
-const MAX_CONFIG_BYTES = 1 << 20;
 const MAX_CACHED = 10_000;
 
 interface Version {

@@ -4,8 +4,9 @@ import type { App } from '../../app.js';
 import { RegistryError } from '../../errors.js';
 import { DEFAULT_HOST, formatName, parseModelName, type ModelName } from '../../names.js';
 import type { Upstream } from '../../upstream/client.js';
-import { childManifests, referencedDigests, parseManifest } from '../manifests/manifest-format.js';
-import { readBlobManifest } from '../manifests/manifest-tree.js';
+import { referencedDigests, parseManifest } from '../manifests/manifest-format.js';
+import { treeDigests } from '../manifests/manifest-tree.js';
+import { MiB } from '../../units.js';
 
 export type PullEvent =
   | { status: string; digest?: string; total?: number; completed?: number; name?: string }
@@ -22,7 +23,6 @@ export interface PrefetchResult {
   stale: boolean;
 }
 
-const MiB = 1 << 20;
 
 /** Upstreams for a name as typed: its host picks the upstream (hf.co/…); the default host routes by namespace. */
 export function upstreamsForName(app: App, name: ModelName): Upstream[] {
@@ -89,14 +89,11 @@ export async function prefetch(app: App, input: string, emit: (e: PullEvent) => 
   };
   // A list's children are manifests fetched as blobs (ollama's manifest list): then their blobs.
   const children = async () => {
-    for (const c of childManifests(top)) {
-      const child = await readBlobManifest(app.driver, c.digest);
-      for (const d of child ? referencedDigests(child.manifest) : []) {
-        if (!seen.has(d.digest)) {
-          seen.add(d.digest);
-          queue.push(d);
-          layers.push(d);
-        }
+    for (const d of await treeDigests(app.driver, top)) {
+      if (!seen.has(d.digest)) {
+        seen.add(d.digest);
+        queue.push(d);
+        layers.push(d);
       }
     }
   };

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { App } from '../../app.js';
 import { fromFsError } from '../../errors.js';
-import { blobKey } from '../../storage/layout.js';
+import { blobKey, manifestKey } from '../../storage/layout.js';
 import { writeFileAtomic } from '../../storage/local.js';
 import { HashingStream } from '../blobs/hashing.js';
 import { findByName } from '../manifests/lookup.js';
@@ -166,9 +166,12 @@ async function run(app: App, plan: ExportPlan, sink: Sink, onBytes: (n: number, 
 
 class Discard extends Error {}
 
+const manifestKeyOf = (ref: ManifestRef) => manifestKey(ref.host, ref.namespace, ref.model, ref.tag);
+
 /** Into a folder (new or an existing ollama models folder): each file staged, fsynced, renamed. */
 export async function exportToDir(app: App, plan: ExportPlan, dir: string, onBytes: (n: number, what: string) => void = () => {}): Promise<ExportResult> {
-  const blobPath = (d: string) => path.join(dir, 'blobs', `sha256-${d.slice(7)}`);
+  // The bundle is an ollama models folder: the store's own layout.
+  const blobPath = (d: string) => path.join(dir, blobKey(d));
   const full = (e: unknown, what: string) => {
     const err = fromFsError(e, what);
     if (err !== e) (err as Error).message = `no space left on ${dir} while writing ${what}; what was written so far is complete`;
@@ -186,11 +189,11 @@ export async function exportToDir(app: App, plan: ExportPlan, dir: string, onByt
         return true;
       } catch (e) {
         if (e instanceof Discard) return false;
-        throw full(e, `blobs/sha256-${d.slice(7)}`);
+        throw full(e, blobKey(d));
       }
     },
-    manifest: (ref, bytes) => writeFileAtomic(path.join(dir, 'manifests', ref.host, ref.namespace, ref.model, ref.tag), (part) => writeFile(part, bytes, { mode: 0o644 }))
-      .catch((e) => { throw full(e, `manifests/${ref.host}/${ref.namespace}/${ref.model}/${ref.tag}`); }),
+    manifest: (ref, bytes) => writeFileAtomic(path.join(dir, manifestKeyOf(ref)), (part) => writeFile(part, bytes, { mode: 0o644 }))
+      .catch((e) => { throw full(e, manifestKeyOf(ref)); }),
     finish: async () => {},
   };
   return run(app, plan, sink, onBytes);
@@ -220,7 +223,7 @@ export async function exportToTar(app: App, plan: ExportPlan, out: NodeJS.Writab
     manifestsFirst: true,
     has: async () => false,
     blob: async (d, size, source, transforms, verify) => {
-      const { e, done } = entry(`blobs/sha256-${d.slice(7)}`, size);
+      const { e, done } = entry(blobKey(d), size);
       const into = new Writable({
         highWaterMark: 1 << 20,
         write(c: Buffer, _enc, cb) {
@@ -235,7 +238,7 @@ export async function exportToTar(app: App, plan: ExportPlan, out: NodeJS.Writab
       return verify();
     },
     manifest: async (ref, bytes) => {
-      const { e, done } = entry(`manifests/${ref.host}/${ref.namespace}/${ref.model}/${ref.tag}`, bytes.length);
+      const { e, done } = entry(manifestKeyOf(ref), bytes.length);
       e.end(bytes);
       await done;
     },

@@ -12,7 +12,7 @@ import { digestHex, isValidPart } from '../../names.js';
 import { discard, linkOrCopy, scratchFile } from '../../storage/local.js';
 import { HashingStream } from '../blobs/hashing.js';
 import { MAX_MANIFEST_BYTES, parseManifest, referencedDigests, type Descriptor } from '../manifests/manifest-format.js';
-import { adoptChildren, readBlobManifest } from '../manifests/manifest-tree.js';
+import { adoptChildren, readBlobManifest, TreeWalk } from '../manifests/manifest-tree.js';
 import type { ManifestRef } from '../manifests/manifests.js';
 
 export interface ImportProblem {
@@ -144,17 +144,14 @@ export async function importFolder(app: App, src: string, onEvent: (e: ImportEve
       continue;
     }
     let missing: string | undefined;
-    const queue = [...refs];
-    const seen = new Set<string>();
-    for (let d = queue.shift(); d; d = queue.shift()) {
-      if (seen.has(d.digest)) continue;
-      seen.add(d.digest);
+    const walk = new TreeWalk(refs, (d) => d.digest);
+    for (let d = walk.next(); d; d = walk.next()) {
       if (!blobState.has(d.digest)) blobState.set(d.digest, await bringBlob(d));
       const why = blobState.get(d.digest);
       if (why && !missing) missing = `needs blob ${d.digest}, which is ${why}`;
       // A list's child is a manifest kept as a blob: its blobs come too.
       const child = why ? null : await readBlobManifest(app.driver, d.digest);
-      if (child) queue.push(...referencedDigests(child.manifest));
+      if (child) walk.add(referencedDigests(child.manifest));
     }
     if (missing) {
       problem(report.skippedManifests, { file: ref.file, reason: missing });

@@ -5,6 +5,7 @@
 //
 // Counted in memory and checked per chunk (no await between check and count, so parallel parts
 // cannot both slip under a cap); rebuilt from the session folders at start-up.
+import { Coalesce } from '../../coalesce.js';
 import { formatBytes } from '../../cli/format.js';
 import type { Config } from '../../config.js';
 import { RegistryError } from '../../errors.js';
@@ -23,7 +24,7 @@ export class UploadQuota {
   /** Running totals per owner and for everyone (''), so a chunk's check costs O(1). */
   private tallies = new Map<string, Tally>();
   private store?: { at: number; bytes: number };
-  private counting?: Promise<void>;
+  private counting = new Coalesce<'store', void>();
 
   constructor(private readonly config: Pick<Config, 'uploads' | 'storage'>, private readonly storeBytes: () => Promise<number>) {}
 
@@ -72,8 +73,7 @@ export class UploadQuota {
   /** Recount the store's blob bytes when the count is stale (before a part, not per chunk). */
   async refresh(): Promise<void> {
     if (!this.config.storage.maxSize || (this.store && Date.now() - this.store.at < STORE_RECOUNT_MS)) return;
-    this.counting ??= this.storeBytes().then((bytes) => { this.store = { at: Date.now(), bytes }; }).finally(() => { this.counting = undefined; });
-    await this.counting;
+    await this.counting.run('store', () => this.storeBytes().then((bytes) => { this.store = { at: Date.now(), bytes }; }));
   }
 
   /** `n` more bytes for a session: counted, or refused (507) when a byte cap or storage.maxSize would be passed. */
