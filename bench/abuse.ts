@@ -5,7 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { authStoreAt } from '../src/auth/policy.js';
+import { authStoreAt } from '../src/auth/decisions.js';
 import { hashPassword } from '../src/auth/passwords.js';
 import { FsDriver } from '../src/storage/fs.js';
 import { makeFixture } from './lib/fixture.js';

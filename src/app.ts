@@ -1,6 +1,6 @@
 // What every command and request handler shares: the configuration and the stores of one data folder.
 import path from 'node:path';
-import { Auth } from './auth/policy.js';
+import { Auth } from './auth/decisions.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';

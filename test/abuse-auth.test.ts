@@ -3,7 +3,7 @@
 // after a restart, and tokens parsed strictly.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { authStoreAt } from '../src/auth/policy.js';
+import { authStoreAt } from '../src/auth/decisions.js';
 import { parseKeyLine } from '../src/auth/sshkey.js';
 import { FsDriver } from '../src/storage/fs.js';
 import { request } from './support/http.js';

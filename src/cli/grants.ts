@@ -1,6 +1,6 @@
 // Options shared by `keys add` and `users add`: which namespaces, which rights.
 import type { Command } from 'commander';
-import { authStoreAt } from '../auth/policy.js';
+import { authStoreAt } from '../auth/decisions.js';
 import type { AuthStore, Grant } from '../auth/store.js';
 import { isValidPart } from '../names.js';
 import { openDriver } from '../storage/open.js';

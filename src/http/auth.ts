@@ -10,7 +10,7 @@
 // words with a generic message of its own.
 import type { IncomingMessage } from 'node:http';
 import type { App } from '../app.js';
-import { ANONYMOUS, keyPrincipal, TS_WINDOW_MS, type Principal } from '../auth/policy.js';
+import { ANONYMOUS, keyPrincipal, TS_WINDOW_MS, type Principal } from '../auth/decisions.js';
 import { parseKeyBlob, verifyTokenRequest } from '../auth/sshkey.js';
 import { ACTIONS, formatGrants, mayDo, type Action } from '../auth/store.js';
 import type { Access, TokenClaims } from '../auth/tokens.js';

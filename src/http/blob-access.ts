@@ -3,7 +3,7 @@
 // through the named repository is "unknown" (404), never "forbidden": the answer must not tell
 // whether the registry has it.
 import type { App } from '../app.js';
-import type { Principal } from '../auth/policy.js';
+import type { Principal } from '../auth/decisions.js';
 import { RegistryError } from '../errors.js';
 import type { RepoName } from '../registry/blobs/blob-access.js';
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { App } from '../app.js';
-import type { Principal } from '../auth/policy.js';
+import type { Principal } from '../auth/decisions.js';
 import type { Site } from './sites.js';
 
 /** What every handler gets. `route`: the parsed /v2 route, or what a plain route's `params` read from the URL. */
