@@ -1,5 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
 // ollama-registry command line: one sub-command per file under cli/.
+// The flag (which only a process's start can set): a young generation of 2 x 8 MiB instead of 2 x 16 MiB
+// takes ~15 MiB off serve's peak RSS under load at the same CPU per request (npm run bench -- core).
+// Start with `node --max-semi-space-size=8 dist/src/main.js` where not through this file (systemd units).
 import { Command, CommanderError } from 'commander';
 import { EXIT } from './cli/common.js';
 import { VERSION } from './version.js';
