@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { caddyfile, makeFixture, warmPageCache, type Fixture } from './lib/fixture.js';
 import { concurrentFull, cpuSecondsOf, curlGet, equalParts, ollamaParts, partsDownload, peakRssDuring, timed, withBackground, wrkRate, type Transfer } from './lib/load.js';
-import { freePort, installCleanupHandlers, removeFolder, run, startDaemon, stop, waitReady } from './lib/procs.js';
+import { freePort, installCleanupHandlers, removeFolder, run, shebangFlags, startDaemon, stop, waitReady } from './lib/procs.js';
 import { median, type Row } from './lib/table.js';
 
 export interface CoreOptions {
@@ -40,7 +40,7 @@ const MiB = 1 << 20;
 
 async function startOurs(fx: Fixture, main: string): Promise<Target> {
   const port = await freePort();
-  const { child, output } = startDaemon(process.execPath, [main, 'serve', '--data', fx.dir, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn']);
+  const { child, output } = startDaemon(process.execPath, [...shebangFlags(main), main, 'serve', '--data', fx.dir, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn']);
   const base = `http://127.0.0.1:${port}`;
   await waitReady(`${base}/v2/`, child, output);
   return { name: 'ours', base, child };

@@ -19,6 +19,7 @@ import { makeDirs } from './storage/fs.js';
 import { STATE } from './storage/layout.js';
 import { localSpace } from './storage/local.js';
 import { openDriver, prepareDriver } from './storage/open.js';
+import { loadUndici } from './upstream/undici.js';
 
 export interface App {
   config: Config;
@@ -69,7 +70,9 @@ export async function openApp(config: Config, log: Logger, opts: { driver?: Driv
   });
   manifests.onChange = (key) => access.changed(key);
   const policy = new Policy(config.policy, { file: config.configFile, log, onRefuse: (action) => metrics.policyRefusals.inc({ action }) });
-  const cache = config.upstreams.length > 0 || config.offline ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space, scratch }) : undefined;
+  const pullThrough = config.upstreams.length > 0 || config.offline;
+  if (pullThrough) await loadUndici();
+  const cache = pullThrough ? new PullThrough(config, { driver, blobs, manifests, log, metrics, policy, space, scratch }) : undefined;
   const app: App = {
     config,
     log,

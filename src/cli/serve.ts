@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import v8 from 'node:v8';
 import { openApp } from '../app.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../http/server.js';
@@ -21,6 +22,10 @@ export function registerServe(program: Command): void {
     .option('--log-format <format>', 'json|text|auto (auto: text on a terminal)')
     .option('--max-size <size>', 'size cap for blobs, e.g. 500GB: gc evicts least-recently-pulled cached models (config storage.maxSize)')
     .action(async (opts) => {
+      // V8 lets the old generation grow up to 4x between full collections, mostly with garbage of
+      // finished requests: 1.3x keeps serve's peak RSS ~10 MiB lower under load at the same CPU
+      // per request (npm run bench -- core). A flag V8 reads at each collection, so settable here.
+      v8.setFlagsFromString('--heap-growing-percent=30');
       try {
         const config = configFrom(opts, {
           listen: opts.listen, 'tls.cert': opts.tlsCert, 'tls.key': opts.tlsKey,

@@ -17,7 +17,6 @@ import { SECURITY_HEADERS, sendError } from '../http/respond.js';
 import type { SiteTable } from '../http/sites.js';
 import { isLocalAddress } from '../upstream/guard.js';
 import type { Upstream } from '../upstream/client.js';
-import { leafProblem, rootProblem } from './ca.js';
 import type { MirrorConfig } from './config.js';
 import { isRelayed, relay } from './relay.js';
 import { serveSelftest } from './selftest.js';
@@ -53,7 +52,9 @@ function splitTarget(authority: string | undefined): { host: string; port: numbe
   return m && port > 0 && port <= 65535 ? { host: (m[1] ?? m[2]!).toLowerCase(), port } : null;
 }
 
-function loadLeaf(cfg: MirrorConfig): { cert: Buffer; key: Buffer } {
+// ca.ts (@peculiar/x509 and reflect-metadata) is loaded only with the mirror, which checks its certificate here.
+async function loadLeaf(cfg: MirrorConfig): Promise<{ cert: Buffer; key: Buffer }> {
+  const { leafProblem, rootProblem } = await import('./ca.js');
   const certPath = path.join(cfg.dir, 'leaf.pem');
   const keyPath = path.join(cfg.dir, 'leaf.key');
   let cert: Buffer;
@@ -91,7 +92,7 @@ export async function startMirror(server: Server, handler: RequestHandler, cfg: 
     permits.set(hostPort, Date.now() + PERMIT_MS);
   };
   const permitted = (hostPort: string) => (permits.get(hostPort) ?? 0) > Date.now();
-  const { cert, key } = loadLeaf(cfg);
+  const { cert, key } = await loadLeaf(cfg);
   const context = tls.createSecureContext({ cert, key, minVersion: 'TLSv1.2' });
   const front = https.createServer({
     ...opts.serverOptions, cert, key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'],

@@ -8,7 +8,8 @@
 // user and password on every later request. Tokens are cached per repository scope until expiry.
 import { Coalesce } from '../coalesce.js';
 import { randomBytes } from 'node:crypto';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { undici } from './undici.js';
 import { printable, readSmall, UpstreamError, USER_AGENT, withReason } from './common.js';
 import type { OutboundGuard } from './guard.js';
 import type { UpstreamConfig } from './config.js';
@@ -159,7 +160,7 @@ export class UpstreamAuth {
       if (way === 'basic') h.authorization = this.basicValue();
     }
     // A network error propagates as it is: the caller retries it like any other.
-    const res = await request(url, { method: 'GET', headers: h, dispatcher: this.dispatcher });
+    const res = await undici().request(url, { method: 'GET', headers: h, dispatcher: this.dispatcher });
     const body = await readSmall({ body: res.body });
     if (res.statusCode >= 400 && res.statusCode < 500) return { refused: `${res.statusCode}${withReason(body)}` };
     if (res.statusCode < 200 || res.statusCode >= 300) {

@@ -9,7 +9,8 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { EnvHttpProxyAgent, errors as undiciErrors, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { isUndiciError, undici } from './undici.js';
 import { UpstreamAuth, type SignIn } from './auth.js';
 import { MAX_MANIFEST_BYTES } from '../registry/manifests/manifest-format.js';
 import { dropBody, header, readSmall, TooLarge, UpstreamError, USER_AGENT, withReason, type UpstreamErrorKind, type UpstreamResponse } from './common.js';
@@ -58,7 +59,7 @@ export class Upstream {
     const tls = config.ca ? { ca: [...rootCertificates, readFileSync(config.ca, 'utf8')] } : {};
     const env = process.env;
     this.guard = new OutboundGuard(this, config.allowPrivateHosts, !!(env.https_proxy || env.HTTPS_PROXY || env.http_proxy || env.HTTP_PROXY));
-    this.dispatcher = new EnvHttpProxyAgent({
+    this.dispatcher = new (undici().EnvHttpProxyAgent)({
       headersTimeout: timeout,
       bodyTimeout: timeout,
       // Direct connections resolve names through the guard (proxied ones are checked in once()).
@@ -162,7 +163,7 @@ export class Upstream {
       const h: Record<string, string> = { 'user-agent': USER_AGENT, ...headers };
       const auth = ours ? this.auth.authorization(u.pathname) : undefined;
       if (auth) h.authorization = auth;
-      const res = await request(url, { method, headers: h, dispatcher: this.dispatcher, signal, highWaterMark: 1 << 20 });
+      const res = await undici().request(url, { method, headers: h, dispatcher: this.dispatcher, signal, highWaterMark: 1 << 20 });
       const out: UpstreamResponse = { status: res.statusCode, headers: res.headers, body: res.body, url };
       if (REDIRECTS.has(res.statusCode)) {
         const loc = header(res.headers, 'location');
@@ -197,7 +198,7 @@ export class Upstream {
     this.checkCutOff();
     const u = new URL(path.replace(/^\/+/, ''), this.base);
     await this.guard.check(u, undefined, 'sent this registry to');
-    return request(u, { method: method as Dispatcher.HttpMethod, headers, body, dispatcher: this.dispatcher, signal, highWaterMark: 1 << 20 });
+    return undici().request(u, { method: method as Dispatcher.HttpMethod, headers, body, dispatcher: this.dispatcher, signal, highWaterMark: 1 << 20 });
   }
 
   /** GET a manifest by tag or digest; resolves with its bytes or rejects with UpstreamError. */
@@ -232,7 +233,7 @@ export class Upstream {
    * `what`; any other error (the local disk's, say) is returned as it is.
    */
   brokeOff(e: unknown, what: string): unknown {
-    if (!(e instanceof undiciErrors.UndiciError) && (e as NodeJS.ErrnoException)?.code !== 'ECONNRESET') return e;
+    if (!isUndiciError(e) && (e as NodeJS.ErrnoException)?.code !== 'ECONNRESET') return e;
     return new UpstreamError(this.name, 'unreachable', `${this.describe()} broke off the ${what} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
   }
 
