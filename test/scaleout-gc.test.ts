@@ -12,8 +12,9 @@ import { cli } from './support/cli.js';
 import { waitFor } from './support/eventually.js';
 import { makeModel } from './support/models.js';
 import { makeOllamaKey, ollamaPull, ollamaPush, type OllamaKey } from './support/ollama-client.js';
+import { startFaultUpstream } from './support/fault-upstream.js';
 import { startReplicas, type Replica, type ReplicaSet } from './support/replicas.js';
-import { tempDir } from './support/server.js';
+import { startTestRegistry, tempDir } from './support/server.js';
 
 const MiB = 1 << 20;
 const MODEL = 'application/vnd.ollama.image.model';
@@ -62,12 +63,21 @@ test('one gc at a time under a lease in the bucket: a second gc is refused while
   });
 });
 
-test('replicas running gc every second while another replica pushes lose nothing; an unreferenced model goes after the grace window', { timeout: 180_000 }, async (t) => {
+test('replicas running gc every second while others push and fill lose nothing; an unreferenced model goes after the grace window', { timeout: 240_000 }, async (t) => {
   const key = makeOllamaKey();
   const gc = { OLLAMA_REGISTRY_GC_INTERVAL: '1s', OLLAMA_REGISTRY_GC_GRACE: '8s' };
-  await withReplicas(await startReplicas(t, { n: 3, keys: [{ key, namespace: 'team' }], env: gc }), async (set) => {
+  // An upstream behind a 2 MiB/s link: the pull-through fill of its 12 MiB layer spans several gc runs.
+  const upstream = await startTestRegistry();
+  t.after(() => upstream.close());
+  const filled = await makeModel(upstream.data, { model: 'filled', tag: '1', layers: [{ mediaType: MODEL, size: 12 * MiB, seed: 'gc fill' }] });
+  const front = await startFaultUpstream(upstream.url, { rate: 2 * MiB });
+  t.after(() => front.close());
+  await withReplicas(await startReplicas(t, { n: 3, keys: [{ key, namespace: 'team' }], env: gc, args: ['--upstream', front.url] }), async (set) => {
     const [a, b, c] = set.list as [Replica, Replica, Replica];
     const store = set.store();
+    // A cold pull through replica c, running while the pushes and the gc runs below go on.
+    const fillDir = await tempDir('oreg-fill-client-');
+    const fill = ollamaPull(`${c.hostPort}/library/filled:1`, { modelsDir: fillDir });
     // A model whose tag goes (as if deleted): its blobs are garbage once past the grace window.
     const gone = await push(b, key, 'gone', 'gc garbage');
     for await (const e of store.entries(MANIFESTS)) if (e.key.includes('/team/gone/')) await store.delete(e.key);
@@ -97,6 +107,13 @@ test('replicas running gc every second while another replica pushes lose nothing
         const f = `sha256-${bl.digest.slice(7)}`;
         assert.deepEqual(await readFile(path.join(out, 'blobs', f)), await readFile(path.join(k.dir, 'blobs', f)), `${name} ${bl.digest}`);
       }
+    }
+    // The fill ran through gc runs on every replica: the client got every byte, and the blobs stay in the bucket.
+    await fill;
+    for (const bl of filled.blobs) {
+      const f = `sha256-${bl.digest.slice(7)}`;
+      assert.deepEqual(await readFile(path.join(fillDir, 'blobs', f)), await readFile(path.join(upstream.data, 'blobs', f)), `filled ${bl.digest}`);
+      assert.ok(await store.stat(blobKey(bl.digest)), `filled ${bl.digest} is in the bucket`);
     }
     assert.ok(!/gc failed/.test(set.output()), 'no gc failed');
     const skipped = set.output().match(/gc skipped: another process is running it/g)?.length ?? 0;
