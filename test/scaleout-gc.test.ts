@@ -13,22 +13,12 @@ import { waitFor } from './support/eventually.js';
 import { makeModel } from './support/models.js';
 import { makeOllamaKey, ollamaPull, ollamaPush, type OllamaKey } from './support/ollama-client.js';
 import { startFaultUpstream } from './support/fault-upstream.js';
-import { startReplicas, type Replica, type ReplicaSet } from './support/replicas.js';
+import { startReplicas, withReplicas, type Replica } from './support/replicas.js';
 import { startTestRegistry, tempDir } from './support/server.js';
 
 const MiB = 1 << 20;
 const MODEL = 'application/vnd.ollama.image.model';
 
-async function withReplicas(set: ReplicaSet | null, fn: (set: ReplicaSet) => Promise<void>): Promise<void> {
-  if (!set) return;
-  try {
-    await fn(set);
-  } catch (e) {
-    throw new Error(`${(e as Error).message}\n${set.output().slice(-20_000)}`, { cause: e });
-  } finally {
-    await set.stop();
-  }
-}
 
 /** Push `model` (one 3 MiB layer and a template) to a replica with the ollama client. */
 async function push(r: Replica, key: OllamaKey, model: string, seed: string) {

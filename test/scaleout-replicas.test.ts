@@ -15,7 +15,7 @@ import { startFaultUpstream, type FaultUpstream } from './support/fault-upstream
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
 import { makeOllamaKey, ollamaPull, ollamaPush } from './support/ollama-client.js';
-import { startReplicas, type ReplicaSet } from './support/replicas.js';
+import { startReplicas, withReplicas, type ReplicaSet } from './support/replicas.js';
 import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
 
 const MiB = 1 << 20;
@@ -33,17 +33,6 @@ after(async () => {
   await upstream.close();
 });
 
-/** Run `fn` with the replicas; a failure carries their logs. */
-async function withReplicas(set: ReplicaSet | null, fn: (set: ReplicaSet) => Promise<void>): Promise<void> {
-  if (!set) return;
-  try {
-    await fn(set);
-  } catch (e) {
-    throw new Error(`${(e as Error).message}\n${set.output().slice(-20_000)}`, { cause: e });
-  } finally {
-    await set.stop();
-  }
-}
 
 test('push to one replica, pull from another with the ollama client: byte for byte', { timeout: 180_000 }, async (t) => {
   const key = makeOllamaKey();

@@ -93,3 +93,15 @@ export async function replicasOn(endpoint: string, opts: ReplicaOptions): Promis
   }
   return set;
 }
+
+/** Run `fn` with the replicas (none: the test was skipped); a failure carries their logs; they stop in any case. */
+export async function withReplicas(set: ReplicaSet | null, fn: (set: ReplicaSet) => Promise<void>): Promise<void> {
+  if (!set) return;
+  try {
+    await fn(set);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${set.output().slice(-20_000)}`, { cause: e });
+  } finally {
+    await set.stop();
+  }
+}

@@ -400,14 +400,7 @@ export class Uploads {
       const newest = Math.max(recordMs ?? 0, data?.mtimeMs ?? 0);
       const limit = recordMs === undefined ? (opts.orphanMs ?? maxAgeMs) : maxAgeMs;
       if (Date.now() - newest <= limit) continue;
-      if (!opts.dryRun) {
-        this.hashes.delete(id);
-        this.unannounce(id);
-        this.limits.quota?.close(id);
-        this.touched.delete(id);
-        await discard(this.dataPath(id));
-        await this.driver.delete(uploadInfoKey(id));
-      }
+      if (!opts.dryRun) await this.removeLocked(id);
       removed.push({ id, bytes: data?.size ?? 0 });
     }
     return removed;
