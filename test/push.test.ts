@@ -177,7 +177,7 @@ test('keys added with the CLI take effect in the running server without a restar
   await assert.rejects(ollamaPush(`${reg.hostPort}/team/bob:1`, { modelsDir: clientDir, key: bob, partSize: PART }), /is not registered/);
   const { stdout } = await run(process.execPath, [MAIN, 'keys', 'add', `${bob.publicKeyLine} bob@laptop`, '--namespace', 'team', '--data', reg.data]);
   assert.match(stdout, /added key SHA256:\S+ \(bob@laptop\): team:pull,push/);
-  await new Promise((r) => setTimeout(r, 1100)); // the server re-reads the file at most once a second
+  await new Promise((r) => setTimeout(r, 1100)); // the server re-reads the record at most once a second
   const res = await ollamaPush(`${reg.hostPort}/team/bob:1`, { modelsDir: clientDir, key: bob, partSize: PART });
   assert.equal(res.uploaded.length > 0, true);
   await run(process.execPath, [MAIN, 'keys', 'rm', bob.publicKeyLine, '--data', reg.data]);

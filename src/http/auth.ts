@@ -281,7 +281,13 @@ async function verifyOllamaRequest(app: App, req: IncomingMessage, url: URL, hea
     throw denied(`the token request's time is ${Math.abs(skew)} s ${skew > 0 ? 'ahead of' : 'behind'} the registry's clock ` +
       `(at most ${TS_WINDOW_MS / 1000} s allowed); fix the clock of one of the machines`);
   }
-  const entry = app.auth.store.keyByBlob(blob);
+  let entry = app.auth.store.keyByBlob(blob);
+  if (!entry) {
+    // A key added a moment ago (`keys add` on this or another machine) counts at once: wait for the
+    // re-read (at most one a second, so unknown keys cannot make the store busy) before refusing.
+    await app.auth.store.refresh();
+    entry = app.auth.store.keyByBlob(blob);
+  }
   if (!entry) {
     const ns = scopes[0]?.namespace ?? 'NAMESPACE';
     const none = app.auth.store.keys().length === 0 ? ' (it has no keys yet)' : '';
