@@ -8,28 +8,18 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { PEER_HEADER, peerSecret, signPeerRequest } from '../src/registry/pull-through/fill-peer.js';
 import { FsDriver } from '../src/storage/fs.js';
-import { startFaultUpstream, type FaultUpstream } from './support/fault-upstream.js';
+import { frontedUpstream } from './support/fault-upstream.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
-import { spawnRegistry, startTestRegistry, tempDir, type SpawnedRegistry, type TestRegistry } from './support/server.js';
+import { spawnRegistry, tempDir, type SpawnedRegistry } from './support/server.js';
 import { waitFor } from './support/eventually.js';
 
 const MiB = 1 << 20;
 const MODEL = 'application/vnd.ollama.image.model';
-let upstream: TestRegistry;
-let front: FaultUpstream;
-
-before(async () => {
-  upstream = await startTestRegistry();
-  front = await startFaultUpstream(upstream.url);
-});
-after(async () => {
-  await front.close();
-  await upstream.close();
-});
+const link = frontedUpstream();
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -38,18 +28,18 @@ async function replicas(data: string): Promise<Array<{ reg: SpawnedRegistry; scr
   const out = [];
   for (const name of ['a', 'b']) {
     const scratch = await tempDir(`oreg-scratch-${name}-`);
-    out.push({ reg: await spawnRegistry(['--data', data, '--upstream', front.url], { OLLAMA_REGISTRY_SCRATCH: scratch, OLLAMA_REGISTRY_LEASE: '2' }), scratch });
+    out.push({ reg: await spawnRegistry(['--data', data, '--upstream', link.front.url], { OLLAMA_REGISTRY_SCRATCH: scratch, OLLAMA_REGISTRY_LEASE: '2' }), scratch });
   }
   return out;
 }
 
 /** A 16 MiB model behind a link of `rate`, and two replicas that already read its manifest. */
 async function setUp(tag: string, seed: string, rate: number) {
-  const m = await makeModel(upstream.data, { model: 'peers', tag, layers: [{ mediaType: MODEL, size: 16 * MiB, seed }] });
+  const m = await makeModel(link.upstream.data, { model: 'peers', tag, layers: [{ mediaType: MODEL, size: 16 * MiB, seed }] });
   const b = m.blobs.find((x) => x.size === 16 * MiB)!;
   const data = await tempDir();
-  front.reset();
-  front.rate = rate;
+  link.front.reset();
+  link.front.rate = rate;
   const [a, bb] = await replicas(data);
   // The manifest first on both, as ollama asks (behind a busy throttled link it would wait for the blob's bytes).
   for (const r of [a!, bb!]) assert.equal((await request(r.reg.url, `/v2/library/peers/manifests/${tag}`)).status, 200);
@@ -60,7 +50,7 @@ async function setUp(tag: string, seed: string, rate: number) {
 async function startFill(owner: { reg: SpawnedRegistry; scratch: string }, repo: string, digest: string, atLeast: number) {
   const whole = request(owner.reg.url, `/v2/library/${repo}/blobs/${digest}`);
   whole.catch(() => {});
-  await waitFor(() => front.blobBytes() >= atLeast && existsSync(path.join(owner.scratch, 'fills', `sha256-${digest.slice(7)}`)));
+  await waitFor(() => link.front.blobBytes() >= atLeast && existsSync(path.join(owner.scratch, 'fills', `sha256-${digest.slice(7)}`)));
   return { whole }; // not the promise itself: an async function would wait for it
 }
 
@@ -80,7 +70,7 @@ test('a replica with its own scratch folder follows the fill of another over its
     assert.equal(sha((await fromA).body), b.digest);
     assert.ok(bb.reg.output().includes(`"via":"${a.reg.url}"`), 'followed through the owner\'s URL');
     assert.ok(!existsSync(path.join(bb.scratch, 'fills', `sha256-${b.digest.slice(7)}`)), 'the follower staged nothing');
-    assert.equal(front.blobBytes(), b.size, 'the blob crossed the link once');
+    assert.equal(link.front.blobBytes(), b.size, 'the blob crossed the link once');
   } finally {
     await Promise.all([a.reg.stop(), bb.reg.stop()]);
   }
@@ -94,9 +84,9 @@ test('a follower\'s reader far ahead of the owner: the owner is told, fetches th
     const start = 12 * MiB;
     const part = await request(bb.reg.url, `/v2/library/peers/blobs/${b.digest}`, { headers: { Range: `bytes=${start}-${start + MiB - 1}` } });
     assert.equal(part.status, 206);
-    const blob = await readFile(path.join(upstream.data, 'blobs', `sha256-${b.digest.slice(7)}`));
+    const blob = await readFile(path.join(link.upstream.data, 'blobs', `sha256-${b.digest.slice(7)}`));
     assert.ok(part.body.equals(blob.subarray(start, start + MiB)));
-    assert.ok(front.requests.some((q) => q.method === 'GET' && q.range?.startsWith(`bytes=${start}-`)), 'the owner opened a lane where the follower\'s reader waits');
+    assert.ok(link.front.requests.some((q) => q.method === 'GET' && q.range?.startsWith(`bytes=${start}-`)), 'the owner opened a lane where the follower\'s reader waits');
     assert.ok(!existsSync(path.join(data, 'blobs', `sha256-${b.digest.slice(7)}`)), 'while the fill goes on');
   } finally {
     await Promise.all([a.reg.stop(), bb.reg.stop()]);
@@ -110,18 +100,18 @@ test('the owning replica dies (kill -9): its lease expires, the replica with the
     const fromB = request(bb.reg.url, `/v2/library/peers/blobs/${b.digest}`);
     await waitFor(() => /following it/.test(bb.reg.output()));
     // Cut the link first, so that every blob byte counted from here on is the new owner's.
-    await front.down();
+    await link.front.down();
     await a.reg.stop('SIGKILL');
-    front.reset();
-    front.rate = 0;
-    await front.up();
+    link.front.reset();
+    link.front.rate = 0;
+    await link.front.up();
     const r = await fromB;
     assert.equal(r.status, 200);
     assert.equal(sha(r.body), b.digest, 'the waiting client got the whole blob');
     assert.match(bb.reg.output(), /took over a fill/);
     assert.ok(existsSync(path.join(data, 'blobs', `sha256-${b.digest.slice(7)}`)), 'published in the store');
     // Across machines nothing partial is in the store: the new owner fetches the blob once, whole.
-    assert.equal(front.blobBytes(), b.size);
+    assert.equal(link.front.blobBytes(), b.size);
   } finally {
     await Promise.all([a.reg.stop(), bb.reg.stop()]);
   }
@@ -164,7 +154,7 @@ test('the internal endpoint refuses unsigned, badly signed, expired and re-aimed
     const part = await get(a.reg.url, { [PEER_HEADER]: signPeerRequest(secret, p, range), Range: range });
     assert.equal(part.status, 206);
     assert.ok(part.body.length >= have[0]![1] && part.body.length < b.size, `${part.body.length} bytes: what it had, never the last byte`);
-    const blob = await readFile(path.join(upstream.data, 'blobs', `sha256-${b.digest.slice(7)}`));
+    const blob = await readFile(path.join(link.upstream.data, 'blobs', `sha256-${b.digest.slice(7)}`));
     assert.ok(part.body.equals(blob.subarray(0, part.body.length)));
     const far = `bytes=${b.size - 1}-${b.size - 1}`;
     const r416 = await get(a.reg.url, { [PEER_HEADER]: signPeerRequest(secret, p, far), Range: far });

@@ -7,22 +7,19 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { MAIN, spawnRegistry, startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { spawnRegistry, startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
 import { makeModel, type MadeModel } from './support/models.js';
+import { cli as runCli } from './support/cli.js';
 import { goRequest } from './support/mirror.js';
 
 const run = promisify(execFile);
 let hfUp: TestRegistry;
 let hfModel: MadeModel;
 
+/** The CLI's exit code and everything it printed. */
 async function cli(args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [MAIN, ...args], { timeout: 60_000 });
-    return { code: 0, out: stdout + stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout + x.stderr };
-  }
+  const r = await runCli(args, { timeoutMs: 60_000 });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 async function config(dir: string, hosts: string[]): Promise<string> {

@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { makeLeaf } from '../src/mirror/ca.js';
 import { MAIN, spawnRegistry, startTestRegistry, tempDir, type SpawnedRegistry, type TestRegistry } from './support/server.js';
+import { cli as runCli } from './support/cli.js';
 import { makeModel, type MadeModel } from './support/models.js';
 import { connectStatus as connectTo, goRequest, goTunnel as tunnelTo } from './support/mirror.js';
 
@@ -28,14 +29,10 @@ let reg: SpawnedRegistry;
 let proxyPort: number;
 let dnsPort: number;
 
+/** The CLI's exit code and everything it printed. */
 async function cli(args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [MAIN, ...args], { timeout: 60_000 });
-    return { code: 0, out: stdout + stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout + x.stderr };
-  }
+  const r = await runCli(args, { timeoutMs: 60_000 });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 async function writeConfig(extra = ''): Promise<string> {

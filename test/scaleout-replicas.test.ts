@@ -7,31 +7,22 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { blobKey, fillLeaseKey } from '../src/storage/layout.js';
 import { leaseHolder } from '../src/storage/lease.js';
 import { waitFor } from './support/eventually.js';
-import { startFaultUpstream, type FaultUpstream } from './support/fault-upstream.js';
+import { frontedUpstream } from './support/fault-upstream.js';
 import { request } from './support/http.js';
 import { makeModel } from './support/models.js';
 import { makeOllamaKey, ollamaPull, ollamaPush } from './support/ollama-client.js';
 import { startReplicas, withReplicas, type ReplicaSet } from './support/replicas.js';
-import { startTestRegistry, tempDir, type TestRegistry } from './support/server.js';
+import { tempDir } from './support/server.js';
 
 const MiB = 1 << 20;
 const MODEL = 'application/vnd.ollama.image.model';
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-let upstream: TestRegistry;
-let front: FaultUpstream;
-before(async () => {
-  upstream = await startTestRegistry();
-  front = await startFaultUpstream(upstream.url);
-});
-after(async () => {
-  await front.close();
-  await upstream.close();
-});
+const link = frontedUpstream();
 
 
 test('push to one replica, pull from another with the ollama client: byte for byte', { timeout: 180_000 }, async (t) => {
@@ -62,21 +53,21 @@ test('push to one replica, pull from another with the ollama client: byte for by
 
 /** A cold model upstream of `size` bytes behind a link of `rate` bytes/s; every replica has read its manifest. */
 async function coldModel(set: ReplicaSet, tag: string, seed: string, size: number, rate: number) {
-  const m = await makeModel(upstream.data, { model: 'cold', tag, layers: [{ mediaType: MODEL, size, seed }] });
+  const m = await makeModel(link.upstream.data, { model: 'cold', tag, layers: [{ mediaType: MODEL, size, seed }] });
   const blob = m.blobs.find((x) => x.size === size)!;
-  front.reset();
-  front.rate = rate;
+  link.front.reset();
+  link.front.rate = rate;
   for (const r of set.list) {
     const res = await request(r.url, `/v2/library/cold/manifests/${tag}`);
     assert.equal(res.status, 200, `${r.name}: ${res.text().slice(0, 200)}`);
   }
-  front.reset();
-  const bytes = await readFile(path.join(upstream.data, 'blobs', `sha256-${blob.digest.slice(7)}`));
+  link.front.reset();
+  const bytes = await readFile(path.join(link.upstream.data, 'blobs', `sha256-${blob.digest.slice(7)}`));
   return { digest: blob.digest, bytes };
 }
 
 test('a cold model asked of all three replicas at once crosses the upstream link once; every client gets the right bytes', { timeout: 180_000 }, async (t) => {
-  await withReplicas(await startReplicas(t, { n: 3, args: ['--upstream', front.url] }), async (set) => {
+  await withReplicas(await startReplicas(t, { n: 3, args: ['--upstream', link.front.url] }), async (set) => {
     const size = 24 * MiB;
     const { digest, bytes } = await coldModel(set, 'once', 'scaleout once', size, 8 * MiB);
     // Two clients per replica, at once: whole blobs and one of ollama's parts.
@@ -94,36 +85,36 @@ test('a cold model asked of all three replicas at once crosses the upstream link
         assert.ok(r.body.equals(bytes.subarray(8 * MiB, 12 * MiB)), `client ${i}`);
       }
     }
-    assert.equal(front.blobBytes(), size, 'upstream bytes = the blob\'s size');
+    assert.equal(link.front.blobBytes(), size, 'upstream bytes = the blob\'s size');
     const st = await set.store().stat(blobKey(digest));
     assert.equal(st?.size, size, 'published in the bucket');
     // After the fill, any replica answers from the bucket without the upstream.
     const again = await request(set.list[2]!.url, `/v2/library/cold/blobs/${digest}`);
     assert.equal(sha(again.body), digest);
-    assert.equal(front.blobBytes(), size);
+    assert.equal(link.front.blobBytes(), size);
   });
 });
 
 test('the replica that owns a fill is killed -9 mid-way: another takes it over and every waiting client gets the right bytes', { timeout: 180_000 }, async (t) => {
-  await withReplicas(await startReplicas(t, { n: 3, args: ['--upstream', front.url] }), async (set) => {
+  await withReplicas(await startReplicas(t, { n: 3, args: ['--upstream', link.front.url] }), async (set) => {
     const size = 24 * MiB;
     const { digest } = await coldModel(set, 'kill', 'scaleout kill', size, 4 * MiB);
     const store = set.store();
     const first = request(set.list[0]!.url, `/v2/library/cold/blobs/${digest}`);
     first.catch(() => {});
     // The owner, from its lease in the bucket, once bytes flow into its scratch folder.
-    const holder = await waitFor(async () => (front.blobBytes() >= 2 * MiB ? leaseHolder(store, fillLeaseKey(digest)) : undefined));
+    const holder = await waitFor(async () => (link.front.blobBytes() >= 2 * MiB ? leaseHolder(store, fillLeaseKey(digest)) : undefined));
     const owner = set.list.findIndex((r) => r.url === holder!.url);
     assert.equal(owner, 0, `the owner is the replica asked first: ${holder!.url}`);
     assert.ok(existsSync(path.join(set.list[0]!.scratch, 'fills', `sha256-${digest.slice(7)}`)), 'staged in the owner\'s scratch folder');
     const waiting = [1, 2].map((i) => request(set.list[i]!.url, `/v2/library/cold/blobs/${digest}`));
     await waitFor(() => [1, 2].every((i) => /following it/.test(set.list[i]!.reg.output())));
     // Cut the link first, so that every blob byte counted from here on is the new owner's.
-    await front.down();
+    await link.front.down();
     await set.kill(0);
-    front.reset();
-    front.rate = 0;
-    await front.up();
+    link.front.reset();
+    link.front.rate = 0;
+    await link.front.up();
     const res = await Promise.all(waiting);
     for (const r of res) {
       assert.equal(r.status, 200, r.text().slice(0, 300));
@@ -132,6 +123,6 @@ test('the replica that owns a fill is killed -9 mid-way: another takes it over a
     assert.equal([1, 2].filter((i) => /took over a fill/.test(set.list[i]!.reg.output())).length, 1, 'one replica took it over');
     assert.equal((await store.stat(blobKey(digest)))?.size, size, 'published in the bucket');
     // The killed owner's partial bytes were in its scratch folder only: the new owner fetches the blob once, whole.
-    assert.equal(front.blobBytes(), size);
+    assert.equal(link.front.blobBytes(), size);
   });
 });

@@ -13,6 +13,8 @@
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { after, before } from 'node:test';
+import { startTestRegistry, type TestRegistry } from './server.js';
 
 export type Fault =
   | { kind: 'drop'; after: number }
@@ -240,4 +242,21 @@ export async function startFaultUpstream(target: string, opts: { rate?: number; 
     },
   };
   return fu;
+}
+
+/**
+ * A test registry as the upstream behind a fault front, shared by every test of a file: started
+ * before them, closed after. Its fields are set once the file's `before` hook ran.
+ */
+export function frontedUpstream(): { upstream: TestRegistry; front: FaultUpstream } {
+  const link = {} as { upstream: TestRegistry; front: FaultUpstream };
+  before(async () => {
+    link.upstream = await startTestRegistry();
+    link.front = await startFaultUpstream(link.upstream.url);
+  });
+  after(async () => {
+    await link.front.close();
+    await link.upstream.close();
+  });
+  return link;
 }
