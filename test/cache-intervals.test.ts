@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RecentBytes } from '../src/registry/pull-through/fill-reader.js';
+import { takeBatch, pooledBatches, type Batch } from '../src/registry/pull-through/batches.js';
+import { RecentBytes, type Slices } from '../src/registry/pull-through/fill-reader.js';
 import { IntervalSet } from '../src/registry/pull-through/intervals.js';
 
 test('filled intervals merge, and answer runs, next starts and gaps', () => {
@@ -24,21 +25,51 @@ test('filled intervals merge, and answer runs, next starts and gaps', () => {
   assert.deepEqual(new IntervalSet(s.toJSON()).toJSON(), s.toJSON());
 });
 
+function batchOf(text: string): Batch {
+  const b = takeBatch();
+  b.len = b.buf.write(text);
+  return b;
+}
+
 test('recent batches kept for readers: runs across batches, slices without copies, oldest dropped first', () => {
   const r = new RecentBytes(10);
-  const a = Buffer.from('abcd');
-  r.add(0, [a, Buffer.from('ef')], 6); // [0,6)
-  r.add(10, [Buffer.from('klm')], 3); // [10,13), not contiguous
-  r.add(6, [Buffer.from('ghij')], 4); // [6,10): bridges; 13 bytes > 10, so [0,6) goes
+  const a = batchOf('abcdef');
+  r.add(0, a); // [0,6)
+  r.add(10, batchOf('klm')); // [10,13), not contiguous
+  r.add(6, batchOf('ghij')); // [6,10): bridges; 13 bytes > 10, so [0,6) goes
   assert.equal(r.runEnd(0), 0);
   assert.equal(r.runEnd(7), 13);
-  assert.equal(Buffer.concat(r.slices(7, 12, 100)).toString(), 'hijkl');
-  assert.equal(Buffer.concat(r.slices(6, 13, 5)).toString(), 'ghijklm', 'the max is checked between buffers');
-  assert.equal(Buffer.concat(r.slices(6, 13, 4)).toString(), 'ghij');
-  assert.deepEqual(r.slices(3, 13, 100), []);
+  const text = (s: Slices) => Buffer.concat(s.bufs).toString();
+  assert.equal(text(r.slices(7, 12, 100)), 'hijkl');
+  assert.equal(text(r.slices(6, 13, 5)), 'ghijk', 'at most max bytes');
+  assert.equal(text(r.slices(6, 13, 4)), 'ghij');
+  assert.deepEqual(r.slices(3, 13, 100).bufs, []);
   const s = new RecentBytes(100);
-  s.add(0, [a], 4);
-  assert.equal(s.slices(1, 3, 100)[0]!.buffer, a.buffer, 'a view, not a copy');
+  const b = batchOf('wxyz');
+  s.add(0, b);
+  const view = s.slices(1, 3, 100);
+  assert.equal(view.bufs[0]!.buffer, b.buf.buffer, 'a view, not a copy');
   s.clear();
   assert.equal(s.runEnd(0), 0);
+  view.release();
+});
+
+test('a batch goes back to the pool only when its last holder lets go, and only once', () => {
+  const before = pooledBatches();
+  const b = batchOf('data'); // the receiver's hold
+  const r = new RecentBytes(100);
+  r.add(0, b); // the window's hold
+  const reader = r.slices(0, 4, 100); // a socket write's hold
+  b.release(); // the write is done
+  r.clear(); // evicted
+  assert.equal(pooledBatches(), Math.max(0, before - 1), 'a reader still holds it');
+  reader.release();
+  reader.release(); // a second release is ignored
+  b.release(); // so is one past zero
+  assert.equal(pooledBatches(), Math.max(0, before - 1) + 1);
+  const x = takeBatch();
+  const y = takeBatch();
+  assert.notEqual(x.buf, y.buf, 'never handed out twice');
+  x.release();
+  y.release();
 });

@@ -166,3 +166,39 @@ test('the core pull (an emulated stock ollama client) runs cold through the cach
   await ollamaPull(`${s.cache.hostPort}/library/corepull:v1`, { modelsDir: await tempDir(), partSize: 1 * MiB });
   assert.equal(s.front.blobBytes(), 0);
 });
+
+test('a 64 MiB fill reuses its 1 MiB batches: a reader stalled at the frontier, fast readers and one that leaves all get exactly the right bytes', async () => {
+  const b = await freshBlob(64 * MiB, 'batches');
+  s.front.reset();
+  // Stalled: reads its first bytes, then stops reading for a second while the fill runs far past the
+  // recent window (32 MiB), so the batches its socket still holds would be reused if holding failed.
+  const stalled = new Promise<Buffer>((resolve, reject) => {
+    http.get(`${s.cache.url}${blobPath(b.digest)}`, { agent: false }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => {
+        parts.push(c);
+        if (parts.length === 1) {
+          res.pause();
+          setTimeout(() => res.resume(), 1000);
+        }
+      });
+      res.on('end', () => resolve(Buffer.concat(parts)));
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+  const leaver = new Promise<void>((resolve) => {
+    http.get(`${s.cache.url}${blobPath(b.digest)}`, { agent: false }, (res) => {
+      let n = 0;
+      res.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n > 3 * MiB) res.destroy();
+      });
+      res.on('close', () => resolve());
+    }).on('error', () => resolve());
+  });
+  const fast = Promise.all(Array.from({ length: 4 }, () => request(s.cache.url, blobPath(b.digest))));
+  for (const r of await fast) assert.equal(sha(r.body), b.digest);
+  await leaver;
+  assert.equal(sha(await stalled), b.digest);
+  assert.equal(s.front.blobBytes(), b.size);
+});

@@ -15,7 +15,7 @@ import { leaseHolder, type LeaseRecord } from '../../storage/lease.js';
 import type { BlobStore } from '../blobs/blobs.js';
 import { Fill } from './fill.js';
 import type { PeerFill } from './fill-peer.js';
-import { copyFill, type ReadableFill } from './fill-reader.js';
+import { copyFill, NO_SLICES, type ReadableFill, type Slices } from './fill-reader.js';
 import { fillScratchFile, readFillState } from './fill-scratch.js';
 import { IntervalSet } from './intervals.js';
 
@@ -151,8 +151,8 @@ export class FollowedFill implements ReadableFill {
     return this.local ? this.local.readableEnd(pos) : this.have.runEnd(pos);
   }
 
-  memory(pos: number, end: number, max: number): Buffer[] {
-    return this.local ? this.local.memory(pos, end, max) : [];
+  memory(pos: number, end: number, max: number): Slices {
+    return this.local ? this.local.memory(pos, end, max) : NO_SLICES;
   }
 
   async readAt(buf: Buffer, len: number, pos: number): Promise<number> {

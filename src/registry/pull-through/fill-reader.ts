@@ -1,12 +1,14 @@
 // Serving clients from a blob that is still being filled (fill.ts) or that another process is
 // filling (fill-follow.ts). Bytes come from the recently received batches still in memory when
 // they are there (no disk read, no copy: every reader near the frontier writes the same buffers
-// to its socket), else from the staging file into two buffers per reader that are reused once the
-// socket took them (no garbage per read). A reader that ends at the blob's last byte gets it only
-// after the digest matched; then the rest comes from the published blob.
+// to its socket, holding each batch until the socket took it), else from the staging file into
+// two buffers per reader that are reused once the socket took them (no garbage per read). A reader
+// that ends at the blob's last byte gets it only after the digest matched; then the rest comes
+// from the published blob.
 import type { Writable } from 'node:stream';
 import type { BlobStore } from '../blobs/blobs.js';
 import { MiB } from '../../units.js';
+import type { Batch } from './batches.js';
 
 const CHUNK = 1 * MiB;
 const MAX_CORKED = 8 * MiB; // memory bytes handed to one socket write at most
@@ -20,8 +22,8 @@ export interface ReadableFill {
   readonly verified: boolean;
   /** End (exclusive) of the bytes readable from `pos` on, in memory or on disk (`pos` when none). */
   readableEnd(pos: number): number;
-  /** Buffers holding [pos, …) from memory, at most up to `end` and `max` bytes; empty when not in memory. */
-  memory(pos: number, end: number, max: number): Buffer[];
+  /** Buffers holding [pos, …) from memory, at most up to `end` and `max` bytes; empty when not in memory. Release them when done. */
+  memory(pos: number, end: number, max: number): Slices;
   readAt(buf: Buffer, len: number, pos: number): Promise<number>;
   /** A reader waits for byte `pos`: make sure it is coming. */
   want(pos: number): void;
@@ -32,23 +34,33 @@ export interface ReadableFill {
   release(): void;
 }
 
+/** Slices of held batches: call release() once they are no longer used. */
+export interface Slices { bufs: Buffer[]; release(): void }
+
+export const NO_SLICES: Slices = { bufs: [], release: () => {} };
+
+interface Recent { at: number; end: number; batch: Batch }
+
 /** Batches recently written to the staging file, kept in memory (up to `cap` bytes) for readers. */
 export class RecentBytes {
-  private batches: Array<{ at: number; end: number; bufs: Buffer[] }> = [];
+  private batches: Recent[] = [];
   private bytes = 0;
 
   constructor(private readonly cap: number) {}
 
-  add(at: number, bufs: Buffer[], len: number): void {
-    this.batches.push({ at, end: at + len, bufs });
-    this.bytes += len;
+  add(at: number, batch: Batch): void {
+    if (this.cap <= 0) return;
+    batch.hold();
+    this.batches.push({ at, end: at + batch.len, batch });
+    this.bytes += batch.len;
     while (this.bytes > this.cap && this.batches.length > 1) {
       const b = this.batches.shift()!;
       this.bytes -= b.end - b.at;
+      b.batch.release();
     }
   }
 
-  private find(p: number): { at: number; end: number; bufs: Buffer[] } | undefined {
+  private find(p: number): Recent | undefined {
     // Newest first: readers are mostly at the frontier.
     for (let i = this.batches.length - 1; i >= 0; i--) {
       const b = this.batches[i]!;
@@ -63,27 +75,33 @@ export class RecentBytes {
     return p;
   }
 
-  slices(pos: number, end: number, max: number): Buffer[] {
-    const out: Buffer[] = [];
+  /** [pos, …) up to `end` and `max` bytes, each batch held until release(). */
+  slices(pos: number, end: number, max: number): Slices {
+    const bufs: Buffer[] = [];
+    const held: Batch[] = [];
     let n = 0;
     for (let b = this.find(pos); b && pos < end && n < max; b = this.find(pos)) {
-      let off = b.at;
-      for (const buf of b.bufs) {
-        const bEnd = off + buf.length;
-        if (bEnd > pos) {
-          const s = buf.subarray(pos - off, Math.min(buf.length, end - off));
-          out.push(s);
-          n += s.length;
-          pos += s.length;
-          if (pos >= end || n >= max) break;
-        }
-        off = bEnd;
-      }
+      const s = b.batch.buf.subarray(pos - b.at, Math.min(b.end, end, pos + max - n) - b.at);
+      b.batch.hold();
+      held.push(b.batch);
+      bufs.push(s);
+      n += s.length;
+      pos += s.length;
     }
-    return out;
+    if (!held.length) return NO_SLICES;
+    let released = false;
+    return {
+      bufs,
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const b of held) b.release();
+      },
+    };
   }
 
   clear(): void {
+    for (const b of this.batches) b.batch.release();
     this.batches = [];
     this.bytes = 0;
   }
@@ -133,13 +151,15 @@ export async function copyFill(fill: ReadableFill, blobs: BlobStore, out: Writab
       if (holdLast && avail === fill.size) avail--;
       if (avail > pos) {
         const mem = fill.memory(pos, avail, MAX_CORKED);
-        if (mem.length) {
+        if (mem.bufs.length) {
           let ok = true;
           out.cork();
-          for (const b of mem) {
-            ok = out.write(b);
+          // Writes complete in order: the last one's callback frees every batch. A socket destroyed first
+          // may never call it; the batches then go to the GC instead of back to the pool, never reused early.
+          mem.bufs.forEach((b, k) => {
+            ok = k === mem.bufs.length - 1 ? out.write(b, () => mem.release()) : out.write(b);
             pos += b.length;
-          }
+          });
           out.uncork();
           if (!ok) await wait(new Promise((r) => out.once('drain', r)));
           continue;

@@ -1,20 +1,19 @@
-// One upstream response of a fill (fill.ts) into the staging file: the body's chunks are
-// gathered into batches, written at their offsets with up to two writes in flight (a slow disk
-// round trip does not stall the socket), and reported once on disk.
+// One upstream response of a fill (fill.ts) into the staging file: the body's chunks are copied
+// into 1 MiB batches (batches.ts), written at their offsets with up to two writes in flight (a
+// slow disk round trip does not stall the socket), and reported once on disk.
 import type { Readable } from 'node:stream';
-import { MiB } from '../../units.js';
+import { BATCH_BYTES, takeBatch, type Batch } from './batches.js';
 
-const FLUSH_BYTES = 1 * MiB; // write (and wake readers) at least every MiB…
-const FLUSH_MS = 50; // …or every 50 ms
+const FLUSH_MS = 50; // a batch is written when full, or 50 ms after its first byte
 
 /** One ranged request: it owns [start, end) and has brought [start, pos). */
 export interface Fetch { start: number; pos: number; end: number; abort: AbortController }
 
 export interface ReceiveTarget {
-  /** Put a batch at `at` in the staging file. */
-  write(bufs: Buffer[], len: number, at: number): Promise<void>;
-  /** A batch is on disk (f.pos already moved past it). */
-  landed(at: number, bufs: Buffer[], len: number): void;
+  /** Put a batch's bytes at `at` in the staging file. */
+  write(buf: Buffer, at: number): Promise<void>;
+  /** A batch is on disk (f.pos already moved past it); hold it to keep it past this call. */
+  landed(at: number, batch: Batch): void;
   /** The fill stopped: drop the rest. */
   stopped(): boolean;
 }
@@ -24,35 +23,36 @@ export interface ReceiveTarget {
  * 'data' events rather than async iteration: no concatenation copy of every chunk.
  */
 export function receive(f: Fetch, body: Readable, target: ReceiveTarget): Promise<void> {
-  let batch: Buffer[] = [];
-  let n = 0;
+  let cur: Batch | undefined;
   let t0 = 0;
   let queued = 0; // handed to a write, not yet on disk
   let failed: unknown;
   let chain: Promise<void> = Promise.resolve();
   let inFlight = 0;
-  const write = async (bufs: Buffer[], len: number, at: number) => {
-    if (failed !== undefined || target.stopped()) return;
+  const write = async (batch: Batch, at: number) => {
     try {
-      await target.write(bufs, len, at);
-    } catch (e) {
-      failed = e;
-      return;
+      if (failed !== undefined || target.stopped()) return;
+      try {
+        await target.write(batch.bytes(), at);
+      } catch (e) {
+        failed = e;
+        return;
+      }
+      queued -= batch.len;
+      f.pos = at + batch.len;
+      target.landed(at, batch);
+    } finally {
+      batch.release();
     }
-    queued -= len;
-    f.pos = at + len;
-    target.landed(at, bufs, len);
   };
   const flush = () => {
-    if (n === 0) return;
-    const bufs = batch;
-    const len = n;
+    const batch = cur;
+    if (!batch || batch.len === 0) return;
+    cur = undefined;
     const at = f.pos + queued;
-    batch = [];
-    n = 0;
-    queued += len;
+    queued += batch.len;
     inFlight++;
-    chain = chain.then(() => write(bufs, len, at)).finally(() => {
+    chain = chain.then(() => write(batch, at)).finally(() => {
       inFlight--;
       if (inFlight < 2 && body.isPaused()) body.resume();
     });
@@ -75,18 +75,22 @@ export function receive(f: Fetch, body: Readable, target: ReceiveTarget): Promis
         body.destroy();
         return finish();
       }
-      let chunk = c;
-      const room = f.end - (f.pos + queued + n);
-      if (chunk.length > room) chunk = chunk.subarray(0, room); // never past the range we own
-      if (n === 0) t0 = Date.now();
-      batch.push(chunk);
-      n += chunk.length;
-      // The first bytes of a range go out at once (time to first byte), then in batches.
-      if (n >= FLUSH_BYTES || Date.now() - t0 >= FLUSH_MS || f.pos + queued === f.start) {
-        flush();
-        if (inFlight >= 2) body.pause();
+      const room = f.end - (f.pos + queued + (cur?.len ?? 0));
+      const len = Math.min(c.length, room); // never past the range we own
+      for (let off = 0; off < len;) {
+        if (!cur) {
+          cur = takeBatch();
+          t0 = Date.now();
+        }
+        const n = c.copy(cur.buf, cur.len, off, len);
+        cur.len += n;
+        off += n;
+        // The first bytes of a range go out at once (time to first byte), then in whole batches.
+        if (cur.len === BATCH_BYTES || f.pos + queued === f.start) flush();
       }
-      if (f.pos + queued + n >= f.end) {
+      if (cur && Date.now() - t0 >= FLUSH_MS) flush();
+      if (inFlight >= 2) body.pause();
+      if (f.pos + queued + (cur?.len ?? 0) >= f.end) {
         body.destroy();
         finish();
       }

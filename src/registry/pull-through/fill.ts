@@ -22,9 +22,10 @@ import { UpstreamError, type Upstream } from '../../upstream/client.js';
 import type { BlobStore } from '../blobs/blobs.js';
 import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { PrefixHash } from './fill-hash.js';
-import { copyFill, RecentBytes, type ReadableFill } from './fill-reader.js';
+import { copyFill, RecentBytes, type ReadableFill, type Slices } from './fill-reader.js';
 import { fillScratchFile, publishBlob, removeFillScratch, writeFillState, type FillState } from './fill-scratch.js';
 import { receive, type Fetch } from './fill-receive.js';
+import type { Batch } from './batches.js';
 import { IntervalSet } from './intervals.js';
 import { MiB } from '../../units.js';
 
@@ -142,7 +143,7 @@ export class Fill implements ReadableFill {
     }
   }
 
-  memory(pos: number, end: number, max: number): Buffer[] {
+  memory(pos: number, end: number, max: number): Slices {
     return this.recent.slices(pos, end, max);
   }
 
@@ -241,10 +242,10 @@ export class Fill implements ReadableFill {
         try {
           const res = await up.blobRange(this.src.namespace, this.src.model, this.digest, f.pos, f.end, this.direct, this.size, f.abort.signal);
           await receive(f, res.body as unknown as Readable, {
-            write: (bufs, len, at) => this.writeAt(bufs, len, at),
-            landed: (at, bufs, len) => {
-              up.bytesIn += len;
-              this.landed(at, bufs, len);
+            write: (buf, at) => this.writeAt(buf, at),
+            landed: (at, batch) => {
+              up.bytesIn += batch.len;
+              this.landed(at, batch);
             },
             stopped: () => !!this.error,
           });
@@ -280,20 +281,18 @@ export class Fill implements ReadableFill {
     }
   }
 
-  /** Put a batch at `at` in the staging file (a short write is finished by hand). */
-  private async writeAt(bufs: Buffer[], len: number, at: number): Promise<void> {
-    await this.deps.space?.take(`blob ${this.digest}`, len);
-    const { bytesWritten } = await this.fh.writev(bufs, at);
-    if (bytesWritten >= len) return;
-    const rest = Buffer.concat(bufs, len).subarray(bytesWritten);
+  /** Put a batch's bytes at `at` in the staging file (a short write is finished by hand). */
+  private async writeAt(buf: Buffer, at: number): Promise<void> {
+    await this.deps.space?.take(`blob ${this.digest}`, buf.length);
     let off = 0;
-    while (off < rest.length) off += (await this.fh.write(rest, off, rest.length - off, at + bytesWritten + off)).bytesWritten;
+    while (off < buf.length) off += (await this.fh.write(buf, off, buf.length - off, at + off)).bytesWritten;
   }
 
   /** A batch is on disk: record it, hash it if it continues the prefix, keep it for readers. */
-  private landed(at: number, bufs: Buffer[], len: number): void {
-    if (!this.finishing) this.hash.written(at, bufs, len);
-    if (!this.error) this.recent.add(at, bufs, len);
+  private landed(at: number, batch: Batch): void {
+    const len = batch.len;
+    if (!this.finishing) this.hash.written(at, batch.bytes());
+    if (!this.error) this.recent.add(at, batch);
     this.have.add(at, at + len);
     this.received += len;
     this.dirty = true;
@@ -308,7 +307,7 @@ export class Fill implements ReadableFill {
       return;
     }
     if (this.have.runEnd(this.hash.hashed) <= this.hash.hashed) return;
-    void this.hash.catchUp(() => this.have.runEnd(this.hash.hashed), () => !!this.error)
+    void this.hash.catchUp(() => this.have.runEnd(this.hash.hashed), () => !!this.error, (pos, end, max) => this.recent.slices(pos, end, max))
       .then(() => this.hashMore(), (e) => this.fail(e as Error));
   }
 
