@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { makeModel } from '../test/support/models.js';
 import type { Row } from './lib/table.js';
 import { cpuSecondsOf, ollamaParts } from './lib/load.js';
-import { freePort } from './lib/procs.js';
+import { freePort, shebangFlags } from './lib/procs.js';
 
 export type { Row };
 
@@ -67,7 +67,7 @@ interface Server { url: string; child: ChildProcess }
 
 async function startOurs(data: string, upstream?: string, main = MAIN_JS): Promise<Server> {
   const port = await freePort();
-  const child = start(process.execPath, [main, 'serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', ...(upstream ? ['--upstream', upstream] : [])]);
+  const child = start(process.execPath, [...shebangFlags(main), main, 'serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', ...(upstream ? ['--upstream', upstream] : [])]);
   const url = `http://127.0.0.1:${port}`;
   await waitReady(`${url}/v2/`, child, 'ollama-registry');
   return { url, child };

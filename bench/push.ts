@@ -25,7 +25,7 @@ import { goEncodeValues } from '../test/support/ollama-http.js';
 import { layoutParts } from '../test/support/ollama-names.js';
 import { sha256Rate } from './lib/ceilings.js';
 import type { Row } from './lib/table.js';
-import { freePort } from './lib/procs.js';
+import { freePort, shebangFlags } from './lib/procs.js';
 
 /** The same shape as the rows of bench/lib/table.ts. */
 export type { Row };
@@ -170,7 +170,8 @@ async function pushOurs(fx: { clientDir: string; key: OllamaKey; model: MadeMode
   await mkdir(path.dirname(dst), { recursive: true });
   await copyFile(path.join(fx.clientDir, 'manifests', 'bench', 'bench', 'model', 'latest'), dst);
   const prof = o.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProf] : [];
-  const { child, output } = daemon(process.execPath, [...prof, o.serverMain ?? MAIN_JS, 'serve', '--data', data, '--listen', `${HOST}:${port}`, '--log-level', 'warn']);
+  const main = o.serverMain ?? MAIN_JS;
+  const { child, output } = daemon(process.execPath, [...prof, ...shebangFlags(main), main, 'serve', '--data', data, '--listen', `${HOST}:${port}`, '--log-level', 'warn']);
   try {
     await waitReady(`http://${HOST}:${port}/v2/`, child, output);
     const c0 = cpuSeconds(child.pid);

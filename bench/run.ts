@@ -12,6 +12,7 @@ import { benchS3 } from './s3.js';
 import { benchTransfer } from './transfer.js';
 import { benchUi } from './ui.js';
 import { benchMirror } from './mirror.js';
+import { freshMemoryCost } from './lib/ceilings.js';
 import { installCleanupHandlers } from './lib/procs.js';
 import { printTable, type Row } from './lib/table.js';
 
@@ -72,6 +73,8 @@ async function main(): Promise<void> {
   installCleanupHandlers();
   const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
   console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${load()}${common.serverMain ? `, server ${common.serverMain}` : ''}${common.quick ? ', quick mode' : ''}`);
+  const fresh = await freshMemoryCost().catch(() => NaN);
+  console.log(`fresh memory: ${fresh.toFixed(2)} s/GiB to touch (page faults; above ~0.5, a VM that returns freed memory to its host: buffered writes and fills pay it per byte)`);
   let failed = false;
   for (const name of names.length ? names : Object.keys(BENCHES)) {
     const b = BENCHES[name]!;

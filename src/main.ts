@@ -1,8 +1,11 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
+#!/usr/bin/env -S node --max-semi-space-size=8 --initial-old-space-size=48
 // ollama-registry command line: one sub-command per file under cli/.
-// The flag (which only a process's start can set): a young generation of 2 x 8 MiB instead of 2 x 16 MiB
-// takes ~15 MiB off serve's peak RSS under load at the same CPU per request (npm run bench -- core).
-// Start with `node --max-semi-space-size=8 dist/src/main.js` where not through this file (systemd units).
+// The flags (which only a process's start can set): a young generation of 2 x 8 MiB instead of 2 x 16 MiB
+// takes ~15 MiB off serve's peak RSS under load at the same CPU per request (npm run bench -- core). An old
+// generation allowed 48 MiB before full collections: with V8's default (~30 MiB for serve's ~14 MiB heap) the
+// socket buffers of a fill (64 KiB per read, dead at once but counted until a GC) started ~50 full collections
+// per GiB, 1.2-1.5 s of GC threads; 48 leaves ~12 (64: 2, but +14 MiB peak RSS under manifest load; 48: +6).
+// Start with `node --max-semi-space-size=8 --initial-old-space-size=48 dist/src/main.js` where not through this file (systemd units).
 import { Command, CommanderError } from 'commander';
 import { EXIT } from './cli/common.js';
 import { VERSION } from './version.js';

@@ -35,7 +35,7 @@ test('npm pack + npm install -g: the bin is on the PATH prefix, serves the catal
   try {
     // The bin's first line gives node the young-generation size serve's memory figures assume (src/main.ts).
     const argv = (await readFile(`/proc/${reg.child.pid}/cmdline`, 'utf8')).split('\0');
-    assert.ok(argv.includes('--max-semi-space-size=8'), `the installed bin runs node with the flag: ${argv.join(' ')}`);
+    for (const flag of ['--max-semi-space-size=8', '--initial-old-space-size=48']) assert.ok(argv.includes(flag), `the installed bin runs node with ${flag}: ${argv.join(' ')}`);
     const page = await request(reg.url, '/');
     assert.equal(page.status, 200, page.text());
     assert.match(String(page.headers['content-type']), /text\/html/);
