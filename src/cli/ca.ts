@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { makeLeaf, makeRoot, rootProblem } from '../mirror/ca.js';
 import { checkHostname, defaultMirrorDir, DEFAULT_MIRROR_HOSTS, KNOWN_MIRROR_HOSTS, listOf } from '../mirror/config.js';
 import { CliError, EXIT, fail } from './common.js';
+import { writeFileAtomic } from '../storage/local.js';
 import { isIP } from 'node:net';
 
 function names(hosts: string[], own: string[]): string[] {
@@ -46,12 +47,14 @@ export function registerCa(program: Command): void {
         const leaf = await makeLeaf(root, all);
         await mkdir(dir, { recursive: true, mode: 0o700 });
         await chmod(dir, 0o700);
+        // Each file whole or not at all (a crash mid-write must not leave a truncated key); the key before its certificate.
+        const put = (file: string, text: string, mode: number) => writeFileAtomic(file, (part) => writeFile(part, text, { mode }));
         if (!opts.renewLeaf) {
-          await writeFile(caKey, root.key, { mode: 0o600 });
-          await writeFile(caPem, `${root.cert.trim()}\n`, { mode: 0o644 });
+          await put(caKey, root.key, 0o600);
+          await put(caPem, `${root.cert.trim()}\n`, 0o644);
         }
-        await writeFile(path.join(dir, 'leaf.key'), leaf.key, { mode: 0o600 });
-        await writeFile(path.join(dir, 'leaf.pem'), `${leaf.cert.trim()}\n${root.cert.trim()}\n`, { mode: 0o644 }); // the chain, leaf first
+        await put(path.join(dir, 'leaf.key'), leaf.key, 0o600);
+        await put(path.join(dir, 'leaf.pem'), `${leaf.cert.trim()}\n${root.cert.trim()}\n`, 0o644); // the chain, leaf first
         process.stdout.write(`${opts.renewLeaf ? 'renewed the leaf' : 'made a CA and a leaf'} in ${dir} for ${all.join(', ')}\n` +
           `clients trust ${caPem} (ollama-registry client-setup prints how); ca.key can move off this machine until the next --renew-leaf\n` +
           `serve with: ollama-registry serve --mirror ${dir}\n`);
