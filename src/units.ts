@@ -1,6 +1,8 @@
 // Sizes and durations as people write them in flags and config: `50GB`, `1.5TiB`, `90m`, `1h`.
 
 export const MiB = 2 ** 20;
+/** Buffer size of file streams and copies: 1 MiB, few syscalls and events per GiB. */
+export const IO_CHUNK = MiB;
 
 const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1,

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { fromFsError } from '../errors.js';
 import type { PendingWrite, Versioned } from './driver.js';
+import { IO_CHUNK } from '../units.js';
 
-const CHUNK = 1 << 20;
 const GUARD_STALE_MS = 10_000; // a guard is held for a few ms; one this old belongs to a dead writer
 const GUARD_WAIT_MS = 5_000;
 
@@ -34,7 +34,7 @@ export async function createPending(p: FsPaths, key: string): Promise<PendingWri
   const tmp = p.staging();
   await mkdir(path.dirname(tmp), { recursive: true });
   const fh = await open(tmp, 'wx', 0o644);
-  const stream = fh.createWriteStream({ highWaterMark: CHUNK });
+  const stream = fh.createWriteStream({ highWaterMark: IO_CHUNK });
   let done = false;
   return {
     stream,

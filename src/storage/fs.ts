@@ -9,8 +9,8 @@ import { fromFsError } from '../errors.js';
 import type { ByteRange, Driver, Entry, PendingWrite, Stat, Versioned } from './driver.js';
 import * as records from './fs-records.js';
 import { casGuardKey, STATE, stagingKey, tmpDir } from './layout.js';
+import { IO_CHUNK } from '../units.js';
 
-const CHUNK = 1 << 20; // 1 MiB reads: few syscalls and events per GiB served
 
 export class FsDriver implements Driver {
   readonly root: string;
@@ -91,7 +91,7 @@ export class FsDriver implements Driver {
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
     const fh = await open(this.path(key), 'r');
-    return fh.createReadStream({ highWaterMark: CHUNK, start: range?.start, end: range?.end });
+    return fh.createReadStream({ highWaterMark: IO_CHUNK, start: range?.start, end: range?.end });
   }
 
   /**
@@ -153,7 +153,7 @@ export class FsDriver implements Driver {
       } else {
         // The stream closes the handle when done (a FileHandle stream that does not close
         // keeps fh.close() waiting forever), so fsync through a second handle.
-        const out = fh.createWriteStream({ highWaterMark: CHUNK });
+        const out = fh.createWriteStream({ highWaterMark: IO_CHUNK });
         await pipeline(body, out);
         size = out.bytesWritten;
         const again = await open(tmp, 'r+');
@@ -321,6 +321,6 @@ export function isMissing(e: unknown): boolean {
 }
 
 export function fileStream(p: string): Readable {
-  return createReadStream(p, { highWaterMark: CHUNK });
+  return createReadStream(p, { highWaterMark: IO_CHUNK });
 }
 

@@ -7,10 +7,9 @@
 // from the published blob.
 import type { Writable } from 'node:stream';
 import type { BlobStore } from '../blobs/blobs.js';
-import { MiB } from '../../units.js';
+import { MiB, IO_CHUNK } from '../../units.js';
 import type { Batch } from './batches.js';
 
-const CHUNK = 1 * MiB;
 const MAX_CORKED = 8 * MiB; // memory bytes handed to one socket write at most
 
 /** What a reader needs from a fill. */
@@ -166,8 +165,8 @@ export async function copyFill(fill: ReadableFill, blobs: BlobStore, out: Writab
         }
         const f = flushed[i];
         if (f) await wait(f); // this buffer is free again once the socket took its last bytes
-        const buf = (bufs[i] ??= Buffer.allocUnsafeSlow(CHUNK));
-        const n = await fill.readAt(buf, Math.min(CHUNK, avail - pos), pos);
+        const buf = (bufs[i] ??= Buffer.allocUnsafeSlow(IO_CHUNK));
+        const n = await fill.readAt(buf, Math.min(IO_CHUNK, avail - pos), pos);
         if (n <= 0) {
           if (fill.readableEnd(pos) > pos) throw new Error(`short read at ${pos} from the staging file of ${fill.digest}`);
           continue; // the bytes are no longer readable (a followed owner stopped answering): wait for them again

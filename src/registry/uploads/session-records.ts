@@ -7,9 +7,9 @@ import path from 'node:path';
 import type { Driver } from '../../storage/driver.js';
 import { uploadInfoKey, uploadsDir } from '../../storage/layout.js';
 import type { SessionInfo } from './uploads.js';
+import { IO_CHUNK } from '../../units.js';
 
 export const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const CHUNK = 1 << 20;
 
 /** Sessions with a record in the store, with the record's time (its last sign of life). */
 export async function sessionRecords(driver: Driver): Promise<Array<{ id: string; mtimeMs: number }>> {
@@ -39,7 +39,7 @@ export async function localSessions(scratch: string, area: string): Promise<stri
 export async function hashPrefix(file: string, bytes: number): Promise<Hash> {
   const h = createHash('sha256');
   if (bytes > 0) {
-    for await (const c of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: CHUNK })) h.update(c as Buffer);
+    for await (const c of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: IO_CHUNK })) h.update(c as Buffer);
   }
   return h;
 }
