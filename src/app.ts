@@ -14,6 +14,7 @@ import { Policy } from './auth/rules.js';
 import { UsageTracker } from './registry/housekeeping/usage.js';
 import { UploadQuota } from './registry/uploads/upload-quota.js';
 import { Uploads } from './registry/uploads/uploads.js';
+import { committedSessions } from './registry/uploads/session-records.js';
 import type { Driver } from './storage/driver.js';
 import { makeDirs } from './storage/fs.js';
 import { STATE } from './storage/layout.js';
@@ -65,7 +66,7 @@ export async function openApp(config: Config, log: Logger, opts: { driver?: Driv
   const access = new BlobAccess(driver, {
     grantTtlMs: config.uploadMaxAgeHours * 3600_000,
     keysOf: (r) => manifests.keysOf(r.namespace, r.model),
-    saved: async () => (await app.uploads.committed()).flatMap((u) => (/^(key|user):/.test(u.by ?? '') ? [{ subject: u.by!, repo: u, digest: u.committed, sinceMs: u.atMs }] : [])),
+    saved: async () => (await committedSessions(driver)).flatMap((u) => (/^(key|user):/.test(u.by ?? '') ? [{ subject: u.by!, repo: u, digest: u.committed, sinceMs: u.atMs }] : [])),
     onError: (e) => app.log.warn({ err: e.message }, 'blob access: could not read the manifests or the upload markers'),
   });
   manifests.onChange = (key) => access.changed(key);

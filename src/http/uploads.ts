@@ -4,11 +4,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
 import { digestHex } from '../names.js';
-import { uploadRange } from '../registry/uploads/uploads.js';
 import { notePut, readableAnywhere } from './blob-access.js';
 import type { Ctx, Handler } from './context.js';
 import { absoluteUrl } from './context.js';
 import { forwardedUpload, forwardUpload } from './upload-forward.js';
+import { uploadRange } from '../registry/uploads/session-records.js';
+
 
 /** `forwarded`: sent by another replica for the session this process holds (upload-forward.ts). */
 type UploadRoute = { kind: 'uploads'; namespace: string; model: string; id?: string; forwarded?: true };

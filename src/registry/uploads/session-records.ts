@@ -2,12 +2,18 @@
 // and its bytes in the receiving process's scratch folder (<scratch>/uploads/<id>).
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { Logger } from '../../log.js';
 import type { Driver } from '../../storage/driver.js';
 import { uploadInfoKey, uploadsDir } from '../../storage/layout.js';
 import type { SessionInfo } from './uploads.js';
 import { IO_CHUNK } from '../../units.js';
+
+/** The Range header distribution sends for an upload of `size` bytes. */
+export function uploadRange(size: number): string {
+  return `0-${Math.max(0, size - 1)}`;
+}
 
 export const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -35,6 +41,13 @@ export async function localSessions(scratch: string, area: string): Promise<stri
   return (await readdir(path.join(scratch, area)).catch(() => [] as string[])).filter((n) => ID_RE.test(n));
 }
 
+/** Bytes of the sessions in this scratch folder's area. */
+export async function localSessionBytes(scratch: string, area: string): Promise<number> {
+  let n = 0;
+  for (const id of await localSessions(scratch, area)) n += (await stat(path.join(scratch, area, id)).catch(() => null))?.size ?? 0;
+  return n;
+}
+
 /** sha256 state of a file's first `bytes` bytes. */
 export async function hashPrefix(file: string, bytes: number): Promise<Hash> {
   const h = createHash('sha256');
@@ -42,4 +55,28 @@ export async function hashPrefix(file: string, bytes: number): Promise<Hash> {
     for await (const c of createReadStream(file, { start: 0, end: bytes - 1, highWaterMark: IO_CHUNK })) h.update(c as Buffer);
   }
   return h;
+}
+
+/** Committed sessions still kept (their commit markers), with when each was committed. */
+export async function committedSessions(driver: Driver): Promise<Array<SessionInfo & { committed: string; atMs: number }>> {
+  const out: Array<SessionInfo & { committed: string; atMs: number }> = [];
+  for (const { id, mtimeMs } of await sessionRecords(driver)) {
+    const info = await readSession(driver, id); // null: gone meanwhile, or not ours to read: no grant
+    if (typeof info?.committed === 'string') out.push({ ...info, committed: info.committed, atMs: mtimeMs });
+  }
+  return out;
+}
+
+/** Purge stale sessions now and then periodically; returns the function that stops it. */
+export function startSweeper(uploads: { purge(maxAgeMs: number): Promise<unknown[]> }, log: Logger, maxAgeMs: number): () => void {
+  const sweep = () => {
+    uploads.purge(maxAgeMs).then(
+      (r) => { if (r.length > 0) log.info({ removed: r.length, maxAgeHours: maxAgeMs / 3600_000 }, 'removed stale upload sessions'); },
+      (e) => log.warn({ err: e }, 'could not purge stale upload sessions'),
+    );
+  };
+  sweep();
+  const timer = setInterval(sweep, Math.min(3600_000, Math.max(1000, maxAgeMs / 4)));
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -28,7 +28,7 @@ import { discard, scratchFile, scratchPath } from '../../storage/local.js';
 import type { BlobStore } from '../blobs/blobs.js';
 import type { DiskSpace } from '../housekeeping/disk-space.js';
 import { onDirectIoRefused, PartWriter } from './part-writer.js';
-import { hashPrefix, ID_RE, localSessions, readSession, sessionRecords } from './session-records.js';
+import { hashPrefix, ID_RE, localSessions, localSessionBytes, readSession, sessionRecords, startSweeper, uploadRange } from './session-records.js';
 import type { UploadQuota } from './upload-quota.js';
 
 export interface UploadRepo {
@@ -64,11 +64,6 @@ interface HashState {
 /** How often a live session's record is rewritten, so its time says it is alive (gc, other replicas). */
 const TOUCH_MS = 60_000;
 const AREA = 'uploads';
-
-/** The Range header distribution sends for an upload of `size` bytes. */
-export function uploadRange(size: number): string {
-  return `0-${Math.max(0, size - 1)}`;
-}
 
 export class Uploads {
   private hashes = new Map<string, HashState>();
@@ -373,16 +368,6 @@ export class Uploads {
     await this.driver.delete(uploadInfoKey(id));
   }
 
-  /** Committed sessions still kept (their commit markers), with when each was committed. */
-  async committed(): Promise<Array<SessionInfo & { committed: string; atMs: number }>> {
-    const out: Array<SessionInfo & { committed: string; atMs: number }> = [];
-    for (const { id, mtimeMs } of await sessionRecords(this.driver)) {
-      const info = await readSession(this.driver, id); // null: gone meanwhile, or not ours to read: no grant
-      if (typeof info?.committed === 'string') out.push({ ...info, committed: info.committed, atMs: mtimeMs });
-    }
-    return out;
-  }
-
   /**
    * Remove sessions (and commit markers) untouched for `maxAgeMs`, and scratch files without a
    * record that are older than `orphanMs` (default: `maxAgeMs`). Returns the ids removed.
@@ -407,24 +392,13 @@ export class Uploads {
   }
 
   /** Bytes held by this process's open sessions (they count under the storage cap). */
-  async openBytes(): Promise<number> {
-    let n = 0;
-    for (const id of await localSessions(this.scratch, AREA)) n += (await stat(this.dataPath(id)).catch(() => null))?.size ?? 0;
-    return n;
+  openBytes(): Promise<number> {
+    return localSessionBytes(this.scratch, AREA);
   }
 
   /** Purge now and then periodically; returns the function that stops it. */
   startSweeper(maxAgeMs: number): () => void {
-    const sweep = () => {
-      this.purge(maxAgeMs).then(
-        (r) => { if (r.length > 0) this.log.info({ removed: r.length, maxAgeHours: maxAgeMs / 3600_000 }, 'removed stale upload sessions'); },
-        (e) => this.log.warn({ err: e }, 'could not purge stale upload sessions'),
-      );
-    };
-    sweep();
-    const timer = setInterval(sweep, Math.min(3600_000, Math.max(1000, maxAgeMs / 4)));
-    timer.unref();
-    return () => clearInterval(timer);
+    return startSweeper(this, this.log, maxAgeMs);
   }
 }
 
