@@ -247,6 +247,9 @@ export async function benchCache(o: CacheBenchOptions = {}): Promise<Row[]> {
           pass: Math.abs(r.bytes - size) < 1 && !r.error && !r.capped, note: peerNote(d) });
         rows.push({ metric: `${tag}, ${p}: CPU of the cache process per GiB`, unit: 's', ours: cpu / (size / 2 ** 30), goal: '<= 2.5 s',
           pass: cpu / (size / 2 ** 30) <= 2.5, note: r.capped ? 'run stopped at the time cap' : 'filled and served, user+system from /proc' });
+        // Per byte moved: the blob once in from the upstream, out once per client (16 clients: 17 GiB moved per GiB of blob).
+        const moved = size * (1 + (p === '16 clients' ? 16 : 1));
+        rows.push({ metric: `${tag}, ${p}: CPU of the cache process per GiB moved (in + out)`, unit: 's', ours: cpu / (moved / 2 ** 30), goal: 'report' });
         if (d && !r.error) {
           // A capped peer run only bounds its time from below: beating it is a pass, trailing it is unknown.
           const ratio = r.wall / d.wall;
