@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { takeBatch, pooledBatches, type Batch } from '../src/registry/pull-through/batches.js';
+import { BATCH_BYTES, takeBatch, pooledBatches, type Batch } from '../src/registry/pull-through/batches.js';
 import { RecentBytes, type Slices } from '../src/registry/pull-through/fill-reader.js';
 import { IntervalSet } from '../src/registry/pull-through/intervals.js';
 
@@ -32,11 +32,12 @@ function batchOf(text: string): Batch {
 }
 
 test('recent batches kept for readers: runs across batches, slices without copies, oldest dropped first', () => {
-  const r = new RecentBytes(10);
+  // Buffers count whole: a window of two batches, however little each holds (a slow link's batch is mostly empty).
+  const r = new RecentBytes(2 * BATCH_BYTES);
   const a = batchOf('abcdef');
   r.add(0, a); // [0,6)
   r.add(10, batchOf('klm')); // [10,13), not contiguous
-  r.add(6, batchOf('ghij')); // [6,10): bridges; 13 bytes > 10, so [0,6) goes
+  r.add(6, batchOf('ghij')); // [6,10): bridges; a third buffer, so [0,6) goes
   assert.equal(r.runEnd(0), 0);
   assert.equal(r.runEnd(7), 13);
   const text = (s: Slices) => Buffer.concat(s.bufs).toString();
@@ -44,7 +45,7 @@ test('recent batches kept for readers: runs across batches, slices without copie
   assert.equal(text(r.slices(6, 13, 5)), 'ghijk', 'at most max bytes');
   assert.equal(text(r.slices(6, 13, 4)), 'ghij');
   assert.deepEqual(r.slices(3, 13, 100).bufs, []);
-  const s = new RecentBytes(100);
+  const s = new RecentBytes(2 * BATCH_BYTES);
   const b = batchOf('wxyz');
   s.add(0, b);
   const view = s.slices(1, 3, 100);
@@ -57,7 +58,7 @@ test('recent batches kept for readers: runs across batches, slices without copie
 test('a batch goes back to the pool only when its last holder lets go, and only once', () => {
   const before = pooledBatches();
   const b = batchOf('data'); // the receiver's hold
-  const r = new RecentBytes(100);
+  const r = new RecentBytes(2 * BATCH_BYTES);
   r.add(0, b); // the window's hold
   const reader = r.slices(0, 4, 100); // a socket write's hold
   b.release(); // the write is done

@@ -40,7 +40,10 @@ export const NO_SLICES: Slices = { bufs: [], release: () => {} };
 
 interface Recent { at: number; end: number; batch: Batch }
 
-/** Batches recently written to the staging file, kept in memory (up to `cap` bytes) for readers. */
+/**
+ * Batches recently written to the staging file, kept in memory for readers: up to `cap` bytes of
+ * buffers, counted whole (on a slow link a batch is written 50 ms after its first byte, mostly empty).
+ */
 export class RecentBytes {
   private batches: Recent[] = [];
   private bytes = 0;
@@ -51,10 +54,10 @@ export class RecentBytes {
     if (this.cap <= 0) return;
     batch.hold();
     this.batches.push({ at, end: at + batch.len, batch });
-    this.bytes += batch.len;
+    this.bytes += batch.buf.length;
     while (this.bytes > this.cap && this.batches.length > 1) {
       const b = this.batches.shift()!;
-      this.bytes -= b.end - b.at;
+      this.bytes -= b.batch.buf.length;
       b.batch.release();
     }
   }
