@@ -12,7 +12,7 @@ import { benchS3 } from './s3.js';
 import { benchTransfer } from './transfer.js';
 import { benchUi } from './ui.js';
 import { benchMirror } from './mirror.js';
-import { freshMemoryCost } from './lib/ceilings.js';
+import { pageCacheWriteCost } from './lib/ceilings.js';
 import { installCleanupHandlers } from './lib/procs.js';
 import { printTable, type Row } from './lib/table.js';
 
@@ -73,8 +73,8 @@ async function main(): Promise<void> {
   installCleanupHandlers();
   const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
   console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${load()}${common.serverMain ? `, server ${common.serverMain}` : ''}${common.quick ? ', quick mode' : ''}`);
-  const fresh = await freshMemoryCost().catch(() => NaN);
-  console.log(`fresh memory: ${fresh.toFixed(2)} s/GiB to touch (page faults; above ~0.5, a VM that returns freed memory to its host: buffered writes and fills pay it per byte)`);
+  const pageCache = await pageCacheWriteCost().catch(() => NaN);
+  console.log(`page cache: ${pageCache.toFixed(2)} CPU s/GiB to write a new file (about 0.3 on most machines; far above: a VM returning freed memory to its host, paid by fills and buffered writes)`);
   let failed = false;
   for (const name of names.length ? names : Object.keys(BENCHES)) {
     const b = BENCHES[name]!;
