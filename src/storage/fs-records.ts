@@ -3,6 +3,7 @@
 // and swaps, so two processes on one data folder cannot both win.
 import { createHash } from 'node:crypto';
 import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { fromFsError } from '../errors.js';
@@ -10,7 +11,8 @@ import type { PendingWrite, Versioned } from './driver.js';
 import { IO_CHUNK } from '../units.js';
 
 const GUARD_STALE_MS = 10_000; // a guard is held for a few ms; one this old belongs to a dead writer
-const GUARD_WAIT_MS = 5_000;
+const GUARD_WAIT_MS = 15_000; // longer than the above, so a waiter outlives a dead writer's guard
+const GUARD_OWNER = `${hostname()} ${process.pid}`;
 
 export interface FsPaths {
   /** Key → absolute path, refusing keys that leave the root. */
@@ -128,6 +130,22 @@ export async function deleteIf(p: FsPaths, key: string, version: string): Promis
   });
 }
 
+/** Whether a guard belongs to a writer that is gone: a process of this host that no longer runs, or a guard too old. */
+async function deadGuard(guard: string): Promise<boolean> {
+  const [st, owner] = await Promise.all([stat(guard).catch(() => null), readFile(guard, 'utf8').catch(() => '')]);
+  if (!st) return false;
+  if (Date.now() - st.mtimeMs > GUARD_STALE_MS) return true;
+  // A writer killed (kill -9) while it held a guard must not block this key for GUARD_STALE_MS.
+  const [host, pid] = owner.split(' ');
+  if (host !== hostname() || !/^\d+$/.test(pid ?? '') || Number(pid) === process.pid) return false;
+  try {
+    process.kill(Number(pid), 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 async function withGuard<T>(p: FsPaths, key: string, fn: () => Promise<T>): Promise<T> {
   const guard = p.guard(key);
   await mkdir(path.dirname(guard), { recursive: true });
@@ -135,12 +153,11 @@ async function withGuard<T>(p: FsPaths, key: string, fn: () => Promise<T>): Prom
   for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
     try {
       const fh = await open(guard, 'wx', 0o600);
-      await fh.close();
+      await fh.writeFile(GUARD_OWNER).finally(() => fh.close());
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const st = await stat(guard).catch(() => null);
-      if (st && Date.now() - st.mtimeMs > GUARD_STALE_MS) await unlink(guard).catch(() => {});
+      if (await deadGuard(guard)) await unlink(guard).catch(() => {});
       if (Date.now() > deadline) throw new Error(`fs driver: ${key} stayed locked by another writer for ${GUARD_WAIT_MS / 1000} s`, { cause: e });
       await new Promise((r) => setTimeout(r, wait));
     }
