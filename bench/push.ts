@@ -13,7 +13,7 @@
 //
 //   node dist/bench/push.js [--rounds N] [--mib N] [--only lean,emulated,distribution] [--server-main M] [--cpu-prof DIR]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, createReadStream, fsyncSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fsyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -26,6 +26,7 @@ import { layoutParts } from '../test/support/ollama-names.js';
 import { sha256Rate } from './lib/ceilings.js';
 import type { Row } from './lib/table.js';
 import { freePort, shebangFlags } from './lib/procs.js';
+import { threadCpu } from './lib/load.js';
 
 /** The same shape as the rows of bench/lib/table.ts. */
 export type { Row };
@@ -95,20 +96,6 @@ function cpuSeconds(pid: number | undefined): number {
   } catch {
     return NaN;
   }
-}
-
-/** CPU seconds of a process's main thread and of its other threads (fs thread pool, workers, GC), from /proc. */
-function threadCpu(pid: number | undefined): Map<string, number> {
-  const out = new Map<string, number>();
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = tid === String(pid) ? 'main' : 'others';
-      const f = st.slice(st.lastIndexOf(') ') + 2).split(' ');
-      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
-    }
-  } catch { /* gone */ }
-  return out;
 }
 
 function cpuTotal(u: NodeJS.CpuUsage): number {

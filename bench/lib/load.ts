@@ -1,7 +1,7 @@
 // Load generators. Blob bytes are fetched with curl (-o /dev/null): on this machine it needs
 // about a third of the CPU of a Node http client for the same GiB, and client and server share
 // 2 cores. Manifest load comes from wrk (Debian package `wrk`), a C load generator.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { run } from './procs.js';
 
 export interface Transfer {
@@ -138,6 +138,20 @@ export function cpuSecondsOf(pid: number): number {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** CPU seconds of a process's main thread and of its other threads (fs thread pool, V8's GC threads, workers), from /proc. */
+export function threadCpu(pid: number | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = tid === String(pid) ? 'main' : 'others';
+      const f = st.slice(st.lastIndexOf(') ') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
+    }
+  } catch { /* gone */ }
+  return out;
 }
 
 /** Sample VmRSS every `everyMs` while `work` runs; returns the sampled peak and the kernel's VmHWM. */
