@@ -284,8 +284,11 @@ export class Fill implements ReadableFill {
   /** Put a batch's bytes at `at` in the staging file (a short write is finished by hand). */
   private async writeAt(buf: Buffer, at: number): Promise<void> {
     await this.deps.space?.take(`blob ${this.digest}`, buf.length);
-    let off = 0;
-    while (off < buf.length) off += (await this.fh.write(buf, off, buf.length - off, at + off)).bytesWritten;
+    for (let off = 0; off < buf.length;) {
+      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, at + off);
+      if (bytesWritten <= 0) throw new Error(`the staging file of ${this.digest} took no bytes at ${at + off}`);
+      off += bytesWritten;
+    }
   }
 
   /** A batch is on disk: record it, hash it if it continues the prefix, keep it for readers. */
