@@ -10,7 +10,6 @@ import { absoluteUrl } from './context.js';
 import { forwardedUpload, forwardUpload } from './upload-forward.js';
 import { uploadRange } from '../registry/uploads/session-records.js';
 
-
 /** `forwarded`: sent by another replica for the session this process holds (upload-forward.ts). */
 type UploadRoute = { kind: 'uploads'; namespace: string; model: string; id?: string; forwarded?: true };
 

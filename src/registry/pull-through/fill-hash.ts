@@ -34,8 +34,10 @@ export class PrefixHash {
         if (end <= this.hashed || stop()) break;
         const mem = memory(this.hashed, end, READ_BACK);
         if (mem.bufs.length) {
-          for (const b of mem.bufs) this.hasher.update(b);
-          for (const b of mem.bufs) this.hashed += b.length;
+          for (const b of mem.bufs) {
+            this.hasher.update(b);
+            this.hashed += b.length;
+          }
           mem.release();
           continue;
         }

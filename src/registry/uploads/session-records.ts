@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Logger } from '../../log.js';
 import type { Driver } from '../../storage/driver.js';
 import { uploadInfoKey, uploadsDir } from '../../storage/layout.js';
+import { scratchPath } from '../../storage/local.js';
 import type { SessionInfo } from './uploads.js';
 import { IO_CHUNK } from '../../units.js';
 
@@ -44,7 +45,7 @@ export async function localSessions(scratch: string, area: string): Promise<stri
 /** Bytes of the sessions in this scratch folder's area. */
 export async function localSessionBytes(scratch: string, area: string): Promise<number> {
   let n = 0;
-  for (const id of await localSessions(scratch, area)) n += (await stat(path.join(scratch, area, id)).catch(() => null))?.size ?? 0;
+  for (const id of await localSessions(scratch, area)) n += (await stat(scratchPath(scratch, area, id)).catch(() => null))?.size ?? 0;
   return n;
 }
 
